@@ -1,0 +1,170 @@
+//! Events of the deployment aggregate and of each device's entry in a deployment.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A device's state within one deployment, with Mender's wire names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum DeviceDeploymentStatus {
+    #[serde(rename = "pending")]
+    Pending,
+    #[serde(rename = "downloading")]
+    Downloading,
+    #[serde(rename = "installing")]
+    Installing,
+    #[serde(rename = "rebooting")]
+    Rebooting,
+    #[serde(rename = "pause_before_installing")]
+    PauseBeforeInstalling,
+    #[serde(rename = "pause_before_committing")]
+    PauseBeforeCommitting,
+    #[serde(rename = "pause_before_rebooting")]
+    PauseBeforeRebooting,
+    #[serde(rename = "success")]
+    Success,
+    #[serde(rename = "failure")]
+    Failure,
+    #[serde(rename = "noartifact")]
+    NoArtifact,
+    #[serde(rename = "already-installed")]
+    AlreadyInstalled,
+    #[serde(rename = "aborted")]
+    Aborted,
+    #[serde(rename = "decommissioned")]
+    Decommissioned,
+}
+
+impl DeviceDeploymentStatus {
+    pub const ALL: [DeviceDeploymentStatus; 13] = [
+        Self::Pending,
+        Self::Downloading,
+        Self::Installing,
+        Self::Rebooting,
+        Self::PauseBeforeInstalling,
+        Self::PauseBeforeCommitting,
+        Self::PauseBeforeRebooting,
+        Self::Success,
+        Self::Failure,
+        Self::NoArtifact,
+        Self::AlreadyInstalled,
+        Self::Aborted,
+        Self::Decommissioned,
+    ];
+
+    /// The wire name, as stored in read models and shown by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Downloading => "downloading",
+            Self::Installing => "installing",
+            Self::Rebooting => "rebooting",
+            Self::PauseBeforeInstalling => "pause_before_installing",
+            Self::PauseBeforeCommitting => "pause_before_committing",
+            Self::PauseBeforeRebooting => "pause_before_rebooting",
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::NoArtifact => "noartifact",
+            Self::AlreadyInstalled => "already-installed",
+            Self::Aborted => "aborted",
+            Self::Decommissioned => "decommissioned",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == name)
+    }
+
+    /// Final statuses never change again (except through a new deployment).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Success
+                | Self::Failure
+                | Self::NoArtifact
+                | Self::AlreadyInstalled
+                | Self::Aborted
+                | Self::Decommissioned
+        )
+    }
+}
+
+impl std::fmt::Display for DeviceDeploymentStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One batch of a phased rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    pub id: Uuid,
+    /// Percent of the targeted devices; `None` for the last phase, which takes the remainder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<u32>,
+    pub start_ts: DateTime<Utc>,
+    /// Devices this phase admits, fixed when the deployment is created.
+    pub max_devices: u64,
+}
+
+/// An operator created a deployment of an artifact name to a list of devices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentCreated {
+    pub deployment_id: Uuid,
+    pub name: String,
+    pub artifact_name: String,
+    pub devices: Vec<String>,
+    pub phases: Vec<Phase>,
+    pub force_installation: bool,
+    pub created: DateTime<Utc>,
+}
+
+/// The operator aborted the deployment: every device not yet in a final state is aborted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentAborted {
+    pub deployment_id: Uuid,
+}
+
+/// A targeted device asked for its next deployment and got an entry in this one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceJoinedDeployment {
+    pub deployment_id: Uuid,
+    pub device_id: String,
+    /// The artifact chosen for the device, `None` when none fits its device type.
+    pub artifact_id: Option<Uuid>,
+    /// `pending`, or a final status decided on the spot (`noartifact`, `already-installed`).
+    pub status: DeviceDeploymentStatus,
+    pub device_type: String,
+    /// The artifact the device reported running when it asked.
+    pub installed_artifact_name: String,
+    /// Index of the phase that admitted the device, for phased deployments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<usize>,
+}
+
+/// A device's entry moved to another status: reported by the device, or imposed by an abort,
+/// a decommission or a protocol violation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDeploymentStatusChanged {
+    pub deployment_id: Uuid,
+    pub device_id: String,
+    pub status: DeviceDeploymentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub substate: Option<String>,
+}
+
+/// One line of a device's deployment log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogMessage {
+    pub timestamp: DateTime<Utc>,
+    pub level: String,
+    pub message: String,
+}
+
+/// A device uploaded the log of its attempt at this deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDeploymentLogSaved {
+    pub deployment_id: Uuid,
+    pub device_id: String,
+    pub messages: Vec<LogMessage>,
+}

@@ -1,0 +1,103 @@
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::envelope::{NewEvent, Position, RecordedEvent, StreamName, TenantId};
+
+/// What the writer believes about a stream before appending to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream holds (used for events that commute).
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have exactly this version.
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    pub fn admits(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(version) => version == actual,
+        }
+    }
+}
+
+/// Events for one stream, appended atomically or not at all.
+#[derive(Debug, Clone)]
+pub struct AppendRequest {
+    pub tenant: TenantId,
+    pub stream: StreamName,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream's version after the append: the version of its last event.
+    pub stream_version: u64,
+    /// The global position of the last event appended, the one readers wait for.
+    pub position: Position,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Someone else appended first: load the stream again and decide anew.
+    #[error("stream {stream} is at version {actual}, expected {expected:?}")]
+    Conflict {
+        stream: StreamName,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    #[error("an append needs at least one event")]
+    Empty,
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("event log storage failed: {0}")]
+    Storage(#[from] sqlx::Error),
+    #[error("event log holds a malformed row: {0}")]
+    Corrupt(String),
+}
+
+/// The append-only log every change goes through.
+///
+/// Guarantees, checked for every backend by the conformance suite:
+/// - appends to one stream are atomic and checked against the expected version;
+/// - re-appending an event id already in the log appends nothing and answers as the first time;
+/// - positions form one total order, and `read_all` never returns an event after one with a
+///   larger position has been returned (no reader ever skips a late commit).
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends to several streams in one commit; each request succeeds or fails on its own.
+    async fn append_many(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>>;
+
+    async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
+        self.append_many(vec![request])
+            .await
+            .pop()
+            .unwrap_or(Err(AppendError::Empty))
+    }
+
+    /// A stream's events with a version above `after_version`, oldest first.
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamName,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError>;
+
+    /// Up to `limit` events after `after`, in log order, across all tenants.
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, LogError>;
+
+    /// The position of the last committed event.
+    async fn head(&self) -> Result<Position, LogError>;
+
+    /// Changes whenever this process learns of new events: a hint to read again, never proof.
+    fn head_changes(&self) -> watch::Receiver<Position>;
+}

@@ -1,0 +1,92 @@
+//! An event log in memory, for unit tests of the domain only. Nothing survives the process.
+
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::envelope::{Position, RecordedEvent, StreamName, TenantId};
+use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError};
+use crate::plan::{self, LogFacts};
+use crate::postgres::advance;
+
+pub struct MemoryEventLog {
+    events: Mutex<Vec<RecordedEvent>>,
+    head: watch::Sender<Position>,
+}
+
+impl Default for MemoryEventLog {
+    fn default() -> Self {
+        Self {
+            events: Mutex::new(Vec::new()),
+            head: watch::channel(Position::START).0,
+        }
+    }
+}
+
+impl MemoryEventLog {
+    fn locked(&self) -> std::sync::MutexGuard<'_, Vec<RecordedEvent>> {
+        // A panic while holding the lock cannot leave the vector half-written: pushes are the
+        // only mutation.
+        self.events
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryEventLog {
+    async fn append_many(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>> {
+        let mut events = self.locked();
+        let mut facts = LogFacts {
+            head: Position(events.len() as u64),
+            ..LogFacts::default()
+        };
+        for event in events.iter() {
+            facts
+                .known_events
+                .insert(event.event_id, (event.position, event.stream_version));
+            facts
+                .stream_versions
+                .insert((event.tenant.clone(), event.stream.clone()), event.stream_version);
+        }
+        let planned = plan::plan(requests, facts);
+        if let Some(last) = planned.rows.last() {
+            advance(&self.head, last.position);
+        }
+        events.extend(planned.rows);
+        planned.results
+    }
+
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamName,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        Ok(self
+            .locked()
+            .iter()
+            .filter(|e| &e.tenant == tenant && &e.stream == stream && e.stream_version > after_version)
+            .cloned()
+            .collect())
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        Ok(self
+            .locked()
+            .iter()
+            .skip(after.0 as usize)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn head(&self) -> Result<Position, LogError> {
+        Ok(Position(self.locked().len() as u64))
+    }
+
+    fn head_changes(&self) -> watch::Receiver<Position> {
+        self.head.subscribe()
+    }
+}

@@ -1,0 +1,88 @@
+//! Applies the SQL files under `migrations/` that are compiled into the binary.
+//!
+//! Runs through sqlx's `Any` driver so one runner serves PostgreSQL and SQLite. Several
+//! instances may start at once against one PostgreSQL: an advisory lock lets one apply while
+//! the others wait and then find nothing left to do.
+
+use sqlx::any::{install_default_drivers, AnyConnectOptions};
+use sqlx::{AnyConnection, ConnectOptions, Connection};
+use std::str::FromStr;
+
+/// One SQL file, applied once, in version order.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// The migrations of one schema (the event log or the read models) for one database engine.
+#[derive(Debug, Clone, Copy)]
+pub struct MigrationSet {
+    pub name: &'static str,
+    pub migrations: &'static [Migration],
+}
+
+impl MigrationSet {
+    /// Applies what the database behind `url` has not seen yet.
+    pub async fn apply(&self, url: &str) -> Result<(), sqlx::Error> {
+        install_default_drivers();
+        let options = AnyConnectOptions::from_str(url)?;
+        let mut connection = options.connect().await?;
+        let postgres = url.starts_with("postgres");
+        if postgres {
+            sqlx::query("SELECT pg_advisory_lock(7305112690347001)")
+                .execute(&mut connection)
+                .await?;
+        }
+        let outcome = self.apply_locked(&mut connection).await;
+        if postgres {
+            sqlx::query("SELECT pg_advisory_unlock(7305112690347001)")
+                .execute(&mut connection)
+                .await?;
+        }
+        connection.close().await?;
+        outcome
+    }
+
+    async fn apply_locked(&self, connection: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                migration_set TEXT NOT NULL,
+                version BIGINT NOT NULL,
+                name TEXT NOT NULL,
+                PRIMARY KEY (migration_set, version)
+            )",
+        )
+        .execute(&mut *connection)
+        .await?;
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE migration_set = $1")
+                .bind(self.name)
+                .fetch_all(&mut *connection)
+                .await?;
+        for migration in self.migrations {
+            if applied.contains(&migration.version) {
+                continue;
+            }
+            let mut transaction = connection.begin().await?;
+            sqlx::raw_sql(migration.sql).execute(&mut *transaction).await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (migration_set, version, name) VALUES ($1, $2, $3)",
+            )
+            .bind(self.name)
+            .bind(migration.version)
+            .bind(migration.name)
+            .execute(&mut *transaction)
+            .await?;
+            transaction.commit().await?;
+            tracing::info!(
+                migration.set = self.name,
+                migration.version = migration.version,
+                migration.name = migration.name,
+                "applied migration"
+            );
+        }
+        Ok(())
+    }
+}

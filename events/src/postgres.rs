@@ -1,0 +1,311 @@
+//! The event log on PostgreSQL.
+//!
+//! Writers take a transaction-scoped advisory lock and assign `position = max + 1` under it,
+//! so positions commit in order and a reader can never see N+1 before N. Batches of appends
+//! share one commit, which is what keeps many small appends fast. Each commit sends a
+//! NOTIFY carrying the new head; every process LISTENs and wakes its subscribers, while
+//! subscribers also poll in case a notification is lost.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgListener, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::envelope::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
+use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError};
+use crate::migrate::{Migration, MigrationSet};
+use crate::plan::{self, LogFacts};
+
+pub const MIGRATIONS: MigrationSet = MigrationSet {
+    name: "event-log",
+    migrations: &[Migration {
+        version: 1,
+        name: "events",
+        sql: include_str!("../../migrations/postgres/event-log/0001_events.sql"),
+    }],
+};
+
+/// Any constant will do as long as nothing else on the database uses it.
+const WRITER_LOCK: i64 = 7_305_112_690_347_002;
+const CHANNEL: &str = "event_log";
+
+pub struct PostgresEventLog {
+    pool: PgPool,
+    head: watch::Sender<Position>,
+    listener: JoinHandle<()>,
+}
+
+impl PostgresEventLog {
+    /// Migrates the schema if needed, then connects.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, LogError> {
+        MIGRATIONS.apply(url).await?;
+        let pool = PgPoolOptions::new()
+            // One connection stays with the LISTEN task.
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        Self::from_pool(pool).await
+    }
+
+    pub async fn from_pool(pool: PgPool) -> Result<Self, LogError> {
+        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&pool)
+            .await?;
+        let (head, _) = watch::channel(Position(current as u64));
+        let listener = tokio::spawn(listen(pool.clone(), head.clone()));
+        Ok(Self {
+            pool,
+            head,
+            listener,
+        })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn facts(
+        transaction: &mut sqlx::PgConnection,
+        requests: &[AppendRequest],
+    ) -> Result<LogFacts, sqlx::Error> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *transaction)
+            .await?;
+        let known_events = sqlx::query(
+            "SELECT event_id, position, stream_version FROM events WHERE event_id = ANY($1)",
+        )
+        .bind(plan::event_ids(requests))
+        .fetch_all(&mut *transaction)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let id: Uuid = row.get(0);
+            let position: i64 = row.get(1);
+            let version: i64 = row.get(2);
+            (id, (Position(position as u64), version as u64))
+        })
+        .collect();
+        let (tenants, streams): (Vec<String>, Vec<String>) = plan::streams(requests)
+            .into_iter()
+            .map(|(tenant, stream)| (tenant.0, stream.0))
+            .unzip();
+        let stream_versions: HashMap<_, _> = sqlx::query(
+            "SELECT e.tenant, e.stream, MAX(e.stream_version)
+             FROM events e
+             JOIN UNNEST($1::text[], $2::text[]) AS s(tenant, stream)
+               ON e.tenant = s.tenant AND e.stream = s.stream
+             GROUP BY e.tenant, e.stream",
+        )
+        .bind(tenants)
+        .bind(streams)
+        .fetch_all(&mut *transaction)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let version: i64 = row.get(2);
+            (
+                (TenantId(row.get(0)), StreamName(row.get(1))),
+                version as u64,
+            )
+        })
+        .collect();
+        Ok(LogFacts {
+            head: Position(head as u64),
+            known_events,
+            stream_versions,
+        })
+    }
+
+    async fn commit_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITER_LOCK)
+            .execute(&mut *transaction)
+            .await?;
+        let facts = Self::facts(&mut transaction, &requests).await?;
+        let planned = plan::plan(requests, facts);
+        let Some(last) = planned.rows.last() else {
+            // Nothing new (conflicts or repeats only): release the lock without a commit record.
+            transaction.rollback().await?;
+            return Ok(planned.results);
+        };
+        let new_head = last.position;
+        insert(&mut transaction, &planned.rows).await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(new_head.0.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        advance(&self.head, new_head);
+        Ok(planned.results)
+    }
+}
+
+impl Drop for PostgresEventLog {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+async fn insert(
+    transaction: &mut sqlx::PgConnection,
+    rows: &[RecordedEvent],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO events (position, event_id, tenant, stream, stream_version, event_type,
+                             schema_version, occurred_at, correlation_id, causation_id, actor,
+                             payload)
+         SELECT position, event_id, tenant, stream, stream_version, event_type, schema_version,
+                occurred_at, correlation_id, causation_id, actor, payload::jsonb
+         FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[],
+                     $7::int[], $8::timestamptz[], $9::text[], $10::text[], $11::text[],
+                     $12::text[])
+              AS r(position, event_id, tenant, stream, stream_version, event_type,
+                   schema_version, occurred_at, correlation_id, causation_id, actor, payload)",
+    )
+    .bind(rows.iter().map(|r| r.position.0 as i64).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.tenant.0.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.stream.0.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.stream_version as i64).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_type.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.schema_version as i32).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.metadata.occurred_at).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.metadata.correlation_id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.metadata.causation_id.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.metadata.actor.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.payload.to_string()).collect::<Vec<_>>())
+    .execute(&mut *transaction)
+    .await?;
+    Ok(())
+}
+
+const COLUMNS: &str = "position, event_id, tenant, stream, stream_version, event_type, \
+                       schema_version, occurred_at, correlation_id, causation_id, actor, payload";
+
+fn recorded(row: PgRow) -> Result<RecordedEvent, LogError> {
+    let position: i64 = row.try_get("position")?;
+    let stream_version: i64 = row.try_get("stream_version")?;
+    let schema_version: i32 = row.try_get("schema_version")?;
+    let occurred_at: DateTime<Utc> = row.try_get("occurred_at")?;
+    Ok(RecordedEvent {
+        position: Position(position as u64),
+        event_id: row.try_get("event_id")?,
+        tenant: TenantId(row.try_get("tenant")?),
+        stream: StreamName(row.try_get("stream")?),
+        stream_version: stream_version as u64,
+        event_type: row.try_get("event_type")?,
+        schema_version: schema_version as u32,
+        metadata: EventMetadata {
+            occurred_at,
+            correlation_id: row.try_get("correlation_id")?,
+            causation_id: row.try_get("causation_id")?,
+            actor: row.try_get("actor")?,
+        },
+        payload: row.try_get("payload")?,
+    })
+}
+
+/// Raises the known head; never lowers it, since notifications may arrive out of order.
+pub(crate) fn advance(head: &watch::Sender<Position>, to: Position) {
+    head.send_if_modified(|known| {
+        let newer = to > *known;
+        if newer {
+            *known = to;
+        }
+        newer
+    });
+}
+
+async fn listen(pool: PgPool, head: watch::Sender<Position>) {
+    loop {
+        let outcome: Result<(), sqlx::Error> = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            loop {
+                let notification = listener.recv().await?;
+                if let Ok(position) = notification.payload().parse::<u64>() {
+                    advance(&head, Position(position));
+                }
+            }
+        }
+        .await;
+        if let Err(error) = outcome {
+            tracing::warn!(%error, "event log notifications lost; subscribers fall back to polling");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[async_trait]
+impl EventLog for PostgresEventLog {
+    async fn append_many(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>> {
+        let count = requests.len();
+        match self.commit_batch(requests).await {
+            Ok(results) => results,
+            Err(error) => {
+                let message = error.to_string();
+                tracing::error!(%error, "event log append failed");
+                plan::all_failed(count, || {
+                    AppendError::Log(LogError::Storage(sqlx::Error::Protocol(message.clone())))
+                })
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamName,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events
+             WHERE tenant = $1 AND stream = $2 AND stream_version > $3
+             ORDER BY stream_version"
+        ))
+        .bind(tenant.as_str())
+        .bind(stream.as_str())
+        .bind(after_version as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(recorded)
+        .collect()
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(after.0 as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(recorded)
+        .collect()
+    }
+
+    async fn head(&self) -> Result<Position, LogError> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Position(head as u64))
+    }
+
+    fn head_changes(&self) -> watch::Receiver<Position> {
+        self.head.subscribe()
+    }
+}

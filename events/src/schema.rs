@@ -1,0 +1,232 @@
+//! Event types with stable wire names and schema versions, and upcasters for older JSON.
+//!
+//! A stored event is never rewritten. When a payload's shape changes, its type gets a new
+//! schema version and an upcaster that turns the previous version's JSON into the new one;
+//! decoding runs the chain from the stored version up to the current one. Every version ever
+//! written has a golden fixture in `fixtures/` that must keep decoding.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::artifact::{ArtifactDeleted, ArtifactDescriptionChanged, ArtifactUploaded};
+use crate::deployment::{
+    DeploymentAborted, DeploymentCreated, DeviceDeploymentLogSaved,
+    DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("unknown event type {0}")]
+    UnknownType(String),
+    #[error("{event_type} has no schema version {version}")]
+    UnknownVersion { event_type: String, version: u32 },
+    #[error("{event_type} v{version} does not match its schema: {source}")]
+    Malformed {
+        event_type: String,
+        version: u32,
+        source: serde_json::Error,
+    },
+}
+
+/// Every event the service records.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DomainEvent {
+    ArtifactUploaded(ArtifactUploaded),
+    ArtifactDescriptionChanged(ArtifactDescriptionChanged),
+    ArtifactDeleted(ArtifactDeleted),
+    DeploymentCreated(DeploymentCreated),
+    DeploymentAborted(DeploymentAborted),
+    DeviceJoinedDeployment(DeviceJoinedDeployment),
+    DeviceDeploymentStatusChanged(DeviceDeploymentStatusChanged),
+    DeviceDeploymentLogSaved(DeviceDeploymentLogSaved),
+}
+
+/// Each event type with the schema versions that may be stored, oldest first; the last is
+/// the one written today.
+pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
+    ("ArtifactUploaded", &[1]),
+    ("ArtifactDescriptionChanged", &[1]),
+    ("ArtifactDeleted", &[1]),
+    ("DeploymentCreated", &[1, 2]),
+    ("DeploymentAborted", &[1]),
+    ("DeviceJoinedDeployment", &[1]),
+    ("DeviceDeploymentStatusChanged", &[1]),
+    ("DeviceDeploymentLogSaved", &[1]),
+];
+
+impl DomainEvent {
+    /// The stable wire name; never renamed once stored.
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::ArtifactUploaded(_) => "ArtifactUploaded",
+            Self::ArtifactDescriptionChanged(_) => "ArtifactDescriptionChanged",
+            Self::ArtifactDeleted(_) => "ArtifactDeleted",
+            Self::DeploymentCreated(_) => "DeploymentCreated",
+            Self::DeploymentAborted(_) => "DeploymentAborted",
+            Self::DeviceJoinedDeployment(_) => "DeviceJoinedDeployment",
+            Self::DeviceDeploymentStatusChanged(_) => "DeviceDeploymentStatusChanged",
+            Self::DeviceDeploymentLogSaved(_) => "DeviceDeploymentLogSaved",
+        }
+    }
+
+    /// The schema version this build writes.
+    pub fn schema_version(&self) -> u32 {
+        current_version(self.event_type()).unwrap_or(1)
+    }
+
+    pub fn payload(&self) -> Value {
+        let value = match self {
+            Self::ArtifactUploaded(event) => serde_json::to_value(event),
+            Self::ArtifactDescriptionChanged(event) => serde_json::to_value(event),
+            Self::ArtifactDeleted(event) => serde_json::to_value(event),
+            Self::DeploymentCreated(event) => serde_json::to_value(event),
+            Self::DeploymentAborted(event) => serde_json::to_value(event),
+            Self::DeviceJoinedDeployment(event) => serde_json::to_value(event),
+            Self::DeviceDeploymentStatusChanged(event) => serde_json::to_value(event),
+            Self::DeviceDeploymentLogSaved(event) => serde_json::to_value(event),
+        };
+        // Plain structs with string keys always serialize.
+        value.expect("domain events serialize to JSON")
+    }
+
+    /// Reads a stored payload of any known version as the current event.
+    pub fn decode(event_type: &str, version: u32, payload: Value) -> Result<Self, SchemaError> {
+        let current = current_version(event_type)
+            .ok_or_else(|| SchemaError::UnknownType(event_type.to_owned()))?;
+        if version == 0 || version > current {
+            return Err(SchemaError::UnknownVersion {
+                event_type: event_type.to_owned(),
+                version,
+            });
+        }
+        let mut payload = payload;
+        for from in version..current {
+            payload = upcast(event_type, from, payload);
+        }
+        let parsed = Parser {
+            event_type,
+            version,
+            payload,
+        };
+        Ok(match event_type {
+            "ArtifactUploaded" => Self::ArtifactUploaded(parsed.parse()?),
+            "ArtifactDescriptionChanged" => Self::ArtifactDescriptionChanged(parsed.parse()?),
+            "ArtifactDeleted" => Self::ArtifactDeleted(parsed.parse()?),
+            "DeploymentCreated" => Self::DeploymentCreated(parsed.parse()?),
+            "DeploymentAborted" => Self::DeploymentAborted(parsed.parse()?),
+            "DeviceJoinedDeployment" => Self::DeviceJoinedDeployment(parsed.parse()?),
+            "DeviceDeploymentStatusChanged" => {
+                Self::DeviceDeploymentStatusChanged(parsed.parse()?)
+            }
+            "DeviceDeploymentLogSaved" => Self::DeviceDeploymentLogSaved(parsed.parse()?),
+            other => return Err(SchemaError::UnknownType(other.to_owned())),
+        })
+    }
+}
+
+fn current_version(event_type: &str) -> Option<u32> {
+    STORED_VERSIONS
+        .iter()
+        .find(|(name, _)| *name == event_type)
+        .and_then(|(_, versions)| versions.last().copied())
+}
+
+/// Turns version `from` of an event type's JSON into version `from + 1`.
+fn upcast(event_type: &str, from: u32, mut payload: Value) -> Value {
+    match (event_type, from) {
+        // v1 predates phased rollouts and forced installation: a v1 deployment went to all
+        // its devices at once and skipped devices already running the artifact.
+        ("DeploymentCreated", 1) => {
+            if let Some(fields) = payload.as_object_mut() {
+                fields.entry("phases").or_insert_with(|| Value::Array(vec![]));
+                fields
+                    .entry("force_installation")
+                    .or_insert(Value::Bool(false));
+            }
+            payload
+        }
+        _ => payload,
+    }
+}
+
+struct Parser<'a> {
+    event_type: &'a str,
+    version: u32,
+    payload: Value,
+}
+
+impl Parser<'_> {
+    fn parse<T: DeserializeOwned + Serialize>(self) -> Result<T, SchemaError> {
+        serde_json::from_value(self.payload).map_err(|source| SchemaError::Malformed {
+            event_type: self.event_type.to_owned(),
+            version: self.version,
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(event_type: &str, version: u32) -> Value {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(format!("{event_type}.v{version}.json"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|err| panic!("golden fixture {} missing: {err}", path.display()));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn every_stored_version_has_a_golden_fixture_that_still_decodes() {
+        for (event_type, versions) in STORED_VERSIONS {
+            for version in *versions {
+                let event = DomainEvent::decode(event_type, *version, fixture(event_type, *version))
+                    .unwrap_or_else(|err| panic!("{event_type} v{version}: {err}"));
+                assert_eq!(event.event_type(), *event_type);
+            }
+        }
+    }
+
+    #[test]
+    fn current_versions_round_trip_exactly_through_their_fixture() {
+        for (event_type, versions) in STORED_VERSIONS {
+            let current = *versions.last().unwrap();
+            let stored = fixture(event_type, current);
+            let event = DomainEvent::decode(event_type, current, stored.clone()).unwrap();
+            assert_eq!(event.schema_version(), current);
+            assert_eq!(event.payload(), stored, "{event_type} changed shape without a new version");
+        }
+    }
+
+    #[test]
+    fn a_v1_deployment_reads_as_unphased_and_unforced() {
+        let event = DomainEvent::decode("DeploymentCreated", 1, fixture("DeploymentCreated", 1))
+            .unwrap();
+        let DomainEvent::DeploymentCreated(created) = event else {
+            panic!("wrong type")
+        };
+        assert!(created.phases.is_empty());
+        assert!(!created.force_installation);
+        assert_eq!(created.devices, vec!["dev-1", "dev-2"]);
+    }
+
+    #[test]
+    fn unknown_types_and_versions_are_refused() {
+        assert!(matches!(
+            DomainEvent::decode("DeploymentExploded", 1, Value::Null),
+            Err(SchemaError::UnknownType(_))
+        ));
+        assert!(matches!(
+            DomainEvent::decode("DeploymentCreated", 3, fixture("DeploymentCreated", 2)),
+            Err(SchemaError::UnknownVersion { .. })
+        ));
+        assert!(matches!(
+            DomainEvent::decode("DeploymentAborted", 1, serde_json::json!({"id": 1})),
+            Err(SchemaError::Malformed { .. })
+        ));
+    }
+}

@@ -1,0 +1,268 @@
+//! The event log in an embedded SQLite file, the default when no server is configured.
+//!
+//! One writer connection serialises appends (SQLite allows one writer anyway) and takes
+//! `position = max + 1` inside its transaction; readers use a separate pool, which WAL mode
+//! lets run alongside the writer. Commits are fully synchronous: a 2xx means the event is on
+//! disk.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::envelope::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
+use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError};
+use crate::migrate::{Migration, MigrationSet};
+use crate::plan::{self, LogFacts};
+use crate::postgres::advance;
+
+pub const MIGRATIONS: MigrationSet = MigrationSet {
+    name: "event-log",
+    migrations: &[Migration {
+        version: 1,
+        name: "events",
+        sql: include_str!("../../migrations/sqlite/event-log/0001_events.sql"),
+    }],
+};
+
+pub struct SqliteEventLog {
+    writer: SqlitePool,
+    readers: SqlitePool,
+    head: watch::Sender<Position>,
+}
+
+/// Connection settings shared by the writer and the readers of one SQLite file.
+pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(10)))
+}
+
+impl SqliteEventLog {
+    /// Opens (creating if needed) the log at `url`, e.g. `sqlite://data/events.db`.
+    pub async fn open(url: &str) -> Result<Self, LogError> {
+        let options = connect_options(url)?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATIONS.apply(url).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&writer)
+            .await?;
+        let (head, _) = watch::channel(Position(current as u64));
+        Ok(Self {
+            writer,
+            readers,
+            head,
+        })
+    }
+
+    async fn facts(
+        connection: &mut SqliteConnection,
+        requests: &[AppendRequest],
+    ) -> Result<LogFacts, sqlx::Error> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut *connection)
+            .await?;
+        let ids: Vec<String> = plan::event_ids(requests)
+            .iter()
+            .map(Uuid::to_string)
+            .collect();
+        let mut known_events = HashMap::new();
+        for row in sqlx::query(
+            "SELECT event_id, position, stream_version FROM events
+             WHERE event_id IN (SELECT value FROM json_each($1))",
+        )
+        .bind(serde_json::to_string(&ids).unwrap_or_default())
+        .fetch_all(&mut *connection)
+        .await?
+        {
+            let id: String = row.get(0);
+            let position: i64 = row.get(1);
+            let version: i64 = row.get(2);
+            if let Ok(id) = Uuid::parse_str(&id) {
+                known_events.insert(id, (Position(position as u64), version as u64));
+            }
+        }
+        let streams: Vec<(String, String)> = plan::streams(requests)
+            .into_iter()
+            .map(|(tenant, stream)| (tenant.0, stream.0))
+            .collect();
+        let stream_versions = sqlx::query(
+            "SELECT e.tenant, e.stream, MAX(e.stream_version) FROM events e
+             JOIN (SELECT json_extract(value, '$[0]') AS tenant,
+                          json_extract(value, '$[1]') AS stream
+                   FROM json_each($1)) s
+               ON e.tenant = s.tenant AND e.stream = s.stream
+             GROUP BY e.tenant, e.stream",
+        )
+        .bind(serde_json::to_string(&streams).unwrap_or_default())
+        .fetch_all(&mut *connection)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let version: i64 = row.get(2);
+            (
+                (TenantId(row.get(0)), StreamName(row.get(1))),
+                version as u64,
+            )
+        })
+        .collect();
+        Ok(LogFacts {
+            head: Position(head as u64),
+            known_events,
+            stream_versions,
+        })
+    }
+
+    async fn commit_batch(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
+        let mut transaction = self.writer.begin().await?;
+        let facts = Self::facts(&mut transaction, &requests).await?;
+        let planned = plan::plan(requests, facts);
+        let Some(last) = planned.rows.last() else {
+            transaction.rollback().await?;
+            return Ok(planned.results);
+        };
+        let new_head = last.position;
+        for row in &planned.rows {
+            sqlx::query(
+                "INSERT INTO events (position, event_id, tenant, stream, stream_version,
+                                     event_type, schema_version, occurred_at, correlation_id,
+                                     causation_id, actor, payload)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(row.position.0 as i64)
+            .bind(row.event_id.to_string())
+            .bind(row.tenant.as_str())
+            .bind(row.stream.as_str())
+            .bind(row.stream_version as i64)
+            .bind(&row.event_type)
+            .bind(row.schema_version as i64)
+            .bind(
+                row.metadata
+                    .occurred_at
+                    .to_rfc3339_opts(SecondsFormat::Micros, true),
+            )
+            .bind(&row.metadata.correlation_id)
+            .bind(&row.metadata.causation_id)
+            .bind(&row.metadata.actor)
+            .bind(row.payload.to_string())
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        advance(&self.head, new_head);
+        Ok(planned.results)
+    }
+}
+
+const COLUMNS: &str = "position, event_id, tenant, stream, stream_version, event_type, \
+                       schema_version, occurred_at, correlation_id, causation_id, actor, payload";
+
+fn recorded(row: SqliteRow) -> Result<RecordedEvent, LogError> {
+    let corrupt = |what: &str, detail: String| LogError::Corrupt(format!("{what}: {detail}"));
+    let position: i64 = row.try_get("position")?;
+    let stream_version: i64 = row.try_get("stream_version")?;
+    let schema_version: i64 = row.try_get("schema_version")?;
+    let event_id: String = row.try_get("event_id")?;
+    let occurred_at: String = row.try_get("occurred_at")?;
+    let payload: String = row.try_get("payload")?;
+    Ok(RecordedEvent {
+        position: Position(position as u64),
+        event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt("event_id", e.to_string()))?,
+        tenant: TenantId(row.try_get("tenant")?),
+        stream: StreamName(row.try_get("stream")?),
+        stream_version: stream_version as u64,
+        event_type: row.try_get("event_type")?,
+        schema_version: schema_version as u32,
+        metadata: EventMetadata {
+            occurred_at: DateTime::parse_from_rfc3339(&occurred_at)
+                .map_err(|e| corrupt("occurred_at", e.to_string()))?
+                .with_timezone(&Utc),
+            correlation_id: row.try_get("correlation_id")?,
+            causation_id: row.try_get("causation_id")?,
+            actor: row.try_get("actor")?,
+        },
+        payload: serde_json::from_str(&payload).map_err(|e| corrupt("payload", e.to_string()))?,
+    })
+}
+
+#[async_trait]
+impl EventLog for SqliteEventLog {
+    async fn append_many(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>> {
+        let count = requests.len();
+        match self.commit_batch(requests).await {
+            Ok(results) => results,
+            Err(error) => {
+                let message = error.to_string();
+                tracing::error!(%error, "event log append failed");
+                plan::all_failed(count, || {
+                    AppendError::Log(LogError::Storage(sqlx::Error::Protocol(message.clone())))
+                })
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamName,
+        after_version: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events
+             WHERE tenant = $1 AND stream = $2 AND stream_version > $3
+             ORDER BY stream_version"
+        ))
+        .bind(tenant.as_str())
+        .bind(stream.as_str())
+        .bind(after_version as i64)
+        .fetch_all(&self.readers)
+        .await?
+        .into_iter()
+        .map(recorded)
+        .collect()
+    }
+
+    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(after.0 as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?
+        .into_iter()
+        .map(recorded)
+        .collect()
+    }
+
+    async fn head(&self) -> Result<Position, LogError> {
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(Position(head as u64))
+    }
+
+    fn head_changes(&self) -> watch::Receiver<Position> {
+        self.head.subscribe()
+    }
+}

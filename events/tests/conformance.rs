@@ -1,0 +1,52 @@
+//! The event-log contract, run against every backend this machine can host.
+
+use std::sync::Arc;
+
+use events::conformance::{self, fresh_postgres_url};
+use events::memory::MemoryEventLog;
+use events::postgres::PostgresEventLog;
+use events::sqlite::SqliteEventLog;
+use events::EventLog;
+
+async fn postgres() -> Arc<dyn EventLog> {
+    Arc::new(PostgresEventLog::connect(&fresh_postgres_url().await, 10).await.unwrap())
+}
+
+async fn sqlite() -> Arc<dyn EventLog> {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let url = format!("sqlite://{}", dir.join("events.db").display());
+    Arc::new(SqliteEventLog::open(&url).await.unwrap())
+}
+
+async fn memory() -> Arc<dyn EventLog> {
+    Arc::new(MemoryEventLog::default())
+}
+
+macro_rules! suite {
+    ($backend:ident) => {
+        mod $backend {
+            suite!(@cases $backend;
+                appends_and_reads_a_stream,
+                wrong_expected_version_is_a_conflict_and_appends_nothing,
+                re_appending_known_events_appends_nothing,
+                tenants_own_separate_streams,
+                a_batch_commits_each_request_on_its_own,
+                read_all_pages_in_one_total_order,
+                a_subscription_resumes_from_its_checkpoint_and_goes_live,
+                concurrent_writers_and_a_subscriber_agree_on_one_order
+            );
+        }
+    };
+    (@cases $backend:ident; $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                super::conformance::$case(super::$backend().await).await;
+            }
+        )*
+    };
+}
+
+suite!(postgres);
+suite!(sqlite);
+suite!(memory);
