@@ -1,0 +1,10 @@
+//! The HTTP edge both services share: every request gets an id and a span, every error
+//! leaves as Mender's `{"error", "request_id"}` body, and tokens are verified before any
+//! handler runs.
+
+pub mod auth;
+mod error;
+mod request_id;
+
+pub use error::{error_response, fallback_not_found, method_not_allowed};
+pub use request_id::{current_request_id, with_request_id, RequestId, REQUEST_ID_HEADER};

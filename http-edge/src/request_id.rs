@@ -1,0 +1,69 @@
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use tracing::Instrument;
+use uuid::Uuid;
+
+/// Mender's request id header, echoed when the client sends one.
+pub const REQUEST_ID_HEADER: &str = "x-men-requestid";
+
+/// The id of the request being served, also in the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
+
+tokio::task_local! {
+    // Error bodies are rendered far from the middleware; the task-local carries the id there.
+    static CURRENT: RequestId;
+}
+
+/// The id of the request this task serves, or an empty string outside of one.
+pub fn current_request_id() -> String {
+    CURRENT
+        .try_with(|id| id.0.clone())
+        .unwrap_or_default()
+}
+
+fn acceptable(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 256 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Middleware: takes or makes the request id, serves the request inside a span that carries
+/// it, logs the outcome once, and puts the id on the response.
+pub async fn with_request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| acceptable(id))
+        .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        route = %route,
+    );
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let started = Instant::now();
+    let mut response = CURRENT
+        .scope(RequestId(id.clone()), next.run(request))
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request finished"
+        );
+    });
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    response
+}
