@@ -25,3 +25,17 @@ pub use log::{AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, L
 pub use migrate::{Migration, MigrationSet};
 pub use schema::{DomainEvent, SchemaError};
 pub use subscription::Subscription;
+
+/// Opens the event log a URL names: `sqlite://<file>` (embedded) or `postgres://...`.
+pub async fn open_log(
+    url: &str,
+    max_connections: u32,
+) -> Result<std::sync::Arc<dyn EventLog>, LogError> {
+    if url.starts_with("postgres") {
+        Ok(std::sync::Arc::new(
+            postgres::PostgresEventLog::connect(url, max_connections).await?,
+        ))
+    } else {
+        Ok(std::sync::Arc::new(sqlite::SqliteEventLog::open(url).await?))
+    }
+}

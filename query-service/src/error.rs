@@ -1,0 +1,43 @@
+//! The one place this service's failures become HTTP answers.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use http_edge::error_response;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Resource not found")]
+    NotFound,
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, message),
+            Self::NotFound => error_response(StatusCode::NOT_FOUND, "Resource not found"),
+            Self::Unavailable(message) => error_response(StatusCode::SERVICE_UNAVAILABLE, message),
+            Self::Internal(error) => {
+                // The detail stays in the log; the client learns only that it was our fault.
+                tracing::error!(error = %format!("{error:#}"), "request failed");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        }
+    }
+}
+
+/// Mender's answer for an id that is not a UUID.
+pub fn parse_id(id: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(id).map_err(|_| ApiError::BadRequest("ID is not a valid UUID".into()))
+}

@@ -1,0 +1,54 @@
+//! Typed settings: defaults for the embedded mode, then an optional TOML file, then
+//! `DEPLOYMENTS_*` environment variables (`__` separates levels: `DEPLOYMENTS_AUTH__MODE`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use http_edge::auth::AuthSettings;
+use serde::{Deserialize, Serialize};
+
+use crate::projector::ProjectorSettings;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct QuerySettings {
+    /// Address the service listens on.
+    pub listen: SocketAddr,
+    /// The event log: `postgres://...` or `sqlite://<file>`.
+    pub event_log_url: String,
+    /// The read models: `postgres://...` or `sqlite://<file>`.
+    pub read_models_url: String,
+    /// Connections per pool.
+    pub max_connections: u32,
+    pub auth: AuthSettings,
+    pub projector: ProjectorSettings,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            event_log_url: "sqlite://data/events.db".to_owned(),
+            read_models_url: "sqlite://data/read-models.db".to_owned(),
+            max_connections: 10,
+            auth: AuthSettings::default(),
+            projector: ProjectorSettings::default(),
+        }
+    }
+}
+
+/// Layers defaults, the TOML file (when given) and the environment.
+pub fn load<T: Serialize + for<'de> Deserialize<'de> + Default>(
+    file: Option<&Path>,
+) -> Result<T, Box<figment::Error>> {
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(file) = file {
+        figment = figment.merge(Toml::file_exact(file));
+    }
+    figment
+        .merge(Env::prefixed("DEPLOYMENTS_").split("__"))
+        .extract()
+        .map_err(Box::new)
+}

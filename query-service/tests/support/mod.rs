@@ -1,0 +1,181 @@
+//! What the query-service tests share: fresh backends and a realistic event workload.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use events::deployment::{
+    DeploymentAborted, DeploymentCreated, DeviceDeploymentLogSaved, DeviceDeploymentStatus,
+    DeviceDeploymentStatusChanged, DeviceJoinedDeployment, LogMessage,
+};
+use events::{
+    AppendRequest, DomainEvent, EventLog, EventMetadata, ExpectedVersion, NewEvent, Position,
+    StreamName, TenantId,
+};
+use query_service::read_models::ReadModels;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// URLs of an empty event log and empty read models on `backend`.
+pub async fn fresh_urls(backend: Backend) -> (String, String) {
+    match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap().keep();
+            (
+                format!("sqlite://{}", dir.join("events.db").display()),
+                format!("sqlite://{}", dir.join("read-models.db").display()),
+            )
+        }
+        Backend::Postgres => {
+            let url = events::conformance::fresh_postgres_url().await;
+            (url.clone(), url)
+        }
+    }
+}
+
+/// Fresh read models of the same kind as `like`, to rebuild into and compare.
+pub async fn fresh_read_models(backend: Backend) -> ReadModels {
+    let (_, url) = fresh_urls(backend).await;
+    ReadModels::connect(&url, 5).await.unwrap()
+}
+
+/// A small deterministic generator, so a failing workload can be replayed.
+pub struct Dice(u64);
+
+impl Dice {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1))
+    }
+    pub fn roll(&mut self, sides: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % sides
+    }
+}
+
+fn stream(id: Uuid) -> StreamName {
+    StreamName::new(format!("deployment-{id}"))
+}
+
+pub async fn append(log: &Arc<dyn EventLog>, tenant: &TenantId, id: Uuid, event: DomainEvent) -> Position {
+    log.append(AppendRequest {
+        tenant: tenant.clone(),
+        stream: stream(id),
+        expected: ExpectedVersion::Any,
+        events: vec![NewEvent::new(Uuid::new_v4(), &event, EventMetadata::now())],
+    })
+    .await
+    .unwrap()
+    .position
+}
+
+pub fn created(id: Uuid, name: &str, devices: usize) -> DomainEvent {
+    DomainEvent::DeploymentCreated(DeploymentCreated {
+        deployment_id: id,
+        name: name.to_owned(),
+        artifact_name: format!("{name}-artifact"),
+        devices: (0..devices).map(|n| format!("device-{n}")).collect(),
+        phases: vec![],
+        force_installation: false,
+        created: Utc::now(),
+    })
+}
+
+pub fn joined(id: Uuid, device: &str, status: DeviceDeploymentStatus) -> DomainEvent {
+    DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
+        deployment_id: id,
+        device_id: device.to_owned(),
+        artifact_id: Some(Uuid::new_v4()),
+        status,
+        device_type: "raspberrypi4".to_owned(),
+        installed_artifact_name: "old".to_owned(),
+        phase: None,
+    })
+}
+
+pub fn changed(id: Uuid, device: &str, status: DeviceDeploymentStatus) -> DomainEvent {
+    DomainEvent::DeviceDeploymentStatusChanged(DeviceDeploymentStatusChanged {
+        deployment_id: id,
+        device_id: device.to_owned(),
+        status,
+        substate: Some(format!("now {status}")),
+    })
+}
+
+/// Deployments whose devices join, report, fail, save logs and get aborted, across two
+/// tenants; returns the position of the last event.
+pub async fn workload(log: &Arc<dyn EventLog>, deployments: usize, seed: u64) -> Position {
+    let mut dice = Dice::new(seed);
+    let mut last = Position::START;
+    for n in 0..deployments {
+        let tenant = TenantId::new(if n % 3 == 0 { "globex" } else { "acme" });
+        let id = Uuid::new_v4();
+        let devices = 1 + dice.roll(6) as usize;
+        last = append(log, &tenant, id, created(id, &format!("rollout-{n}"), devices)).await;
+        for d in 0..devices {
+            let device = format!("device-{d}");
+            if dice.roll(4) == 0 {
+                continue;
+            }
+            last = append(log, &tenant, id, joined(id, &device, DeviceDeploymentStatus::Pending)).await;
+            let path = [
+                DeviceDeploymentStatus::Downloading,
+                DeviceDeploymentStatus::Installing,
+                DeviceDeploymentStatus::Rebooting,
+            ];
+            for status in path.iter().take(dice.roll(4) as usize) {
+                last = append(log, &tenant, id, changed(id, &device, *status)).await;
+            }
+            if dice.roll(3) == 0 {
+                let outcome = if dice.roll(2) == 0 {
+                    DeviceDeploymentStatus::Success
+                } else {
+                    DeviceDeploymentStatus::Failure
+                };
+                append(log, &tenant, id, changed(id, &device, outcome)).await;
+                last = append(
+                    log,
+                    &tenant,
+                    id,
+                    DomainEvent::DeviceDeploymentLogSaved(DeviceDeploymentLogSaved {
+                        deployment_id: id,
+                        device_id: device.clone(),
+                        messages: vec![LogMessage {
+                            timestamp: Utc::now(),
+                            level: "info".into(),
+                            message: format!("{device} says {outcome}"),
+                        }],
+                    }),
+                )
+                .await;
+            }
+        }
+        if dice.roll(5) == 0 {
+            last = append(
+                log,
+                &tenant,
+                id,
+                DomainEvent::DeploymentAborted(DeploymentAborted { deployment_id: id }),
+            )
+            .await;
+        }
+    }
+    last
+}
+
+/// Waits until a projector reports having applied `position`.
+pub async fn caught_up(applied: &mut watch::Receiver<Position>, position: Position) {
+    tokio::time::timeout(Duration::from_secs(30), applied.wait_for(|at| *at >= position))
+        .await
+        .expect("the projector catches up")
+        .unwrap();
+}
