@@ -1,11 +1,6 @@
-//! Typed settings: defaults for the embedded mode, then an optional TOML file, then
-//! `DEPLOYMENTS_*` environment variables (`__` separates levels: `DEPLOYMENTS_AUTH__MODE`).
+//! The query service's settings, loaded by `http_edge::service::load_settings`.
 
 use std::net::SocketAddr;
-use std::path::Path;
-
-use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
 use http_edge::auth::AuthSettings;
 use serde::{Deserialize, Serialize};
 
@@ -37,18 +32,4 @@ impl Default for QuerySettings {
             projector: ProjectorSettings::default(),
         }
     }
-}
-
-/// Layers defaults, the TOML file (when given) and the environment.
-pub fn load<T: Serialize + for<'de> Deserialize<'de> + Default>(
-    file: Option<&Path>,
-) -> Result<T, Box<figment::Error>> {
-    let mut figment = Figment::from(Serialized::defaults(T::default()));
-    if let Some(file) = file {
-        figment = figment.merge(Toml::file_exact(file));
-    }
-    figment
-        .merge(Env::prefixed("DEPLOYMENTS_").split("__"))
-        .extract()
-        .map_err(Box::new)
 }

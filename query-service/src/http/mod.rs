@@ -6,7 +6,7 @@ mod internal;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use axum::{middleware, Router};
+use axum::Router;
 use events::EventLog;
 use http_edge::auth::Verifier;
 
@@ -34,14 +34,7 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The whole service: routes plus request ids and Mender's 404/405 bodies.
+/// The whole service: routes plus the edge layers.
 pub fn router(state: AppState) -> Router {
-    with_edge(routes(state))
-}
-
-pub fn with_edge(routes: Router) -> Router {
-    routes
-        .fallback(http_edge::fallback_not_found)
-        .method_not_allowed_fallback(http_edge::method_not_allowed)
-        .layer(middleware::from_fn(http_edge::with_request_id))
+    http_edge::service::with_edge(routes(state))
 }

@@ -1,0 +1,29 @@
+//! Liveness and health for orchestrators.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::Router;
+
+use super::AppState;
+use crate::error::ApiError;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/internal/v1/deployments/alive", get(alive))
+        .route("/api/internal/v1/deployments/health", get(health))
+}
+
+async fn alive() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
+/// 204 when the event log answers; 503 naming it when it does not.
+async fn health(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
+    state
+        .log
+        .head()
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("event log unavailable: {error}")))?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,92 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use deployments::settings::ServerSettings;
+use deployments::Server;
+use events::TenantId;
+use http_edge::auth::{Issuer, TokenKind};
+use http_edge::service::{init_tracing, load_settings, shutdown_signal};
+
+/// An event-sourced, Mender-compatible deployments server.
+#[derive(Parser)]
+#[command(version)]
+struct Cli {
+    /// A TOML settings file; `DEPLOYMENTS_*` environment variables override it.
+    #[arg(long, global = true, env = "DEPLOYMENTS_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the management, device and internal APIs (the default).
+    Serve,
+    /// Print a token signed with the configured key.
+    Token {
+        /// A user token for this user id.
+        #[arg(long, conflicts_with = "device", required_unless_present = "device")]
+        user: Option<String>,
+        /// A device token for this device id.
+        #[arg(long)]
+        device: Option<String>,
+        /// The tenant the token is scoped to (none by default).
+        #[arg(long, default_value = "")]
+        tenant: String,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = 24)]
+        hours: i64,
+    },
+    /// Empty the read models and replay the whole log into them; a running server notices
+    /// and replays too.
+    Rebuild,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings: ServerSettings = load_settings(cli.config.as_deref())?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            init_tracing();
+            let server = Server::build(settings).await?;
+            tracing::info!(port = server.port(), "deployments server listening");
+            eprintln!(
+                "Serving on port {}. Get a token with:\n  cargo run --release -- token --user admin",
+                server.port()
+            );
+            server.run_until(shutdown_signal()).await
+        }
+        Command::Token {
+            user,
+            device,
+            tenant,
+            hours,
+        } => {
+            let settings = settings.with_development_key()?;
+            let issuer = Issuer::from_settings(&settings.auth)?;
+            let (subject, kind) = match (user, device) {
+                (Some(user), _) => (user, TokenKind::User),
+                (None, Some(device)) => (device, TokenKind::Device),
+                (None, None) => anyhow::bail!("name a --user or a --device"),
+            };
+            let claims = Issuer::claims(
+                &subject,
+                &TenantId::new(tenant),
+                kind,
+                chrono::Duration::hours(hours),
+            );
+            println!("{}", issuer.issue(&claims));
+            Ok(())
+        }
+        Command::Rebuild => {
+            init_tracing();
+            let read_models =
+                query_service::read_models::ReadModels::connect(&settings.read_models_url(), 2)
+                    .await?;
+            read_models.reset().await?;
+            eprintln!("Read models emptied; projectors replay the log from position 0.");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! The all-in-one server over real HTTP, on embedded SQLite and on PostgreSQL.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+use deployments::settings::ServerSettings;
+use deployments::Server;
+use events::deployment::{DeploymentCreated, DeviceDeploymentStatus, DeviceJoinedDeployment};
+use events::{AppendRequest, DomainEvent, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId};
+use http_edge::auth::{AuthSettings, Issuer, TokenKind};
+use serde_json::Value;
+use uuid::Uuid;
+
+struct TestServer {
+    base: String,
+    settings: ServerSettings,
+    issuer: Issuer,
+    postgres_url: Option<String>,
+}
+
+impl TestServer {
+    async fn start(postgres: bool) -> Self {
+        let data_dir = tempfile::tempdir().unwrap().keep();
+        let postgres_url = if postgres {
+            Some(events::conformance::fresh_postgres_url().await)
+        } else {
+            None
+        };
+        let settings = ServerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            event_log_url: postgres_url.clone(),
+            read_models_url: postgres_url.clone(),
+            auth: AuthSettings {
+                hs256_secret: Some("api test secret".into()),
+                ..AuthSettings::default()
+            },
+            ..ServerSettings::default()
+        };
+        let server = Server::build(settings.clone()).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", server.port());
+        tokio::spawn(server.run_until(std::future::pending()));
+        let issuer = Issuer::from_settings(&settings.auth).unwrap();
+        Self {
+            base,
+            settings,
+            issuer,
+            postgres_url,
+        }
+    }
+
+    fn token(&self, subject: &str, tenant: &str, kind: TokenKind) -> String {
+        self.issuer.issue(&Issuer::claims(
+            subject,
+            &TenantId::new(tenant),
+            kind,
+            chrono::Duration::hours(1),
+        ))
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = reqwest::Client::new().get(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Writes events straight into the server's log, as the command service will.
+    async fn record(&self, tenant: &str, deployment: Uuid, events: Vec<DomainEvent>) {
+        let log = events::open_log(&self.settings.event_log_url(), 2).await.unwrap();
+        log.append(AppendRequest {
+            tenant: TenantId::new(tenant),
+            stream: StreamName::new(format!("deployment-{deployment}")),
+            expected: ExpectedVersion::Any,
+            events: events
+                .iter()
+                .map(|event| NewEvent::new(Uuid::new_v4(), event, EventMetadata::now()))
+                .collect(),
+        })
+        .await
+        .unwrap();
+    }
+
+    /// Reads until the projection shows what was recorded (read-your-writes comes with the
+    /// command endpoints).
+    async fn eventually(&self, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..100 {
+            let (status, body) = self.get(path, Some(token)).await;
+            if status == 200 && done(&body) {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{path} never showed the recorded events");
+    }
+}
+
+async fn liveness_and_health_answer_204(server: TestServer) {
+    let (status, _) = server.get("/api/internal/v1/deployments/alive", None).await;
+    assert_eq!(status, 204);
+    let (status, _) = server.get("/api/internal/v1/deployments/health", None).await;
+    assert_eq!(status, 204);
+}
+
+async fn a_deployment_is_read_from_its_projection(server: TestServer) {
+    let user = server.token("alice", "acme", TokenKind::User);
+    let id = Uuid::new_v4();
+    server
+        .record(
+            "acme",
+            id,
+            vec![
+                DomainEvent::DeploymentCreated(DeploymentCreated {
+                    deployment_id: id,
+                    name: "spring".into(),
+                    artifact_name: "release-1".into(),
+                    devices: vec!["d1".into(), "d2".into()],
+                    phases: vec![],
+                    force_installation: false,
+                    created: Utc::now(),
+                }),
+                DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
+                    deployment_id: id,
+                    device_id: "d1".into(),
+                    artifact_id: Some(Uuid::new_v4()),
+                    status: DeviceDeploymentStatus::Pending,
+                    device_type: "qemux86-64".into(),
+                    installed_artifact_name: "release-0".into(),
+                    phase: None,
+                }),
+            ],
+        )
+        .await;
+    let path = format!("/api/management/v1/deployments/deployments/{id}");
+    let deployment = server.eventually(&path, &user, |body| body["device_count"] == 1).await;
+    assert_eq!(deployment["id"], id.to_string());
+    assert_eq!(deployment["name"], "spring");
+    assert_eq!(deployment["artifact_name"], "release-1");
+    assert_eq!(deployment["status"], "pending");
+    assert_eq!(deployment["max_devices"], 2);
+
+    let (status, statistics) = server.get(&format!("{path}/statistics"), Some(&user)).await;
+    assert_eq!(status, 200);
+    let statistics = statistics.as_object().unwrap();
+    assert_eq!(statistics.len(), 13);
+    assert_eq!(statistics["pending"], 1);
+    assert_eq!(statistics["already-installed"], 0);
+    assert_eq!(statistics.values().filter_map(Value::as_i64).sum::<i64>(), 1);
+
+    // Another tenant's user cannot see it, nor can a device or an anonymous caller.
+    let stranger = server.token("mallory", "globex", TokenKind::User);
+    assert_eq!(server.get(&path, Some(&stranger)).await.0, 404);
+    let device = server.token("d1", "acme", TokenKind::Device);
+    assert_eq!(server.get(&path, Some(&device)).await.0, 403);
+    assert_eq!(server.get(&path, None).await.0, 401);
+}
+
+async fn bad_and_unknown_ids_are_400_and_404(server: TestServer) {
+    let user = server.token("alice", "", TokenKind::User);
+    let (status, body) = server
+        .get("/api/management/v1/deployments/deployments/not-a-uuid", Some(&user))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"], "ID is not a valid UUID");
+    assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()));
+    let unknown = format!("/api/management/v1/deployments/deployments/{}", Uuid::new_v4());
+    let (status, body) = server.get(&unknown, Some(&user)).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"], "Resource not found");
+    let (status, _) = server.get(&format!("{unknown}/statistics"), Some(&user)).await;
+    assert_eq!(status, 404);
+}
+
+macro_rules! on_both_backends {
+    ($($case:ident),*) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::TestServer::start(false).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::TestServer::start(true).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    liveness_and_health_answer_204,
+    a_deployment_is_read_from_its_projection,
+    bad_and_unknown_ids_are_400_and_404
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_is_503_naming_the_dependency_that_failed() {
+    let server = TestServer::start(true).await;
+    let url = server.postgres_url.clone().unwrap();
+    let (admin, database) = url.rsplit_once('/').unwrap();
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{admin}/postgres"))
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!("DROP DATABASE {database} WITH (FORCE)"))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+    let (status, body) = server.get("/api/internal/v1/deployments/health", None).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("event log unavailable"),
+        "{body}"
+    );
+}
+
+/// What a new user does: run the binary with no configuration, mint a token with it, use it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_with_no_configuration_and_mints_working_tokens() {
+    let workdir = tempfile::tempdir().unwrap();
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_deployments"));
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let mut child = tokio::process::Command::new(&binary)
+        .current_dir(workdir.path())
+        .env("DEPLOYMENTS_LISTEN", format!("127.0.0.1:{port}"))
+        .env_remove("DEPLOYMENTS_CONFIG")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut alive = false;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(format!("{base}/api/internal/v1/deployments/alive")).await {
+            alive = response.status() == 204;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(alive, "the server did not answer /alive");
+    assert!(workdir.path().join("data/events.db").exists());
+    assert!(workdir.path().join("data/hs256.secret").exists());
+
+    let minted = tokio::process::Command::new(&binary)
+        .current_dir(workdir.path())
+        .args(["token", "--user", "admin"])
+        .output()
+        .await
+        .unwrap();
+    assert!(minted.status.success());
+    let token = String::from_utf8(minted.stdout).unwrap();
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/management/v1/deployments/deployments/{}", Uuid::new_v4()))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404, "a minted token must be accepted");
+    let response = reqwest::Client::new()
+        .get(format!("{base}/api/management/v1/deployments/deployments/{}", Uuid::new_v4()))
+        .bearer_auth("forged.token.value")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    child.kill().await.unwrap();
+}
