@@ -26,7 +26,9 @@ pub async fn fresh_postgres_url() -> String {
         .execute(&mut connection)
         .await
         .expect("create a test database");
-    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
     format!("{base}/{name}")
 }
 
@@ -74,7 +76,10 @@ pub async fn appends_and_reads_a_stream(log: Arc<dyn EventLog>) {
     assert_eq!(second.stream_version, 3);
 
     let stream = StreamName::new("deployment-1");
-    let all = log.read_stream(&TenantId::default(), &stream, 0).await.unwrap();
+    let all = log
+        .read_stream(&TenantId::default(), &stream, 0)
+        .await
+        .unwrap();
     let versions: Vec<u64> = all.iter().map(|e| e.stream_version).collect();
     assert_eq!(versions, vec![1, 2, 3]);
     let types: Vec<&str> = all.iter().map(|e| e.event_type.as_str()).collect();
@@ -87,17 +92,28 @@ pub async fn appends_and_reads_a_stream(log: Arc<dyn EventLog>) {
     assert_eq!(stored.position, second.position);
     assert_eq!(stored.stream.category(), "deployment");
 
-    let tail = log.read_stream(&TenantId::default(), &stream, 2).await.unwrap();
+    let tail = log
+        .read_stream(&TenantId::default(), &stream, 2)
+        .await
+        .unwrap();
     assert_eq!(tail.len(), 1);
     let missing = StreamName::new("deployment-none");
-    assert!(log.read_stream(&TenantId::default(), &missing, 0).await.unwrap().is_empty());
+    assert!(log
+        .read_stream(&TenantId::default(), &missing, 0)
+        .await
+        .unwrap()
+        .is_empty());
     assert_eq!(log.head().await.unwrap(), Position(3));
 }
 
 pub async fn wrong_expected_version_is_a_conflict_and_appends_nothing(log: Arc<dyn EventLog>) {
-    log.append(request("s-1", ExpectedVersion::NoStream, vec![event("A", 1)]))
-        .await
-        .unwrap();
+    log.append(request(
+        "s-1",
+        ExpectedVersion::NoStream,
+        vec![event("A", 1)],
+    ))
+    .await
+    .unwrap();
     let cases = [
         ("s-1", ExpectedVersion::NoStream, 1),
         ("s-1", ExpectedVersion::Exact(0), 1),
@@ -115,7 +131,8 @@ pub async fn wrong_expected_version_is_a_conflict_and_appends_nothing(log: Arc<d
     }
     assert_eq!(log.head().await.unwrap(), Position(1));
     assert!(matches!(
-        log.append(request("s-1", ExpectedVersion::Any, vec![])).await,
+        log.append(request("s-1", ExpectedVersion::Any, vec![]))
+            .await,
         Err(AppendError::Empty)
     ));
     let any = log
@@ -131,9 +148,13 @@ pub async fn re_appending_known_events_appends_nothing(log: Arc<dyn EventLog>) {
         .append(request("s-1", ExpectedVersion::NoStream, events.clone()))
         .await
         .unwrap();
-    log.append(request("s-2", ExpectedVersion::NoStream, vec![event("C", 3)]))
-        .await
-        .unwrap();
+    log.append(request(
+        "s-2",
+        ExpectedVersion::NoStream,
+        vec![event("C", 3)],
+    ))
+    .await
+    .unwrap();
     // The retry carries the expected version of the first try, which is now stale.
     let again = log
         .append(request("s-1", ExpectedVersion::NoStream, events))
@@ -142,39 +163,71 @@ pub async fn re_appending_known_events_appends_nothing(log: Arc<dyn EventLog>) {
     assert_eq!(again, first);
     assert_eq!(log.head().await.unwrap(), Position(3));
     let stream = StreamName::new("s-1");
-    assert_eq!(log.read_stream(&TenantId::default(), &stream, 0).await.unwrap().len(), 2);
+    assert_eq!(
+        log.read_stream(&TenantId::default(), &stream, 0)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 pub async fn tenants_own_separate_streams(log: Arc<dyn EventLog>) {
-    let mut for_acme = request("deployment-1", ExpectedVersion::NoStream, vec![event("A", 1)]);
+    let mut for_acme = request(
+        "deployment-1",
+        ExpectedVersion::NoStream,
+        vec![event("A", 1)],
+    );
     for_acme.tenant = TenantId::new("acme");
-    let mut for_globex = request("deployment-1", ExpectedVersion::NoStream, vec![event("A", 2)]);
+    let mut for_globex = request(
+        "deployment-1",
+        ExpectedVersion::NoStream,
+        vec![event("A", 2)],
+    );
     for_globex.tenant = TenantId::new("globex");
     log.append(for_acme).await.unwrap();
     let globex = log.append(for_globex).await.unwrap();
     assert_eq!(globex.stream_version, 1);
     let stream = StreamName::new("deployment-1");
-    let acme = log.read_stream(&TenantId::new("acme"), &stream, 0).await.unwrap();
+    let acme = log
+        .read_stream(&TenantId::new("acme"), &stream, 0)
+        .await
+        .unwrap();
     assert_eq!(acme.len(), 1);
     assert_eq!(acme[0].payload["n"], 1);
-    assert!(log.read_stream(&TenantId::default(), &stream, 0).await.unwrap().is_empty());
+    assert!(log
+        .read_stream(&TenantId::default(), &stream, 0)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 pub async fn a_batch_commits_each_request_on_its_own(log: Arc<dyn EventLog>) {
-    log.append(request("s-1", ExpectedVersion::NoStream, vec![event("A", 1)]))
-        .await
-        .unwrap();
+    log.append(request(
+        "s-1",
+        ExpectedVersion::NoStream,
+        vec![event("A", 1)],
+    ))
+    .await
+    .unwrap();
     let results = log
         .append_many(vec![
             request("s-1", ExpectedVersion::Exact(1), vec![event("B", 2)]),
             request("s-2", ExpectedVersion::Exact(5), vec![event("C", 3)]),
-            request("s-1", ExpectedVersion::Exact(2), vec![event("D", 4), event("E", 5)]),
+            request(
+                "s-1",
+                ExpectedVersion::Exact(2),
+                vec![event("D", 4), event("E", 5)],
+            ),
             request("s-3", ExpectedVersion::NoStream, vec![]),
         ])
         .await;
     assert_eq!(results.len(), 4);
     assert_eq!(results[0].as_ref().unwrap().stream_version, 2);
-    assert!(matches!(results[1], Err(AppendError::Conflict { actual: 0, .. })));
+    assert!(matches!(
+        results[1],
+        Err(AppendError::Conflict { actual: 0, .. })
+    ));
     assert_eq!(results[2].as_ref().unwrap().stream_version, 4);
     assert!(matches!(results[3], Err(AppendError::Empty)));
     let positions: Vec<u64> = log
@@ -205,15 +258,22 @@ pub async fn read_all_pages_in_one_total_order(log: Arc<dyn EventLog>) {
     }
     let positions: Vec<u64> = seen.iter().map(|e| e.position.0).collect();
     assert_eq!(positions, (1..=25).collect::<Vec<_>>());
-    let numbers: Vec<u64> = seen.iter().map(|e| e.payload["n"].as_u64().unwrap()).collect();
+    let numbers: Vec<u64> = seen
+        .iter()
+        .map(|e| e.payload["n"].as_u64().unwrap())
+        .collect();
     assert_eq!(numbers, (0..25).collect::<Vec<_>>());
 }
 
 pub async fn a_subscription_resumes_from_its_checkpoint_and_goes_live(log: Arc<dyn EventLog>) {
     for n in 1..=10 {
-        log.append(request("s-1", ExpectedVersion::Exact(n - 1), vec![event("A", n)]))
-            .await
-            .unwrap();
+        log.append(request(
+            "s-1",
+            ExpectedVersion::Exact(n - 1),
+            vec![event("A", n)],
+        ))
+        .await
+        .unwrap();
     }
     let mut first = Subscription::new(log.clone(), Position::START, 4);
     assert_eq!(first.next_batch().await.unwrap().len(), 4);
@@ -222,16 +282,23 @@ pub async fn a_subscription_resumes_from_its_checkpoint_and_goes_live(log: Arc<d
     assert_eq!(checkpoint, Position(8));
     drop(first);
 
-    let mut resumed = Subscription::new(log.clone(), checkpoint, 100)
-        .with_poll_interval(Duration::from_secs(30));
+    let mut resumed =
+        Subscription::new(log.clone(), checkpoint, 100).with_poll_interval(Duration::from_secs(30));
     let rest = resumed.next_batch().await.unwrap();
-    assert_eq!(rest.iter().map(|e| e.position.0).collect::<Vec<_>>(), vec![9, 10]);
+    assert_eq!(
+        rest.iter().map(|e| e.position.0).collect::<Vec<_>>(),
+        vec![9, 10]
+    );
 
     let writer = log.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(100)).await;
         writer
-            .append(request("s-2", ExpectedVersion::NoStream, vec![event("B", 11)]))
+            .append(request(
+                "s-2",
+                ExpectedVersion::NoStream,
+                vec![event("B", 11)],
+            ))
             .await
             .unwrap();
     });
@@ -311,20 +378,33 @@ pub async fn concurrent_writers_and_a_subscriber_agree_on_one_order(log: Arc<dyn
     let total = WRITERS * APPENDS_PER_WRITER;
     assert_eq!(appended.len() as u64, total);
     assert_eq!(log.head().await.unwrap(), Position(total));
-    assert!(conflicts > 0, "the writers never raced; the test proves nothing");
+    assert!(
+        conflicts > 0,
+        "the writers never raced; the test proves nothing"
+    );
 
     let seen = tokio::time::timeout(Duration::from_secs(60), subscriber)
         .await
         .expect("the subscriber sees every event")
         .unwrap();
     let positions: Vec<u64> = seen.iter().map(|e| e.position.0).collect();
-    assert_eq!(positions, (1..=total).collect::<Vec<_>>(), "gaps, repeats or disorder");
+    assert_eq!(
+        positions,
+        (1..=total).collect::<Vec<_>>(),
+        "gaps, repeats or disorder"
+    );
     let ids: HashSet<Uuid> = seen.iter().map(|e| e.event_id).collect();
-    assert_eq!(ids, appended, "the subscriber saw other events than were appended");
+    assert_eq!(
+        ids, appended,
+        "the subscriber saw other events than were appended"
+    );
     let mut next_version: HashMap<&str, u64> = HashMap::new();
     for event in &seen {
         let expected = next_version.entry(event.stream.as_str()).or_insert(1);
-        assert_eq!(event.stream_version, *expected, "stream order disagrees with log order");
+        assert_eq!(
+            event.stream_version, *expected,
+            "stream order disagrees with log order"
+        );
         *expected += 1;
     }
 }

@@ -33,7 +33,9 @@ impl StreamName {
     }
     /// The aggregate kind: the part before the first `-` (`deployment` for `deployment-<id>`).
     pub fn category(&self) -> &str {
-        self.0.split_once('-').map_or(&self.0, |(category, _)| category)
+        self.0
+            .split_once('-')
+            .map_or(&self.0, |(category, _)| category)
     }
 }
 

@@ -36,6 +36,8 @@ pub async fn open_log(
             postgres::PostgresEventLog::connect(url, max_connections).await?,
         ))
     } else {
-        Ok(std::sync::Arc::new(sqlite::SqliteEventLog::open(url).await?))
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteEventLog::open(url).await?,
+        ))
     }
 }

@@ -75,7 +75,8 @@ pub enum LogError {
 #[async_trait]
 pub trait EventLog: Send + Sync + 'static {
     /// Appends to several streams in one commit; each request succeeds or fails on its own.
-    async fn append_many(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>>;
+    async fn append_many(&self, requests: Vec<AppendRequest>)
+        -> Vec<Result<Appended, AppendError>>;
 
     async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
         self.append_many(vec![request])
@@ -93,7 +94,8 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<Vec<RecordedEvent>, LogError>;
 
     /// Up to `limit` events after `after`, in log order, across all tenants.
-    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, LogError>;
+    async fn read_all(&self, after: Position, limit: usize)
+        -> Result<Vec<RecordedEvent>, LogError>;
 
     /// The position of the last committed event.
     async fn head(&self) -> Result<Position, LogError>;

@@ -36,7 +36,10 @@ impl MemoryEventLog {
 
 #[async_trait]
 impl EventLog for MemoryEventLog {
-    async fn append_many(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>> {
+    async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<Appended, AppendError>> {
         let mut events = self.locked();
         let mut facts = LogFacts {
             head: Position(events.len() as u64),
@@ -46,9 +49,10 @@ impl EventLog for MemoryEventLog {
             facts
                 .known_events
                 .insert(event.event_id, (event.position, event.stream_version));
-            facts
-                .stream_versions
-                .insert((event.tenant.clone(), event.stream.clone()), event.stream_version);
+            facts.stream_versions.insert(
+                (event.tenant.clone(), event.stream.clone()),
+                event.stream_version,
+            );
         }
         let planned = plan::plan(requests, facts);
         if let Some(last) = planned.rows.last() {
@@ -67,12 +71,18 @@ impl EventLog for MemoryEventLog {
         Ok(self
             .locked()
             .iter()
-            .filter(|e| &e.tenant == tenant && &e.stream == stream && e.stream_version > after_version)
+            .filter(|e| {
+                &e.tenant == tenant && &e.stream == stream && e.stream_version > after_version
+            })
             .cloned()
             .collect())
     }
 
-    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
         Ok(self
             .locked()
             .iter()

@@ -66,7 +66,9 @@ impl MigrationSet {
                 continue;
             }
             let mut transaction = connection.begin().await?;
-            sqlx::raw_sql(migration.sql).execute(&mut *transaction).await?;
+            sqlx::raw_sql(migration.sql)
+                .execute(&mut *transaction)
+                .await?;
             sqlx::query(
                 "INSERT INTO schema_migrations (migration_set, version, name) VALUES ($1, $2, $3)",
             )

@@ -178,14 +178,46 @@ async fn insert(
     .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.tenant.0.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.stream.0.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.stream_version as i64).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.event_type.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.schema_version as i32).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.metadata.occurred_at).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.metadata.correlation_id.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.metadata.causation_id.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.metadata.actor.clone()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|r| r.payload.to_string()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|r| r.stream_version as i64)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.event_type.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.schema_version as i32)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.metadata.occurred_at)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.metadata.correlation_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.metadata.causation_id.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.metadata.actor.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|r| r.payload.to_string())
+            .collect::<Vec<_>>(),
+    )
     .execute(&mut *transaction)
     .await?;
     Ok(())
@@ -250,7 +282,10 @@ async fn listen(pool: PgPool, head: watch::Sender<Position>) {
 
 #[async_trait]
 impl EventLog for PostgresEventLog {
-    async fn append_many(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>> {
+    async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<Appended, AppendError>> {
         let count = requests.len();
         match self.commit_batch(requests).await {
             Ok(results) => results,
@@ -285,7 +320,11 @@ impl EventLog for PostgresEventLog {
         .collect()
     }
 
-    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
         sqlx::query(&format!(
             "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
         ))

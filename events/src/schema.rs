@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::artifact::{ArtifactDeleted, ArtifactDescriptionChanged, ArtifactUploaded};
 use crate::deployment::{
-    DeploymentAborted, DeploymentCreated, DeviceDeploymentLogSaved,
-    DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
+    DeploymentAborted, DeploymentCreated, DeviceDeploymentLogSaved, DeviceDeploymentStatusChanged,
+    DeviceJoinedDeployment,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -116,9 +116,7 @@ impl DomainEvent {
             "DeploymentCreated" => Self::DeploymentCreated(parsed.parse()?),
             "DeploymentAborted" => Self::DeploymentAborted(parsed.parse()?),
             "DeviceJoinedDeployment" => Self::DeviceJoinedDeployment(parsed.parse()?),
-            "DeviceDeploymentStatusChanged" => {
-                Self::DeviceDeploymentStatusChanged(parsed.parse()?)
-            }
+            "DeviceDeploymentStatusChanged" => Self::DeviceDeploymentStatusChanged(parsed.parse()?),
             "DeviceDeploymentLogSaved" => Self::DeviceDeploymentLogSaved(parsed.parse()?),
             other => return Err(SchemaError::UnknownType(other.to_owned())),
         })
@@ -139,7 +137,9 @@ fn upcast(event_type: &str, from: u32, mut payload: Value) -> Value {
         // its devices at once and skipped devices already running the artifact.
         ("DeploymentCreated", 1) => {
             if let Some(fields) = payload.as_object_mut() {
-                fields.entry("phases").or_insert_with(|| Value::Array(vec![]));
+                fields
+                    .entry("phases")
+                    .or_insert_with(|| Value::Array(vec![]));
                 fields
                     .entry("force_installation")
                     .or_insert(Value::Bool(false));
@@ -184,8 +184,9 @@ mod tests {
     fn every_stored_version_has_a_golden_fixture_that_still_decodes() {
         for (event_type, versions) in STORED_VERSIONS {
             for version in *versions {
-                let event = DomainEvent::decode(event_type, *version, fixture(event_type, *version))
-                    .unwrap_or_else(|err| panic!("{event_type} v{version}: {err}"));
+                let event =
+                    DomainEvent::decode(event_type, *version, fixture(event_type, *version))
+                        .unwrap_or_else(|err| panic!("{event_type} v{version}: {err}"));
                 assert_eq!(event.event_type(), *event_type);
             }
         }
@@ -198,14 +199,18 @@ mod tests {
             let stored = fixture(event_type, current);
             let event = DomainEvent::decode(event_type, current, stored.clone()).unwrap();
             assert_eq!(event.schema_version(), current);
-            assert_eq!(event.payload(), stored, "{event_type} changed shape without a new version");
+            assert_eq!(
+                event.payload(),
+                stored,
+                "{event_type} changed shape without a new version"
+            );
         }
     }
 
     #[test]
     fn a_v1_deployment_reads_as_unphased_and_unforced() {
-        let event = DomainEvent::decode("DeploymentCreated", 1, fixture("DeploymentCreated", 1))
-            .unwrap();
+        let event =
+            DomainEvent::decode("DeploymentCreated", 1, fixture("DeploymentCreated", 1)).unwrap();
         let DomainEvent::DeploymentCreated(created) = event else {
             panic!("wrong type")
         };

@@ -207,7 +207,10 @@ fn recorded(row: SqliteRow) -> Result<RecordedEvent, LogError> {
 
 #[async_trait]
 impl EventLog for SqliteEventLog {
-    async fn append_many(&self, requests: Vec<AppendRequest>) -> Vec<Result<Appended, AppendError>> {
+    async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<Appended, AppendError>> {
         let count = requests.len();
         match self.commit_batch(requests).await {
             Ok(results) => results,
@@ -242,7 +245,11 @@ impl EventLog for SqliteEventLog {
         .collect()
     }
 
-    async fn read_all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
         sqlx::query(&format!(
             "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
         ))

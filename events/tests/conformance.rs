@@ -9,7 +9,11 @@ use events::sqlite::SqliteEventLog;
 use events::EventLog;
 
 async fn postgres() -> Arc<dyn EventLog> {
-    Arc::new(PostgresEventLog::connect(&fresh_postgres_url().await, 10).await.unwrap())
+    Arc::new(
+        PostgresEventLog::connect(&fresh_postgres_url().await, 10)
+            .await
+            .unwrap(),
+    )
 }
 
 async fn sqlite() -> Arc<dyn EventLog> {

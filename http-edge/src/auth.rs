@@ -68,11 +68,23 @@ pub struct Claims {
     pub jti: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
-    #[serde(rename = "mender.tenant", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mender.tenant",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tenant: Option<String>,
-    #[serde(rename = "mender.user", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mender.user",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub user: Option<bool>,
-    #[serde(rename = "mender.device", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mender.device",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device: Option<bool>,
 }
 
@@ -109,14 +121,19 @@ impl Verifier {
     pub fn from_settings(settings: &AuthSettings) -> Result<Self, KeyError> {
         let mut keys = Vec::new();
         if let Some(secret) = &settings.hs256_secret {
-            keys.push((Algorithm::HS256, DecodingKey::from_secret(secret.as_bytes())));
+            keys.push((
+                Algorithm::HS256,
+                DecodingKey::from_secret(secret.as_bytes()),
+            ));
         }
         for path in &settings.public_keys {
             let pem = std::fs::read(path).map_err(|source| KeyError::Read {
                 path: path.clone(),
                 source,
             })?;
-            keys.push(public_key(&pem).ok_or_else(|| KeyError::Unsupported { path: path.clone() })?);
+            keys.push(
+                public_key(&pem).ok_or_else(|| KeyError::Unsupported { path: path.clone() })?,
+            );
         }
         if keys.is_empty() && settings.mode == AuthMode::Verify {
             return Err(KeyError::NoKey);
@@ -233,7 +250,12 @@ impl Issuer {
     }
 
     /// Claims for a user or device token valid for `ttl` from now.
-    pub fn claims(subject: &str, tenant: &TenantId, kind: TokenKind, ttl: chrono::Duration) -> Claims {
+    pub fn claims(
+        subject: &str,
+        tenant: &TenantId,
+        kind: TokenKind,
+        ttl: chrono::Duration,
+    ) -> Claims {
         let now = chrono::Utc::now();
         Claims {
             sub: subject.to_owned(),

@@ -21,9 +21,7 @@ tokio::task_local! {
 
 /// The id of the request this task serves, or an empty string outside of one.
 pub fn current_request_id() -> String {
-    CURRENT
-        .try_with(|id| id.0.clone())
-        .unwrap_or_default()
+    CURRENT.try_with(|id| id.0.clone()).unwrap_or_default()
 }
 
 fn acceptable(id: &str) -> bool {

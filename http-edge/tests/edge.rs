@@ -10,7 +10,9 @@ use http_edge::auth::{AuthMode, AuthSettings, Device, Issuer, TokenKind, User, V
 use serde_json::Value;
 
 fn key(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
 }
 
 fn issuer(private_key: &str) -> Issuer {
@@ -38,7 +40,11 @@ async fn serve(mode: AuthMode) -> String {
     let settings = AuthSettings {
         mode,
         hs256_secret: Some("development secret".into()),
-        public_keys: vec![key("rsa.pub.pem"), key("ec.pub.pem"), key("ed25519.pub.pem")],
+        public_keys: vec![
+            key("rsa.pub.pem"),
+            key("ec.pub.pem"),
+            key("ed25519.pub.pem"),
+        ],
         signing_key: None,
     };
     let verifier = Arc::new(Verifier::from_settings(&settings).unwrap());
@@ -55,7 +61,10 @@ async fn serve(mode: AuthMode) -> String {
                 Json(serde_json::json!({"device": device.subject, "tenant": device.tenant.0}))
             }),
         )
-        .route("/echo", post(|Json(body): Json<Value>| async move { Json(body) }))
+        .route(
+            "/echo",
+            post(|Json(body): Json<Value>| async move { Json(body) }),
+        )
         .fallback(http_edge::fallback_not_found)
         .layer(middleware::from_fn(http_edge::with_request_id))
         .with_state(verifier);
@@ -73,26 +82,47 @@ async fn call(url: &str, bearer: Option<&str>) -> (u16, reqwest::header::HeaderM
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    (status, headers, response.json().await.unwrap_or(Value::Null))
+    (
+        status,
+        headers,
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 fn assert_refused(status: u16, headers: &reqwest::header::HeaderMap, body: &Value, realm: &str) {
     assert_eq!(status, 401, "{body}");
-    assert_eq!(headers["www-authenticate"], format!("Bearer realm=\"{realm}\""));
+    assert_eq!(
+        headers["www-authenticate"],
+        format!("Bearer realm=\"{realm}\"")
+    );
     assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()));
-    assert_eq!(body["request_id"], headers["x-men-requestid"].to_str().unwrap());
+    assert_eq!(
+        body["request_id"],
+        headers["x-men-requestid"].to_str().unwrap()
+    );
 }
 
 #[tokio::test]
 async fn every_supported_algorithm_is_accepted_and_carries_its_tenant() {
     let base = serve(AuthMode::Verify).await;
-    for issuer in [hs256(), issuer("rsa.pem"), issuer("ec.pem"), issuer("ed25519.pem")] {
-        let (status, _, body) =
-            call(&format!("{base}/management"), Some(&token(&issuer, "alice", TokenKind::User))).await;
+    for issuer in [
+        hs256(),
+        issuer("rsa.pem"),
+        issuer("ec.pem"),
+        issuer("ed25519.pem"),
+    ] {
+        let (status, _, body) = call(
+            &format!("{base}/management"),
+            Some(&token(&issuer, "alice", TokenKind::User)),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body, serde_json::json!({"user": "alice", "tenant": "acme"}));
-        let (status, _, body) =
-            call(&format!("{base}/device"), Some(&token(&issuer, "dev-7", TokenKind::Device))).await;
+        let (status, _, body) = call(
+            &format!("{base}/device"),
+            Some(&token(&issuer, "dev-7", TokenKind::Device)),
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["device"], "dev-7");
     }
@@ -116,7 +146,10 @@ async fn a_malformed_token_is_401() {
     }
     let response = reqwest::Client::new()
         .get(format!("{base}/management"))
-        .header("Authorization", format!("Basic {}", token(&hs256(), "alice", TokenKind::User)))
+        .header(
+            "Authorization",
+            format!("Basic {}", token(&hs256(), "alice", TokenKind::User)),
+        )
         .send()
         .await
         .unwrap();
@@ -163,12 +196,18 @@ async fn a_token_signed_by_an_unknown_key_is_401() {
 async fn the_wrong_kind_of_token_is_403() {
     let base = serve(AuthMode::Verify).await;
     let issuer = hs256();
-    let (status, _, body) =
-        call(&format!("{base}/management"), Some(&token(&issuer, "dev-1", TokenKind::Device))).await;
+    let (status, _, body) = call(
+        &format!("{base}/management"),
+        Some(&token(&issuer, "dev-1", TokenKind::Device)),
+    )
+    .await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["error"], "a user token required");
-    let (status, _, _) =
-        call(&format!("{base}/device"), Some(&token(&issuer, "alice", TokenKind::User))).await;
+    let (status, _, _) = call(
+        &format!("{base}/device"),
+        Some(&token(&issuer, "alice", TokenKind::User)),
+    )
+    .await;
     assert_eq!(status, 403);
 }
 
@@ -176,8 +215,11 @@ async fn the_wrong_kind_of_token_is_403() {
 async fn behind_a_trusted_gateway_signatures_are_not_checked_but_expiry_is() {
     let base = serve(AuthMode::TrustedGateway).await;
     let foreign = issuer("other-rsa.pem");
-    let (status, _, body) =
-        call(&format!("{base}/management"), Some(&token(&foreign, "alice", TokenKind::User))).await;
+    let (status, _, body) = call(
+        &format!("{base}/management"),
+        Some(&token(&foreign, "alice", TokenKind::User)),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let expired = foreign.issue(&Issuer::claims(
         "alice",
@@ -213,7 +255,10 @@ async fn the_request_id_is_echoed_or_generated_on_every_response() {
 #[tokio::test]
 async fn chunked_request_bodies_are_accepted() {
     let base = serve(AuthMode::Verify).await;
-    let chunks = vec![Ok::<_, std::io::Error>("{\"status\":"), Ok("\"downloading\"}")];
+    let chunks = vec![
+        Ok::<_, std::io::Error>("{\"status\":"),
+        Ok("\"downloading\"}"),
+    ];
     let response = reqwest::Client::new()
         .post(format!("{base}/echo"))
         .header("Content-Type", "application/json")

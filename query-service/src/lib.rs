@@ -54,7 +54,9 @@ impl QueryService {
     }
 
     /// Starts every projector; they run until the returned handles are aborted.
-    pub fn spawn_projectors(&mut self) -> Vec<(watch::Receiver<Position>, tokio::task::JoinHandle<()>)> {
+    pub fn spawn_projectors(
+        &mut self,
+    ) -> Vec<(watch::Receiver<Position>, tokio::task::JoinHandle<()>)> {
         self.projectors
             .drain(..)
             .map(|projector| {
@@ -95,11 +97,16 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map_or(0, |address| address.port())
+        self.listener
+            .local_addr()
+            .map_or(0, |address| address.port())
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let served = axum::serve(self.listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await;

@@ -123,13 +123,15 @@ impl Projector {
             .await
             .map_err(anyhow::Error::from)?;
         self.applied.send_replace(checkpoint);
-        let mut subscription = Subscription::new(self.log.clone(), checkpoint, self.settings.batch_size)
-            .with_poll_interval(Duration::from_millis(self.settings.poll_interval_ms));
+        let mut subscription =
+            Subscription::new(self.log.clone(), checkpoint, self.settings.batch_size)
+                .with_poll_interval(Duration::from_millis(self.settings.poll_interval_ms));
         let idle_check = Duration::from_millis(self.settings.takeover_interval_ms);
         loop {
             // While idle, look at the stored checkpoint now and then: a rebuild resets it, and
             // an idle projector would otherwise notice only at its next batch.
-            let Ok(batch) = tokio::time::timeout(idle_check, subscription.next_batch()).await else {
+            let Ok(batch) = tokio::time::timeout(idle_check, subscription.next_batch()).await
+            else {
                 let stored = self
                     .read_models
                     .checkpoint(name)

@@ -55,7 +55,9 @@ impl ReadModels {
             .await?;
         if !postgres {
             // WAL is a property of the file: set once, it holds for every later connection.
-            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await?;
         }
         Ok(Self { pool, url })
     }
@@ -157,7 +159,11 @@ impl ReadModels {
 }
 
 /// Tables a rebuild empties; the checkpoints are reset, not emptied.
-const READ_MODEL_TABLES: [&str; 3] = ["deployments", "device_deployments", "device_deployment_logs"];
+const READ_MODEL_TABLES: [&str; 3] = [
+    "deployments",
+    "device_deployments",
+    "device_deployment_logs",
+];
 
 /// Held while this instance runs a projection; dropping it releases the lock.
 pub struct ProjectionLock {

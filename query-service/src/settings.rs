@@ -1,8 +1,8 @@
 //! The query service's settings, loaded by `http_edge::service::load_settings`.
 
-use std::net::SocketAddr;
 use http_edge::auth::AuthSettings;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 
 use crate::projector::ProjectorSettings;
 

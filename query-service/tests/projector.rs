@@ -20,11 +20,20 @@ fn settings() -> ProjectorSettings {
 }
 
 fn projector(log: &Arc<dyn events::EventLog>, read_models: &ReadModels) -> Projector {
-    Projector::new(log.clone(), read_models.clone(), Arc::new(DeploymentsProjection), settings())
+    Projector::new(
+        log.clone(),
+        read_models.clone(),
+        Arc::new(DeploymentsProjection),
+        settings(),
+    )
 }
 
 /// Replays the whole log into empty read models: the reference every other build must equal.
-async fn rebuilt_dump(log: &Arc<dyn events::EventLog>, backend: Backend, head: Position) -> Vec<String> {
+async fn rebuilt_dump(
+    log: &Arc<dyn events::EventLog>,
+    backend: Backend,
+    head: Position,
+) -> Vec<String> {
     let reference = fresh_read_models(backend).await;
     let projector = projector(log, &reference);
     let mut applied = projector.applied();
@@ -62,7 +71,9 @@ async fn killed_mid_stream_resumes_to_the_same_read_models(backend: Backend) {
 
     let resumed = read_models.dump().await.unwrap();
     assert!(resumed.iter().any(|row| row.contains("status=finished")));
-    assert!(resumed.iter().any(|row| row.starts_with("device_deployment_logs")));
+    assert!(resumed
+        .iter()
+        .any(|row| row.starts_with("device_deployment_logs")));
     assert_eq!(resumed, rebuilt_dump(&log, backend, head).await);
 }
 
@@ -80,7 +91,10 @@ async fn a_rebuild_replays_from_zero_into_equal_read_models(backend: Backend) {
 
     // Reset while the projector runs: it notices its checkpoint moved and replays from 0.
     read_models.reset().await.unwrap();
-    assert_eq!(read_models.checkpoint("deployments").await.unwrap(), Position(0));
+    assert_eq!(
+        read_models.checkpoint("deployments").await.unwrap(),
+        Position(0)
+    );
     let replayed = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             if read_models.checkpoint("deployments").await.unwrap() == head {
@@ -90,7 +104,10 @@ async fn a_rebuild_replays_from_zero_into_equal_read_models(backend: Backend) {
         }
     })
     .await;
-    assert!(replayed.is_ok(), "the running projector did not replay after the reset");
+    assert!(
+        replayed.is_ok(),
+        "the running projector did not replay after the reset"
+    );
     task.abort();
     assert_eq!(read_models.dump().await.unwrap(), before);
 }
@@ -143,10 +160,13 @@ async fn postgres_a_second_instance_takes_over_when_the_first_dies() {
     first_task.abort();
     let _ = first_task.await;
     let head = workload(&log, 10, 4).await;
-    tokio::time::timeout(Duration::from_secs(10), second_applied.wait_for(|at| *at >= head))
-        .await
-        .expect("the second instance takes over within seconds")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        second_applied.wait_for(|at| *at >= head),
+    )
+    .await
+    .expect("the second instance takes over within seconds")
+    .unwrap();
     second_task.abort();
     assert_eq!(
         second_instance.dump().await.unwrap(),

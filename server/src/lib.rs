@@ -28,17 +28,17 @@ impl Server {
             .await
             .context("opening the event log")?;
         let verifier = Arc::new(Verifier::from_settings(&settings.auth)?);
-        let mut query = QueryService::new(&settings.query_settings(), log.clone(), verifier.clone())
-            .await?;
+        let mut query =
+            QueryService::new(&settings.query_settings(), log.clone(), verifier.clone()).await?;
         let projectors = query
             .spawn_projectors()
             .into_iter()
             .map(|(_, handle)| handle)
             .collect();
-        let command = command_service::http::routes(command_service::http::AppState { log, verifier });
-        let router = http_edge::service::with_edge(
-            command.merge(query_service::http::routes(query.state)),
-        );
+        let command =
+            command_service::http::routes(command_service::http::AppState { log, verifier });
+        let router =
+            http_edge::service::with_edge(command.merge(query_service::http::routes(query.state)));
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
@@ -50,7 +50,9 @@ impl Server {
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map_or(0, |address| address.port())
+        self.listener
+            .local_addr()
+            .map_or(0, |address| address.port())
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests.

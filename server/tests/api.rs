@@ -8,7 +8,9 @@ use chrono::Utc;
 use deployments::settings::ServerSettings;
 use deployments::Server;
 use events::deployment::{DeploymentCreated, DeviceDeploymentStatus, DeviceJoinedDeployment};
-use events::{AppendRequest, DomainEvent, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId};
+use events::{
+    AppendRequest, DomainEvent, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId,
+};
 use http_edge::auth::{AuthSettings, Issuer, TokenKind};
 use serde_json::Value;
 use uuid::Uuid;
@@ -72,7 +74,9 @@ impl TestServer {
 
     /// Writes events straight into the server's log, as the command service will.
     async fn record(&self, tenant: &str, deployment: Uuid, events: Vec<DomainEvent>) {
-        let log = events::open_log(&self.settings.event_log_url(), 2).await.unwrap();
+        let log = events::open_log(&self.settings.event_log_url(), 2)
+            .await
+            .unwrap();
         log.append(AppendRequest {
             tenant: TenantId::new(tenant),
             stream: StreamName::new(format!("deployment-{deployment}")),
@@ -103,7 +107,9 @@ impl TestServer {
 async fn liveness_and_health_answer_204(server: TestServer) {
     let (status, _) = server.get("/api/internal/v1/deployments/alive", None).await;
     assert_eq!(status, 204);
-    let (status, _) = server.get("/api/internal/v1/deployments/health", None).await;
+    let (status, _) = server
+        .get("/api/internal/v1/deployments/health", None)
+        .await;
     assert_eq!(status, 204);
 }
 
@@ -137,7 +143,9 @@ async fn a_deployment_is_read_from_its_projection(server: TestServer) {
         )
         .await;
     let path = format!("/api/management/v1/deployments/deployments/{id}");
-    let deployment = server.eventually(&path, &user, |body| body["device_count"] == 1).await;
+    let deployment = server
+        .eventually(&path, &user, |body| body["device_count"] == 1)
+        .await;
     assert_eq!(deployment["id"], id.to_string());
     assert_eq!(deployment["name"], "spring");
     assert_eq!(deployment["artifact_name"], "release-1");
@@ -150,7 +158,10 @@ async fn a_deployment_is_read_from_its_projection(server: TestServer) {
     assert_eq!(statistics.len(), 13);
     assert_eq!(statistics["pending"], 1);
     assert_eq!(statistics["already-installed"], 0);
-    assert_eq!(statistics.values().filter_map(Value::as_i64).sum::<i64>(), 1);
+    assert_eq!(
+        statistics.values().filter_map(Value::as_i64).sum::<i64>(),
+        1
+    );
 
     // Another tenant's user cannot see it, nor can a device or an anonymous caller.
     let stranger = server.token("mallory", "globex", TokenKind::User);
@@ -163,16 +174,24 @@ async fn a_deployment_is_read_from_its_projection(server: TestServer) {
 async fn bad_and_unknown_ids_are_400_and_404(server: TestServer) {
     let user = server.token("alice", "", TokenKind::User);
     let (status, body) = server
-        .get("/api/management/v1/deployments/deployments/not-a-uuid", Some(&user))
+        .get(
+            "/api/management/v1/deployments/deployments/not-a-uuid",
+            Some(&user),
+        )
         .await;
     assert_eq!(status, 400);
     assert_eq!(body["error"], "ID is not a valid UUID");
     assert!(body["request_id"].as_str().is_some_and(|id| !id.is_empty()));
-    let unknown = format!("/api/management/v1/deployments/deployments/{}", Uuid::new_v4());
+    let unknown = format!(
+        "/api/management/v1/deployments/deployments/{}",
+        Uuid::new_v4()
+    );
     let (status, body) = server.get(&unknown, Some(&user)).await;
     assert_eq!(status, 404);
     assert_eq!(body["error"], "Resource not found");
-    let (status, _) = server.get(&format!("{unknown}/statistics"), Some(&user)).await;
+    let (status, _) = server
+        .get(&format!("{unknown}/statistics"), Some(&user))
+        .await;
     assert_eq!(status, 404);
 }
 
@@ -208,17 +227,23 @@ async fn health_is_503_naming_the_dependency_that_failed() {
     let server = TestServer::start(true).await;
     let url = server.postgres_url.clone().unwrap();
     let (admin, database) = url.rsplit_once('/').unwrap();
-    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{admin}/postgres"))
-        .await
-        .unwrap();
+    let mut connection =
+        <sqlx::PgConnection as sqlx::Connection>::connect(&format!("{admin}/postgres"))
+            .await
+            .unwrap();
     sqlx::raw_sql(&format!("DROP DATABASE {database} WITH (FORCE)"))
         .execute(&mut connection)
         .await
         .unwrap();
-    let (status, body) = server.get("/api/internal/v1/deployments/health", None).await;
+    let (status, body) = server
+        .get("/api/internal/v1/deployments/health", None)
+        .await;
     assert_eq!(status, 503, "{body}");
     assert!(
-        body["error"].as_str().unwrap().starts_with("event log unavailable"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("event log unavailable"),
         "{body}"
     );
 }
@@ -242,7 +267,9 @@ async fn the_binary_serves_with_no_configuration_and_mints_working_tokens() {
     let base = format!("http://127.0.0.1:{port}");
     let mut alive = false;
     for _ in 0..100 {
-        if let Ok(response) = reqwest::get(format!("{base}/api/internal/v1/deployments/alive")).await {
+        if let Ok(response) =
+            reqwest::get(format!("{base}/api/internal/v1/deployments/alive")).await
+        {
             alive = response.status() == 204;
             break;
         }
@@ -261,14 +288,20 @@ async fn the_binary_serves_with_no_configuration_and_mints_working_tokens() {
     assert!(minted.status.success());
     let token = String::from_utf8(minted.stdout).unwrap();
     let response = reqwest::Client::new()
-        .get(format!("{base}/api/management/v1/deployments/deployments/{}", Uuid::new_v4()))
+        .get(format!(
+            "{base}/api/management/v1/deployments/deployments/{}",
+            Uuid::new_v4()
+        ))
         .bearer_auth(token.trim())
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 404, "a minted token must be accepted");
     let response = reqwest::Client::new()
-        .get(format!("{base}/api/management/v1/deployments/deployments/{}", Uuid::new_v4()))
+        .get(format!(
+            "{base}/api/management/v1/deployments/deployments/{}",
+            Uuid::new_v4()
+        ))
         .bearer_auth("forged.token.value")
         .send()
         .await

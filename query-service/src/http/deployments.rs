@@ -15,7 +15,10 @@ use crate::error::{parse_id, ApiError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/management/v1/deployments/deployments/{id}", get(deployment))
+        .route(
+            "/api/management/v1/deployments/deployments/{id}",
+            get(deployment),
+        )
         .route(
             "/api/management/v1/deployments/deployments/{id}/statistics",
             get(statistics),

@@ -37,7 +37,9 @@ impl Projection for DeploymentsProjection {
         let tenant = event.tenant.as_str();
         let at = stored_time(event.metadata.occurred_at);
         match event.decode()? {
-            DomainEvent::DeploymentCreated(created) => deployment_created(tx, tenant, created).await,
+            DomainEvent::DeploymentCreated(created) => {
+                deployment_created(tx, tenant, created).await
+            }
             DomainEvent::DeploymentAborted(aborted) => {
                 deployment_aborted(tx, tenant, &at, aborted).await
             }
@@ -55,7 +57,11 @@ impl Projection for DeploymentsProjection {
     }
 }
 
-async fn deployment_created(tx: &mut Tx, tenant: &str, created: DeploymentCreated) -> anyhow::Result<()> {
+async fn deployment_created(
+    tx: &mut Tx,
+    tenant: &str,
+    created: DeploymentCreated,
+) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO deployments (tenant, id, name, artifact_name, created, finished, status,
                                   max_devices, device_count, finished_count, started, aborted,
@@ -157,7 +163,10 @@ async fn status_changed(
     .fetch_optional(&mut **tx)
     .await?;
     let Some(previous) = previous.as_deref().and_then(DeviceDeploymentStatus::parse) else {
-        anyhow::bail!("status change for {} in {id}, which has no entry", changed.device_id);
+        anyhow::bail!(
+            "status change for {} in {id}, which has no entry",
+            changed.device_id
+        );
     };
     let becomes_final = changed.status.is_final() && !previous.is_final();
     sqlx::query(
@@ -188,7 +197,11 @@ async fn status_changed(
     refresh_status(tx, tenant, &id, at).await
 }
 
-async fn log_saved(tx: &mut Tx, tenant: &str, saved: DeviceDeploymentLogSaved) -> anyhow::Result<()> {
+async fn log_saved(
+    tx: &mut Tx,
+    tenant: &str,
+    saved: DeviceDeploymentLogSaved,
+) -> anyhow::Result<()> {
     let id = saved.deployment_id.to_string();
     sqlx::query(
         "INSERT INTO device_deployment_logs (tenant, deployment_id, device_id, messages)

@@ -66,7 +66,12 @@ fn stream(id: Uuid) -> StreamName {
     StreamName::new(format!("deployment-{id}"))
 }
 
-pub async fn append(log: &Arc<dyn EventLog>, tenant: &TenantId, id: Uuid, event: DomainEvent) -> Position {
+pub async fn append(
+    log: &Arc<dyn EventLog>,
+    tenant: &TenantId,
+    id: Uuid,
+    event: DomainEvent,
+) -> Position {
     log.append(AppendRequest {
         tenant: tenant.clone(),
         stream: stream(id),
@@ -120,13 +125,25 @@ pub async fn workload(log: &Arc<dyn EventLog>, deployments: usize, seed: u64) ->
         let tenant = TenantId::new(if n % 3 == 0 { "globex" } else { "acme" });
         let id = Uuid::new_v4();
         let devices = 1 + dice.roll(6) as usize;
-        last = append(log, &tenant, id, created(id, &format!("rollout-{n}"), devices)).await;
+        last = append(
+            log,
+            &tenant,
+            id,
+            created(id, &format!("rollout-{n}"), devices),
+        )
+        .await;
         for d in 0..devices {
             let device = format!("device-{d}");
             if dice.roll(4) == 0 {
                 continue;
             }
-            last = append(log, &tenant, id, joined(id, &device, DeviceDeploymentStatus::Pending)).await;
+            last = append(
+                log,
+                &tenant,
+                id,
+                joined(id, &device, DeviceDeploymentStatus::Pending),
+            )
+            .await;
             let path = [
                 DeviceDeploymentStatus::Downloading,
                 DeviceDeploymentStatus::Installing,
@@ -174,8 +191,11 @@ pub async fn workload(log: &Arc<dyn EventLog>, deployments: usize, seed: u64) ->
 
 /// Waits until a projector reports having applied `position`.
 pub async fn caught_up(applied: &mut watch::Receiver<Position>, position: Position) {
-    tokio::time::timeout(Duration::from_secs(30), applied.wait_for(|at| *at >= position))
-        .await
-        .expect("the projector catches up")
-        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        applied.wait_for(|at| *at >= position),
+    )
+    .await
+    .expect("the projector catches up")
+    .unwrap();
 }
