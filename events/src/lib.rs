@@ -19,6 +19,8 @@ mod subscription;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "kurrentdb")]
+pub mod kurrentdb;
 
 pub use envelope::{EventMetadata, NewEvent, Position, RecordedEvent, StreamName, TenantId};
 pub use log::{AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, LogError};
@@ -26,11 +28,18 @@ pub use migrate::{Migration, MigrationSet};
 pub use schema::{DomainEvent, SchemaError};
 pub use subscription::Subscription;
 
-/// Opens the event log a URL names: `sqlite://<file>` (embedded) or `postgres://...`.
+/// Opens the event log a URL names: `sqlite://<file>` (embedded), `postgres://...`, or with
+/// the `kurrentdb` feature `esdb://...` / `kurrentdb://...`.
 pub async fn open_log(
     url: &str,
     max_connections: u32,
 ) -> Result<std::sync::Arc<dyn EventLog>, LogError> {
+    #[cfg(feature = "kurrentdb")]
+    if url.starts_with("esdb") || url.starts_with("kurrentdb") {
+        return Ok(std::sync::Arc::new(
+            kurrentdb::KurrentEventLog::connect(url).await?,
+        ));
+    }
     if url.starts_with("postgres") {
         Ok(std::sync::Arc::new(
             postgres::PostgresEventLog::connect(url, max_connections).await?,

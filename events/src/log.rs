@@ -61,6 +61,8 @@ pub enum AppendError {
 pub enum LogError {
     #[error("event log storage failed: {0}")]
     Storage(#[from] sqlx::Error),
+    #[error("event log backend failed: {0}")]
+    Backend(String),
     #[error("event log holds a malformed row: {0}")]
     Corrupt(String),
 }

@@ -54,3 +54,44 @@ macro_rules! suite {
 suite!(postgres);
 suite!(sqlite);
 suite!(memory);
+
+/// KurrentDB runs only where a server is given:
+/// `EVENTSTORE_URL=esdb://127.0.0.1:2113?tls=false cargo test -p events --features kurrentdb -- --ignored`.
+/// The cases write under tenants of their own, so a server that holds other data will do.
+#[cfg(feature = "kurrentdb")]
+mod kurrentdb {
+    use std::sync::Arc;
+
+    use events::conformance;
+    use events::kurrentdb::KurrentEventLog;
+    use events::EventLog;
+
+    async fn server() -> Arc<dyn EventLog> {
+        let url = std::env::var("EVENTSTORE_URL")
+            .expect("EVENTSTORE_URL names the KurrentDB server to test against");
+        Arc::new(KurrentEventLog::connect(&url).await.unwrap())
+    }
+
+    macro_rules! cases {
+        ($($case:ident),*) => {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                #[ignore = "needs a KurrentDB server: set EVENTSTORE_URL and pass --ignored"]
+                async fn $case() {
+                    conformance::$case(server().await).await;
+                }
+            )*
+        };
+    }
+
+    cases!(
+        appends_and_reads_a_stream,
+        wrong_expected_version_is_a_conflict_and_appends_nothing,
+        re_appending_known_events_appends_nothing,
+        tenants_own_separate_streams,
+        a_batch_commits_each_request_on_its_own,
+        read_all_pages_in_one_total_order,
+        a_subscription_resumes_from_its_checkpoint_and_goes_live,
+        concurrent_writers_and_a_subscriber_agree_on_one_order
+    );
+}
