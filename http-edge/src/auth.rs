@@ -325,10 +325,14 @@ fn identify(
             TokenKind::Device => "a device",
         })));
     }
-    Ok(Identity {
+    let identity = Identity {
         subject: claims.sub,
         tenant: TenantId(claims.tenant.unwrap_or_default()),
-    })
+    };
+    let span = tracing::Span::current();
+    span.record("tenant", identity.tenant.as_str());
+    span.record("subject", identity.subject.as_str());
+    Ok(identity)
 }
 
 impl<S> axum::extract::FromRequestParts<S> for User

@@ -46,6 +46,9 @@ pub async fn with_request_id(mut request: Request, next: Next) -> Response {
         request_id = %id,
         method = %request.method(),
         route = %route,
+        // Filled in once a token is verified.
+        tenant = tracing::field::Empty,
+        subject = tracing::field::Empty,
     );
     request.extensions_mut().insert(RequestId(id.clone()));
     let started = Instant::now();

@@ -1,0 +1,104 @@
+//! The split deployment: command-service and query-service as separate applications over one
+//! PostgreSQL, each answering its own health routes and serving its half of the API.
+
+use std::time::Duration;
+
+use events::{
+    AppendRequest, DomainEvent, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId,
+};
+use http_edge::auth::{AuthSettings, Issuer, TokenKind};
+use uuid::Uuid;
+
+fn auth() -> AuthSettings {
+    AuthSettings {
+        hs256_secret: Some("split secret".into()),
+        ..AuthSettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_services_run_split_over_one_postgres() {
+    let url = events::conformance::fresh_postgres_url().await;
+    let command = command_service::Application::build(command_service::settings::CommandSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        event_log_url: url.clone(),
+        auth: auth(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let query = query_service::Application::build(query_service::settings::QuerySettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        event_log_url: url.clone(),
+        read_models_url: url.clone(),
+        auth: auth(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let command_base = format!("http://127.0.0.1:{}", command.port());
+    let query_base = format!("http://127.0.0.1:{}", query.port());
+    tokio::spawn(command.run_until(std::future::pending()));
+    tokio::spawn(query.run_until(std::future::pending()));
+
+    for base in [&command_base, &query_base] {
+        for route in ["alive", "health"] {
+            let response = reqwest::get(format!("{base}/api/internal/v1/deployments/{route}"))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 204, "{base} {route}");
+        }
+    }
+
+    // What one service's log receives, the other's projection shows.
+    let id = Uuid::new_v4();
+    let log = events::open_log(&url, 2).await.unwrap();
+    let created = DomainEvent::DeploymentCreated(events::deployment::DeploymentCreated {
+        deployment_id: id,
+        name: "split".into(),
+        artifact_name: "release-1".into(),
+        devices: vec!["d1".into()],
+        phases: vec![],
+        force_installation: false,
+        created: chrono::Utc::now(),
+    });
+    log.append(AppendRequest {
+        tenant: TenantId::default(),
+        stream: StreamName::new(format!("deployment-{id}")),
+        expected: ExpectedVersion::NoStream,
+        events: vec![NewEvent::new(
+            Uuid::new_v4(),
+            &created,
+            EventMetadata::now(),
+        )],
+    })
+    .await
+    .unwrap();
+    let issuer = Issuer::from_settings(&auth()).unwrap();
+    let token = issuer.issue(&Issuer::claims(
+        "admin",
+        &TenantId::default(),
+        TokenKind::User,
+        chrono::Duration::hours(1),
+    ));
+    let mut status = 0;
+    for _ in 0..50 {
+        let response = reqwest::Client::new()
+            .get(format!(
+                "{query_base}/api/management/v1/deployments/deployments/{id}"
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        status = response.status().as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status, 200,
+        "the query service never projected the deployment"
+    );
+}
