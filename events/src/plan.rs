@@ -106,10 +106,24 @@ pub(crate) fn plan(requests: Vec<AppendRequest>, mut facts: LogFacts) -> AppendP
     AppendPlan { rows, results }
 }
 
-/// After a failed commit nothing was appended, whatever the plan said.
-pub(crate) fn all_failed(
+/// The answers for a batch: the plan's, or a storage failure for every request when the
+/// commit failed (then nothing was appended, whatever the plan said).
+pub(crate) fn settle(
     count: usize,
-    error: impl Fn() -> AppendError,
+    outcome: Result<Vec<Result<Appended, AppendError>>, sqlx::Error>,
 ) -> Vec<Result<Appended, AppendError>> {
-    (0..count).map(|_| Err(error())).collect()
+    match outcome {
+        Ok(results) => results,
+        Err(error) => {
+            tracing::error!(%error, "event log append failed");
+            let message = error.to_string();
+            (0..count)
+                .map(|_| {
+                    Err(AppendError::Log(crate::log::LogError::Storage(
+                        sqlx::Error::Protocol(message.clone()),
+                    )))
+                })
+                .collect()
+        }
+    }
 }

@@ -287,16 +287,7 @@ impl EventLog for PostgresEventLog {
         requests: Vec<AppendRequest>,
     ) -> Vec<Result<Appended, AppendError>> {
         let count = requests.len();
-        match self.commit_batch(requests).await {
-            Ok(results) => results,
-            Err(error) => {
-                let message = error.to_string();
-                tracing::error!(%error, "event log append failed");
-                plan::all_failed(count, || {
-                    AppendError::Log(LogError::Storage(sqlx::Error::Protocol(message.clone())))
-                })
-            }
-        }
+        plan::settle(count, self.commit_batch(requests).await)
     }
 
     async fn read_stream(

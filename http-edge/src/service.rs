@@ -72,3 +72,53 @@ pub fn init_tracing() {
         builder.init();
     }
 }
+
+/// A bound listener and the router it serves, plus tasks that live as long as the server.
+pub struct HttpServer {
+    listener: tokio::net::TcpListener,
+    router: Router,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl HttpServer {
+    /// Binds now, so the port is known (and taken) before serving starts.
+    pub async fn bind(address: std::net::SocketAddr, router: Router) -> std::io::Result<Self> {
+        Ok(Self {
+            listener: tokio::net::TcpListener::bind(address).await?,
+            router,
+            background: Vec::new(),
+        })
+    }
+
+    /// Tasks (projectors, relays) stopped when serving ends.
+    pub fn with_background(mut self, tasks: Vec<tokio::task::JoinHandle<()>>) -> Self {
+        self.background.extend(tasks);
+        self
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .map_or(0, |address| address.port())
+    }
+
+    /// Serves until `shutdown` completes, finishes in-flight requests, then stops the
+    /// background tasks.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        for task in self.background {
+            task.abort();
+        }
+        served
+    }
+}
+
+/// `GET .../alive`: the process is up.
+pub async fn alive() -> axum::http::StatusCode {
+    axum::http::StatusCode::NO_CONTENT
+}

@@ -7,14 +7,12 @@ pub mod projector;
 pub mod read_models;
 pub mod settings;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
-use events::{EventLog, Position};
+use events::EventLog;
 use http_edge::auth::Verifier;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
+use http_edge::service::HttpServer;
 
 use crate::http::AppState;
 use crate::projections::DeploymentsProjection;
@@ -54,65 +52,28 @@ impl QueryService {
     }
 
     /// Starts every projector; they run until the returned handles are aborted.
-    pub fn spawn_projectors(
-        &mut self,
-    ) -> Vec<(watch::Receiver<Position>, tokio::task::JoinHandle<()>)> {
+    pub fn spawn_projectors(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
         self.projectors
             .drain(..)
-            .map(|projector| {
-                let applied = projector.applied();
-                (applied, tokio::spawn(projector.run()))
-            })
+            .map(|projector| tokio::spawn(projector.run()))
             .collect()
     }
 }
 
 /// The query service on its own, as the split deployment runs it.
-pub struct Application {
-    listener: TcpListener,
-    router: axum::Router,
-    projectors: Vec<tokio::task::JoinHandle<()>>,
-}
+pub struct Application;
 
 impl Application {
-    pub async fn build(settings: QuerySettings) -> anyhow::Result<Self> {
+    pub async fn build(settings: QuerySettings) -> anyhow::Result<HttpServer> {
         let log = events::open_log(&settings.event_log_url, settings.max_connections)
             .await
             .context("opening the event log")?;
         let verifier = Arc::new(Verifier::from_settings(&settings.auth)?);
         let mut service = QueryService::new(&settings, log, verifier).await?;
-        let projectors = service
-            .spawn_projectors()
-            .into_iter()
-            .map(|(_, handle)| handle)
-            .collect();
-        let listener = TcpListener::bind(settings.listen)
+        let projectors = service.spawn_projectors();
+        let server = HttpServer::bind(settings.listen, http::router(service.state))
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
-        Ok(Self {
-            listener,
-            router: http::router(service.state),
-            projectors,
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
-            .map_or(0, |address| address.port())
-    }
-
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
-        for projector in self.projectors {
-            projector.abort();
-        }
-        served.context("serving HTTP")
+        Ok(server.with_background(projectors))
     }
 }

@@ -8,5 +8,5 @@ async fn main() -> anyhow::Result<()> {
     let settings: QuerySettings = load_settings(settings_file().as_deref())?;
     let application = Application::build(settings).await?;
     tracing::info!(port = application.port(), "query service listening");
-    application.run_until(shutdown_signal()).await
+    Ok(application.run_until(shutdown_signal()).await?)
 }

@@ -3,24 +3,19 @@
 
 pub mod settings;
 
-use std::future::Future;
 use std::sync::Arc;
 
 use anyhow::Context;
 use http_edge::auth::Verifier;
+use http_edge::service::HttpServer;
 use query_service::QueryService;
-use tokio::net::TcpListener;
 
 use crate::settings::ServerSettings;
 
-pub struct Server {
-    listener: TcpListener,
-    router: axum::Router,
-    projectors: Vec<tokio::task::JoinHandle<()>>,
-}
+pub struct Server;
 
 impl Server {
-    pub async fn build(settings: ServerSettings) -> anyhow::Result<Self> {
+    pub async fn build(settings: ServerSettings) -> anyhow::Result<HttpServer> {
         let settings = settings.with_development_key()?;
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating {}", settings.data_dir.display()))?;
@@ -30,42 +25,14 @@ impl Server {
         let verifier = Arc::new(Verifier::from_settings(&settings.auth)?);
         let mut query =
             QueryService::new(&settings.query_settings(), log.clone(), verifier.clone()).await?;
-        let projectors = query
-            .spawn_projectors()
-            .into_iter()
-            .map(|(_, handle)| handle)
-            .collect();
+        let projectors = query.spawn_projectors();
         let command =
             command_service::http::routes(command_service::http::AppState { log, verifier });
         let router =
             http_edge::service::with_edge(command.merge(query_service::http::routes(query.state)));
-        let listener = TcpListener::bind(settings.listen)
+        let server = HttpServer::bind(settings.listen, router)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
-        Ok(Self {
-            listener,
-            router,
-            projectors,
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.listener
-            .local_addr()
-            .map_or(0, |address| address.port())
-    }
-
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
-        for projector in self.projectors {
-            projector.abort();
-        }
-        served.context("serving HTTP")
+        Ok(server.with_background(projectors))
     }
 }

@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
                 "Serving on port {}. Get a token with:\n  cargo run --release -- token --user admin",
                 server.port()
             );
-            server.run_until(shutdown_signal()).await
+            Ok(server.run_until(shutdown_signal()).await?)
         }
         Command::Token {
             user,

@@ -10,12 +10,11 @@ use crate::error::ApiError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/internal/v1/deployments/alive", get(alive))
+        .route(
+            "/api/internal/v1/deployments/alive",
+            get(http_edge::service::alive),
+        )
         .route("/api/internal/v1/deployments/health", get(health))
-}
-
-async fn alive() -> StatusCode {
-    StatusCode::NO_CONTENT
 }
 
 /// 204 when the event log answers; 503 naming it when it does not.
