@@ -2,19 +2,125 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use http_edge::error_response;
+use axum::Json;
+use http_edge::{current_request_id, error_response};
+
+use crate::domain::artifacts::ArtifactError;
+use crate::upload::UploadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Resource not found")]
+    NotFound,
+    /// A conflict, with the resource it conflicts with when there is one.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        with: Option<serde_json::Value>,
+    },
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("too many concurrent changes; try again")]
+    Busy,
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
+impl From<events::LogError> for ApiError {
+    fn from(error: events::LogError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<events::AppendError> for ApiError {
+    fn from(error: events::AppendError) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<ArtifactError> for ApiError {
+    fn from(error: ArtifactError) -> Self {
+        let message = error.to_string();
+        match error {
+            ArtifactError::Duplicate { existing } => Self::Conflict {
+                message,
+                with: Some(serde_json::json!({
+                    "id": existing.id,
+                    "name": existing.name,
+                    "device_types_compatible": existing.device_types,
+                })),
+            },
+            ArtifactError::IdTaken(id) => Self::Conflict {
+                message,
+                with: Some(serde_json::json!({ "id": id })),
+            },
+            ArtifactError::NotFound => Self::NotFound,
+            ArtifactError::OverStorageLimit { .. } | ArtifactError::UsedInDeployment => {
+                Self::Unprocessable(message)
+            }
+            ArtifactError::InActiveDeployment => Self::Conflict {
+                message,
+                with: None,
+            },
+        }
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(error: UploadError) -> Self {
+        let message = error.to_string();
+        match error {
+            UploadError::TooLarge { .. } => Self::TooLarge(message),
+            UploadError::OverStorageLimit { .. } => Self::Unprocessable(message),
+            UploadError::Invalid(_) => {
+                Self::BadRequest(format!("reading artifact error: {message}"))
+            }
+            UploadError::Interrupted(_) => Self::BadRequest(message),
+            UploadError::Storage(error) => Self::Internal(error.into()),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
+            Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, message),
+            Self::NotFound => error_response(StatusCode::NOT_FOUND, "Resource not found"),
+            Self::Conflict {
+                message,
+                with: None,
+            } => error_response(StatusCode::CONFLICT, message),
+            Self::Conflict {
+                message,
+                with: Some(with),
+            } => {
+                // Mender's shape: the conflicting resource under metadata.conflict.
+                let body = serde_json::json!({
+                    "error": message,
+                    "request_id": current_request_id(),
+                    "metadata": { "conflict": with },
+                });
+                (StatusCode::CONFLICT, Json(body)).into_response()
+            }
+            Self::Unprocessable(message) => {
+                error_response(StatusCode::UNPROCESSABLE_ENTITY, message)
+            }
+            Self::TooLarge(message) => error_response(StatusCode::PAYLOAD_TOO_LARGE, message),
+            Self::UnsupportedMediaType(message) => {
+                error_response(StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
+            }
+            Self::Busy => error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many concurrent changes; try again",
+            ),
             Self::Unavailable(message) => error_response(StatusCode::SERVICE_UNAVAILABLE, message),
             Self::Internal(error) => {
                 // The detail stays in the log; the client learns only that it was our fault.
@@ -23,4 +129,9 @@ impl IntoResponse for ApiError {
             }
         }
     }
+}
+
+/// Mender's answer for an id that is not a UUID.
+pub fn parse_id(id: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(id).map_err(|_| ApiError::BadRequest("ID is not a valid UUID".into()))
 }

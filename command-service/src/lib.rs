@@ -1,18 +1,62 @@
 //! The command service: validates commands, decides them into events and appends those to
 //! the log. It serves the write half of the management API and the whole device API.
 
+pub mod application;
+pub mod deployment_use;
+pub mod domain;
 pub mod error;
 pub mod http;
+pub mod read_side;
 pub mod settings;
+pub mod upload;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use blob_store::BlobStore;
+use events::EventLog;
 use http_edge::auth::Verifier;
 use http_edge::service::HttpServer;
 
-use crate::http::AppState;
+use crate::deployment_use::DeploymentUseTable;
+use crate::http::{AppState, ArtifactStorage};
+use crate::read_side::ReadSide;
 use crate::settings::CommandSettings;
+
+/// The service's parts: its state for the routes and the tasks that keep its tables fresh.
+pub struct CommandService {
+    pub state: AppState,
+    pub background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl CommandService {
+    pub fn new(
+        settings: &CommandSettings,
+        log: Arc<dyn EventLog>,
+        verifier: Arc<Verifier>,
+        store: Arc<dyn BlobStore>,
+        read_side: Arc<dyn ReadSide>,
+    ) -> anyhow::Result<Self> {
+        let deployment_use = Arc::new(DeploymentUseTable::default());
+        let background = vec![tokio::spawn(deployment_use.clone().follow(log.clone()))];
+        Ok(Self {
+            state: AppState {
+                log,
+                verifier,
+                artifacts: Arc::new(ArtifactStorage {
+                    store,
+                    storage: settings.storage.clone(),
+                    reader_options: Arc::new(settings.artifacts.reader_options()?),
+                }),
+                deployment_use,
+                read_side,
+                read_wait: Duration::from_millis(settings.read_wait_ms),
+            },
+            background,
+        })
+    }
+}
 
 /// The command service on its own, as the split deployment runs it.
 pub struct Application;
@@ -23,8 +67,24 @@ impl Application {
             .await
             .context("opening the event log")?;
         let verifier = Arc::new(Verifier::from_settings(&settings.auth)?);
-        HttpServer::bind(settings.listen, http::router(AppState { log, verifier }))
+        let store = settings
+            .storage
+            .open()
             .await
-            .with_context(|| format!("binding {}", settings.listen))
+            .context("opening artifact storage")?
+            .store;
+        let read_side: Arc<dyn ReadSide> = match &settings.read_models_url {
+            Some(url) => Arc::new(
+                read_side::Checkpoints::connect(url)
+                    .await
+                    .context("connecting to the read models")?,
+            ),
+            None => Arc::new(read_side::NoReadSide),
+        };
+        let service = CommandService::new(&settings, log, verifier, store, read_side)?;
+        let server = HttpServer::bind(settings.listen, http::router(service.state))
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        Ok(server.with_background(service.background))
     }
 }

@@ -1,7 +1,9 @@
 //! The command service's settings, loaded by `http_edge::service::load_settings`.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
+use blob_store::StorageSettings;
 use http_edge::auth::AuthSettings;
 use serde::{Deserialize, Serialize};
 
@@ -12,9 +14,25 @@ pub struct CommandSettings {
     pub listen: SocketAddr,
     /// The event log: `postgres://...` or `sqlite://<file>`.
     pub event_log_url: String,
+    /// The query service's read models, whose checkpoints a command waits for before it
+    /// answers (read-your-writes); unset, commands answer without waiting.
+    pub read_models_url: Option<String>,
+    /// Longest wait for the read side, in milliseconds.
+    pub read_wait_ms: u64,
     /// Connections in the event log's pool.
     pub max_connections: u32,
     pub auth: AuthSettings,
+    pub storage: StorageSettings,
+    pub artifacts: ArtifactSettings,
+}
+
+/// How uploaded artifacts are checked.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ArtifactSettings {
+    /// PEM public keys (RSA, EC P-256); when any is set, uploads must carry a signature that
+    /// verifies against one of them.
+    pub verification_keys: Vec<PathBuf>,
 }
 
 impl Default for CommandSettings {
@@ -22,8 +40,28 @@ impl Default for CommandSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             event_log_url: "sqlite://data/events.db".to_owned(),
+            read_models_url: None,
+            read_wait_ms: 5000,
             max_connections: 10,
             auth: AuthSettings::default(),
+            storage: StorageSettings::default(),
+            artifacts: ArtifactSettings::default(),
         }
+    }
+}
+
+impl ArtifactSettings {
+    /// The reader's options: the configured verification keys, loaded.
+    pub fn reader_options(&self) -> anyhow::Result<artifact_format::ReadOptions> {
+        let mut verification_keys = Vec::new();
+        for path in &self.verification_keys {
+            let pem = std::fs::read(path)
+                .map_err(|error| anyhow::anyhow!("reading {}: {error}", path.display()))?;
+            verification_keys.push(
+                artifact_format::VerificationKey::from_pem(&pem)
+                    .map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?,
+            );
+        }
+        Ok(artifact_format::ReadOptions { verification_keys })
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod auth;
 mod error;
+mod json;
 mod request_id;
 pub mod service;
 
 pub use error::{error_response, fallback_not_found, method_not_allowed};
+pub use json::JsonBody;
 pub use request_id::{current_request_id, with_request_id, RequestId, REQUEST_ID_HEADER};

@@ -83,11 +83,19 @@ pub struct HttpServer {
 impl HttpServer {
     /// Binds now, so the port is known (and taken) before serving starts.
     pub async fn bind(address: std::net::SocketAddr, router: Router) -> std::io::Result<Self> {
-        Ok(Self {
-            listener: tokio::net::TcpListener::bind(address).await?,
+        Ok(Self::on(
+            tokio::net::TcpListener::bind(address).await?,
+            router,
+        ))
+    }
+
+    /// Serves on a listener bound earlier (when the router needs to know the port).
+    pub fn on(listener: tokio::net::TcpListener, router: Router) -> Self {
+        Self {
+            listener,
             router,
             background: Vec::new(),
-        })
+        }
     }
 
     /// Tasks (projectors, relays) stopped when serving ends.

@@ -11,6 +11,8 @@ pub enum ApiError {
     #[error("Resource not found")]
     NotFound,
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -27,6 +29,7 @@ impl IntoResponse for ApiError {
         match self {
             Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, message),
             Self::NotFound => error_response(StatusCode::NOT_FOUND, "Resource not found"),
+            Self::Forbidden(message) => error_response(StatusCode::FORBIDDEN, message),
             Self::Unavailable(message) => error_response(StatusCode::SERVICE_UNAVAILABLE, message),
             Self::Internal(error) => {
                 // The detail stays in the log; the client learns only that it was our fault.

@@ -10,13 +10,15 @@ pub mod settings;
 use std::sync::Arc;
 
 use anyhow::Context;
-use events::EventLog;
+use blob_store::OpenedStore;
+use events::{EventLog, Position};
 use http_edge::auth::Verifier;
 use http_edge::service::HttpServer;
+use tokio::sync::watch;
 
 use crate::http::AppState;
-use crate::projections::DeploymentsProjection;
-use crate::projector::Projector;
+use crate::projections::{ArtifactsProjection, DeploymentsProjection};
+use crate::projector::{Projection, Projector};
 use crate::read_models::ReadModels;
 use crate::settings::QuerySettings;
 
@@ -31,24 +33,43 @@ impl QueryService {
         settings: &QuerySettings,
         log: Arc<dyn EventLog>,
         verifier: Arc<Verifier>,
+        storage: OpenedStore,
     ) -> anyhow::Result<Self> {
         let read_models = ReadModels::connect(&settings.read_models_url, settings.max_connections)
             .await
             .context("opening the read models")?;
-        let projectors = vec![Projector::new(
-            log.clone(),
-            read_models.clone(),
+        let projections: [Arc<dyn Projection>; 2] = [
             Arc::new(DeploymentsProjection),
-            settings.projector.clone(),
-        )];
+            Arc::new(ArtifactsProjection),
+        ];
+        let projectors = projections
+            .into_iter()
+            .map(|projection| {
+                Projector::new(
+                    log.clone(),
+                    read_models.clone(),
+                    projection,
+                    settings.projector.clone(),
+                )
+            })
+            .collect();
         Ok(Self {
             state: AppState {
                 read_models,
                 log,
                 verifier,
+                store: storage.store,
+                local: storage.local,
+                storage: Arc::new(settings.storage.clone()),
+                download_link_seconds: settings.download_link_seconds,
             },
             projectors,
         })
+    }
+
+    /// How far each projector has got, for commands that wait for their reads.
+    pub fn applied(&self) -> Vec<watch::Receiver<Position>> {
+        self.projectors.iter().map(Projector::applied).collect()
     }
 
     /// Starts every projector; they run until the returned handles are aborted.
@@ -69,7 +90,12 @@ impl Application {
             .await
             .context("opening the event log")?;
         let verifier = Arc::new(Verifier::from_settings(&settings.auth)?);
-        let mut service = QueryService::new(&settings, log, verifier).await?;
+        let storage = settings
+            .storage
+            .open()
+            .await
+            .context("opening artifact storage")?;
+        let mut service = QueryService::new(&settings, log, verifier, storage).await?;
         let projectors = service.spawn_projectors();
         let server = HttpServer::bind(settings.listen, http::router(service.state))
             .await

@@ -12,20 +12,34 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions};
 
 const POSTGRES_MIGRATIONS: MigrationSet = MigrationSet {
     name: "read-models",
-    migrations: &[Migration {
-        version: 1,
-        name: "deployments",
-        sql: include_str!("../../migrations/postgres/read-models/0001_deployments.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "deployments",
+            sql: include_str!("../../migrations/postgres/read-models/0001_deployments.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "artifacts",
+            sql: include_str!("../../migrations/postgres/read-models/0002_artifacts.sql"),
+        },
+    ],
 };
 
 const SQLITE_MIGRATIONS: MigrationSet = MigrationSet {
     name: "read-models",
-    migrations: &[Migration {
-        version: 1,
-        name: "deployments",
-        sql: include_str!("../../migrations/sqlite/read-models/0001_deployments.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "deployments",
+            sql: include_str!("../../migrations/sqlite/read-models/0001_deployments.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "artifacts",
+            sql: include_str!("../../migrations/sqlite/read-models/0002_artifacts.sql"),
+        },
+    ],
 };
 
 #[derive(Clone)]
@@ -134,7 +148,7 @@ impl ReadModels {
         use sqlx::{Column, Row, ValueRef};
         let mut lines = Vec::new();
         for table in READ_MODEL_TABLES {
-            let rows = sqlx::query(&format!("SELECT * FROM {table} ORDER BY 1, 2, 3"))
+            let rows = sqlx::query(&format!("SELECT * FROM {table}"))
                 .fetch_all(&self.pool)
                 .await?;
             for row in rows {
@@ -154,6 +168,8 @@ impl ReadModels {
                 lines.push(fields.join(" "));
             }
         }
+        // Sorted here rather than in SQL: the order is then the same on every engine.
+        lines.sort();
         Ok(lines)
     }
 }

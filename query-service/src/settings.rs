@@ -1,5 +1,6 @@
 //! The query service's settings, loaded by `http_edge::service::load_settings`.
 
+use blob_store::StorageSettings;
 use http_edge::auth::AuthSettings;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -19,6 +20,9 @@ pub struct QuerySettings {
     pub max_connections: u32,
     pub auth: AuthSettings,
     pub projector: ProjectorSettings,
+    pub storage: StorageSettings,
+    /// Lifetime of the download links the management API hands out, in seconds.
+    pub download_link_seconds: u64,
 }
 
 impl Default for QuerySettings {
@@ -30,6 +34,8 @@ impl Default for QuerySettings {
             max_connections: 10,
             auth: AuthSettings::default(),
             projector: ProjectorSettings::default(),
+            storage: StorageSettings::default(),
+            download_link_seconds: 900,
         }
     }
 }

@@ -6,6 +6,8 @@ pub mod settings;
 use std::sync::Arc;
 
 use anyhow::Context;
+use command_service::read_side::InProcess;
+use command_service::CommandService;
 use http_edge::auth::Verifier;
 use http_edge::service::HttpServer;
 use query_service::QueryService;
@@ -16,23 +18,44 @@ pub struct Server;
 
 impl Server {
     pub async fn build(settings: ServerSettings) -> anyhow::Result<HttpServer> {
-        let settings = settings.with_development_key()?;
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let settings = settings.with_development_key()?.with_local_storage(port)?;
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating {}", settings.data_dir.display()))?;
         let log = events::open_log(&settings.event_log_url(), settings.max_connections)
             .await
             .context("opening the event log")?;
         let verifier = Arc::new(Verifier::from_settings(&settings.auth)?);
-        let mut query =
-            QueryService::new(&settings.query_settings(), log.clone(), verifier.clone()).await?;
-        let projectors = query.spawn_projectors();
-        let command =
-            command_service::http::routes(command_service::http::AppState { log, verifier });
-        let router =
-            http_edge::service::with_edge(command.merge(query_service::http::routes(query.state)));
-        let server = HttpServer::bind(settings.listen, router)
+        let storage = settings
+            .storage
+            .open()
             .await
-            .with_context(|| format!("binding {}", settings.listen))?;
-        Ok(server.with_background(projectors))
+            .context("opening artifact storage")?;
+        let store = storage.store.clone();
+        let mut query = QueryService::new(
+            &settings.query_settings(),
+            log.clone(),
+            verifier.clone(),
+            storage,
+        )
+        .await?;
+        let read_side = Arc::new(InProcess(query.applied()));
+        let command = CommandService::new(
+            &settings.command_settings(),
+            log,
+            verifier,
+            store,
+            read_side,
+        )?;
+        let mut background = query.spawn_projectors();
+        background.extend(command.background);
+        let router = http_edge::service::with_edge(
+            command_service::http::routes(command.state)
+                .merge(query_service::http::routes(query.state)),
+        );
+        Ok(HttpServer::on(listener, router).with_background(background))
     }
 }

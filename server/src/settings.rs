@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use base64::Engine;
+use blob_store::StorageSettings;
+use command_service::settings::ArtifactSettings;
 use http_edge::auth::AuthSettings;
 use query_service::projector::ProjectorSettings;
 use rand::RngCore;
@@ -26,6 +28,14 @@ pub struct ServerSettings {
     pub max_connections: u32,
     pub auth: AuthSettings,
     pub projector: ProjectorSettings,
+    /// Artifact storage; the local directory defaults to `<data_dir>/artifacts`, the public
+    /// URL to `http://<listen>`, and the link secret to one kept in `<data_dir>/link.secret`.
+    pub storage: StorageSettings,
+    pub artifacts: ArtifactSettings,
+    /// Longest wait of a command for its reads, in milliseconds.
+    pub read_wait_ms: u64,
+    /// Lifetime of management download links, in seconds.
+    pub download_link_seconds: u64,
 }
 
 impl Default for ServerSettings {
@@ -38,6 +48,10 @@ impl Default for ServerSettings {
             max_connections: 10,
             auth: AuthSettings::default(),
             projector: ProjectorSettings::default(),
+            storage: StorageSettings::default(),
+            artifacts: ArtifactSettings::default(),
+            read_wait_ms: 5000,
+            download_link_seconds: 900,
         }
     }
 }
@@ -63,7 +77,37 @@ impl ServerSettings {
             max_connections: self.max_connections,
             auth: self.auth.clone(),
             projector: self.projector.clone(),
+            storage: self.storage.clone(),
+            download_link_seconds: self.download_link_seconds,
         }
+    }
+
+    pub fn command_settings(&self) -> command_service::settings::CommandSettings {
+        command_service::settings::CommandSettings {
+            listen: self.listen,
+            event_log_url: self.event_log_url(),
+            read_models_url: None,
+            read_wait_ms: self.read_wait_ms,
+            max_connections: self.max_connections,
+            auth: self.auth.clone(),
+            storage: self.storage.clone(),
+            artifacts: self.artifacts.clone(),
+        }
+    }
+
+    /// Fills the storage defaults that depend on the data directory and the bound port.
+    pub fn with_local_storage(mut self, port: u16) -> anyhow::Result<Self> {
+        let defaults = StorageSettings::default();
+        if self.storage.local_dir == defaults.local_dir {
+            self.storage.local_dir = self.data_dir.join("artifacts");
+        }
+        if self.storage.public_url == defaults.public_url {
+            self.storage.public_url = format!("http://{}:{port}", self.listen.ip());
+        }
+        if self.storage.link_secret.is_none() {
+            self.storage.link_secret = Some(kept_secret(&self.data_dir, "link.secret")?);
+        }
+        Ok(self)
     }
 
     /// With no key configured, the embedded server signs and verifies with an HS256 secret of
@@ -75,21 +119,25 @@ impl ServerSettings {
         if configured {
             return Ok(self);
         }
-        std::fs::create_dir_all(&self.data_dir)
-            .with_context(|| format!("creating {}", self.data_dir.display()))?;
-        let path = self.data_dir.join("hs256.secret");
-        let secret = match std::fs::read_to_string(&path) {
-            Ok(secret) => secret.trim().to_owned(),
-            Err(_) => {
-                let mut bytes = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut bytes);
-                let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
-                write_private(&path, &secret)?;
-                secret
-            }
-        };
-        self.auth.hs256_secret = Some(secret);
+        self.auth.hs256_secret = Some(kept_secret(&self.data_dir, "hs256.secret")?);
         Ok(self)
+    }
+}
+
+/// A random secret made once and kept in the data directory, readable by its owner only.
+fn kept_secret(data_dir: &Path, name: &str) -> anyhow::Result<String> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let path = data_dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(secret) => Ok(secret.trim().to_owned()),
+        Err(_) => {
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
+            write_private(&path, &secret)?;
+            Ok(secret)
+        }
     }
 }
 

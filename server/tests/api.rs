@@ -1,83 +1,27 @@
 //! The all-in-one server over real HTTP, on embedded SQLite and on PostgreSQL.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
-use deployments::settings::ServerSettings;
-use deployments::Server;
 use events::deployment::{DeploymentCreated, DeviceDeploymentStatus, DeviceJoinedDeployment};
 use events::{
     AppendRequest, DomainEvent, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId,
 };
-use http_edge::auth::{AuthSettings, Issuer, TokenKind};
+use http_edge::auth::TokenKind;
 use serde_json::Value;
 use uuid::Uuid;
 
-struct TestServer {
-    base: String,
-    settings: ServerSettings,
-    issuer: Issuer,
-    postgres_url: Option<String>,
-}
+mod support;
 
-impl TestServer {
-    async fn start(postgres: bool) -> Self {
-        let data_dir = tempfile::tempdir().unwrap().keep();
-        let postgres_url = if postgres {
-            Some(events::conformance::fresh_postgres_url().await)
-        } else {
-            None
-        };
-        let settings = ServerSettings {
-            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-            data_dir,
-            event_log_url: postgres_url.clone(),
-            read_models_url: postgres_url.clone(),
-            auth: AuthSettings {
-                hs256_secret: Some("api test secret".into()),
-                ..AuthSettings::default()
-            },
-            ..ServerSettings::default()
-        };
-        let server = Server::build(settings.clone()).await.unwrap();
-        let base = format!("http://127.0.0.1:{}", server.port());
-        tokio::spawn(server.run_until(std::future::pending()));
-        let issuer = Issuer::from_settings(&settings.auth).unwrap();
-        Self {
-            base,
-            settings,
-            issuer,
-            postgres_url,
-        }
-    }
+use support::TestServer;
 
-    fn token(&self, subject: &str, tenant: &str, kind: TokenKind) -> String {
-        self.issuer.issue(&Issuer::claims(
-            subject,
-            &TenantId::new(tenant),
-            kind,
-            chrono::Duration::hours(1),
-        ))
-    }
-
-    async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let mut request = reqwest::Client::new().get(format!("{}{path}", self.base));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Writes events straight into the server's log, as the command service will.
-    async fn record(&self, tenant: &str, deployment: Uuid, events: Vec<DomainEvent>) {
-        let log = events::open_log(&self.settings.event_log_url(), 2)
-            .await
-            .unwrap();
-        log.append(AppendRequest {
+/// Writes events straight into the server's log, as the command service will.
+async fn record(server: &TestServer, tenant: &str, deployment: Uuid, events: Vec<DomainEvent>) {
+    server
+        .log()
+        .await
+        .append(AppendRequest {
             tenant: TenantId::new(tenant),
             stream: StreamName::new(format!("deployment-{deployment}")),
             expected: ExpectedVersion::Any,
@@ -88,20 +32,23 @@ impl TestServer {
         })
         .await
         .unwrap();
-    }
+}
 
-    /// Reads until the projection shows what was recorded (read-your-writes comes with the
-    /// command endpoints).
-    async fn eventually(&self, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
-        for _ in 0..100 {
-            let (status, body) = self.get(path, Some(token)).await;
-            if status == 200 && done(&body) {
-                return body;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+/// Reads until the projection shows what was recorded straight into the log.
+async fn eventually(
+    server: &TestServer,
+    path: &str,
+    token: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    for _ in 0..100 {
+        let (status, body) = server.get(path, Some(token)).await;
+        if status == 200 && done(&body) {
+            return body;
         }
-        panic!("{path} never showed the recorded events");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    panic!("{path} never showed the recorded events");
 }
 
 async fn liveness_and_health_answer_204(server: TestServer) {
@@ -116,36 +63,34 @@ async fn liveness_and_health_answer_204(server: TestServer) {
 async fn a_deployment_is_read_from_its_projection(server: TestServer) {
     let user = server.token("alice", "acme", TokenKind::User);
     let id = Uuid::new_v4();
-    server
-        .record(
-            "acme",
-            id,
-            vec![
-                DomainEvent::DeploymentCreated(DeploymentCreated {
-                    deployment_id: id,
-                    name: "spring".into(),
-                    artifact_name: "release-1".into(),
-                    devices: vec!["d1".into(), "d2".into()],
-                    phases: vec![],
-                    force_installation: false,
-                    created: Utc::now(),
-                }),
-                DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
-                    deployment_id: id,
-                    device_id: "d1".into(),
-                    artifact_id: Some(Uuid::new_v4()),
-                    status: DeviceDeploymentStatus::Pending,
-                    device_type: "qemux86-64".into(),
-                    installed_artifact_name: "release-0".into(),
-                    phase: None,
-                }),
-            ],
-        )
-        .await;
+    record(
+        &server,
+        "acme",
+        id,
+        vec![
+            DomainEvent::DeploymentCreated(DeploymentCreated {
+                deployment_id: id,
+                name: "spring".into(),
+                artifact_name: "release-1".into(),
+                devices: vec!["d1".into(), "d2".into()],
+                phases: vec![],
+                force_installation: false,
+                created: Utc::now(),
+            }),
+            DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
+                deployment_id: id,
+                device_id: "d1".into(),
+                artifact_id: Some(Uuid::new_v4()),
+                status: DeviceDeploymentStatus::Pending,
+                device_type: "qemux86-64".into(),
+                installed_artifact_name: "release-0".into(),
+                phase: None,
+            }),
+        ],
+    )
+    .await;
     let path = format!("/api/management/v1/deployments/deployments/{id}");
-    let deployment = server
-        .eventually(&path, &user, |body| body["device_count"] == 1)
-        .await;
+    let deployment = eventually(&server, &path, &user, |body| body["device_count"] == 1).await;
     assert_eq!(deployment["id"], id.to_string());
     assert_eq!(deployment["name"], "spring");
     assert_eq!(deployment["artifact_name"], "release-1");

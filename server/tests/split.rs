@@ -9,6 +9,14 @@ use events::{
 use http_edge::auth::{AuthSettings, Issuer, TokenKind};
 use uuid::Uuid;
 
+fn storage(dir: &std::path::Path) -> blob_store::StorageSettings {
+    blob_store::StorageSettings {
+        local_dir: dir.to_path_buf(),
+        link_secret: Some("link secret".into()),
+        ..Default::default()
+    }
+}
+
 fn auth() -> AuthSettings {
     AuthSettings {
         hs256_secret: Some("split secret".into()),
@@ -19,10 +27,13 @@ fn auth() -> AuthSettings {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_services_run_split_over_one_postgres() {
     let url = events::conformance::fresh_postgres_url().await;
+    let artifacts = tempfile::tempdir().unwrap();
     let command = command_service::Application::build(command_service::settings::CommandSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         event_log_url: url.clone(),
+        read_models_url: Some(url.clone()),
         auth: auth(),
+        storage: storage(artifacts.path()),
         ..Default::default()
     })
     .await
@@ -32,6 +43,7 @@ async fn both_services_run_split_over_one_postgres() {
         event_log_url: url.clone(),
         read_models_url: url.clone(),
         auth: auth(),
+        storage: storage(artifacts.path()),
         ..Default::default()
     })
     .await

@@ -1,18 +1,55 @@
 //! The write half of the API: one router per resource, merged here.
 
+mod artifacts;
 mod internal;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use artifact_format::ReadOptions;
 use axum::extract::FromRef;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
-use events::EventLog;
+use blob_store::{BlobStore, StorageSettings};
+use events::{EventLog, Position};
 use http_edge::auth::Verifier;
+
+use crate::deployment_use::DeploymentUseTable;
+use crate::read_side::{ReadSide, LOG_POSITION_HEADER};
+
+/// What artifact commands need besides the log.
+pub struct ArtifactStorage {
+    pub store: Arc<dyn BlobStore>,
+    pub storage: StorageSettings,
+    pub reader_options: Arc<ReadOptions>,
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub log: Arc<dyn EventLog>,
     pub verifier: Arc<Verifier>,
+    pub artifacts: Arc<ArtifactStorage>,
+    pub deployment_use: Arc<DeploymentUseTable>,
+    pub read_side: Arc<dyn ReadSide>,
+    /// How long a command waits for the read side before answering anyway.
+    pub read_wait: Duration,
+}
+
+impl AppState {
+    /// A command's answer, sent once the read side shows `position` (or the wait ran out),
+    /// carrying the position so a later read can wait for it.
+    pub async fn answered(&self, position: Position, status: StatusCode) -> Response {
+        let visible = self.read_side.wait_for(position, self.read_wait).await;
+        if !visible {
+            tracing::warn!(%position, "answering before the read side caught up");
+        }
+        let mut response = status.into_response();
+        if let Ok(value) = HeaderValue::from_str(&position.to_string()) {
+            response.headers_mut().insert(LOG_POSITION_HEADER, value);
+        }
+        response
+    }
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -24,7 +61,7 @@ impl FromRef<AppState> for Arc<Verifier> {
 /// The command routes alone, for a server that merges them with the query service's (which
 /// then answers the internal health routes for both).
 pub fn routes(state: AppState) -> Router {
-    Router::new().with_state(state)
+    Router::new().merge(artifacts::router()).with_state(state)
 }
 
 /// The whole service on its own: command routes, internal routes and the edge layers.

@@ -1,12 +1,15 @@
 //! The read half of the API: one router per resource, merged here.
 
+mod artifacts;
 mod deployments;
 mod internal;
+mod paging;
 
 use std::sync::Arc;
 
 use axum::extract::FromRef;
 use axum::Router;
+use blob_store::{BlobStore, LocalDirectory, StorageSettings};
 use events::EventLog;
 use http_edge::auth::Verifier;
 
@@ -17,6 +20,13 @@ pub struct AppState {
     pub read_models: ReadModels,
     pub log: Arc<dyn EventLog>,
     pub verifier: Arc<Verifier>,
+    /// Makes download links.
+    pub store: Arc<dyn BlobStore>,
+    /// The local store, whose signed links this service serves; `None` with S3.
+    pub local: Option<Arc<LocalDirectory>>,
+    pub storage: Arc<StorageSettings>,
+    /// Lifetime of management download links.
+    pub download_link_seconds: u64,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -29,6 +39,7 @@ impl FromRef<AppState> for Arc<Verifier> {
 /// before adding it once.
 pub fn routes(state: AppState) -> Router {
     Router::new()
+        .merge(artifacts::router())
         .merge(deployments::router())
         .merge(internal::router())
         .with_state(state)

@@ -50,9 +50,7 @@ impl Projection for DeploymentsProjection {
                 status_changed(tx, tenant, &at, changed).await
             }
             DomainEvent::DeviceDeploymentLogSaved(saved) => log_saved(tx, tenant, saved).await,
-            DomainEvent::ArtifactUploaded(_)
-            | DomainEvent::ArtifactDescriptionChanged(_)
-            | DomainEvent::ArtifactDeleted(_) => Ok(()),
+            _ => Ok(()),
         }
     }
 }

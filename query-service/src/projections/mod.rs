@@ -1,7 +1,9 @@
 //! The projections this service keeps, one file each.
 
+mod artifacts;
 mod deployments;
 
+pub use artifacts::ArtifactsProjection;
 pub use deployments::DeploymentsProjection;
 
 use chrono::{DateTime, SecondsFormat, Utc};

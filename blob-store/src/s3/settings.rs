@@ -1,0 +1,81 @@
+//! How to reach the S3-compatible store, as read from the service configuration.
+
+use serde::{Deserialize, Serialize};
+
+/// Where and how to reach the S3-compatible store.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct S3Settings {
+    /// Bucket holding the artifacts. Default `mender-artifacts`.
+    pub bucket: String,
+    /// Region to sign requests for. Default `us-east-1`.
+    pub region: String,
+    /// Endpoint URL of an S3-compatible server, e.g. `http://minio:9000`. Default: AWS.
+    pub endpoint: Option<String>,
+    /// Access key id. Default: the `AWS_ACCESS_KEY_ID` environment variable.
+    pub access_key_id: Option<String>,
+    /// Secret access key. Default: the `AWS_SECRET_ACCESS_KEY` environment variable.
+    pub secret_access_key: Option<String>,
+    /// Address buckets in the path rather than the host name. Default `false`; most
+    /// S3-compatible servers need `true`.
+    pub force_path_style: bool,
+    /// When to send and check checksums. Default `when-required`.
+    pub checksums: ChecksumPolicy,
+    /// Create the bucket at startup when it is missing. Default `false`.
+    pub create_bucket: bool,
+    /// Upload part size in MiB, 5 to 5120; an upload holds up to two parts in memory.
+    /// Default 8, for artifacts up to 80 GiB (S3 allows 10 000 parts).
+    pub part_size_mib: u64,
+    /// Endpoint URL put into download links, when devices reach the store under another
+    /// address than the service does. Default: `endpoint`.
+    pub presign_public_endpoint: Option<String>,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self {
+            bucket: "mender-artifacts".to_owned(),
+            region: "us-east-1".to_owned(),
+            endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
+            force_path_style: false,
+            checksums: ChecksumPolicy::default(),
+            create_bucket: false,
+            part_size_mib: 8,
+            presign_public_endpoint: None,
+        }
+    }
+}
+
+// Settings end up in startup logs; the secret must not.
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("force_path_style", &self.force_path_style)
+            .field("checksums", &self.checksums)
+            .field("create_bucket", &self.create_bucket)
+            .field("part_size_mib", &self.part_size_mib)
+            .field("presign_public_endpoint", &self.presign_public_endpoint)
+            .finish()
+    }
+}
+
+/// When the SDK adds CRC checksums to requests and checks those in responses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChecksumPolicy {
+    /// On every operation that supports them; some S3-compatible servers reject these.
+    WhenSupported,
+    /// Only where the operation demands them.
+    #[default]
+    WhenRequired,
+}

@@ -1,0 +1,4 @@
+//! Pure decisions: `decide(&state, command) -> Result<events, error>` and
+//! `evolve(state, &event) -> state`. Nothing here does I/O.
+
+pub mod artifacts;

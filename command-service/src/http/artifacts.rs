@@ -1,0 +1,282 @@
+//! Artifact commands: upload, change description, delete.
+
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{post, put};
+use axum::{Extension, Router};
+use chrono::Utc;
+use events::artifact::ArtifactUploaded;
+use events::StreamName;
+use http_edge::auth::User;
+use http_edge::{JsonBody, RequestId};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::AppState;
+use crate::application::{execute, Caller};
+use crate::domain::artifacts::{self, ArtifactCommand, ArtifactsState};
+use crate::error::{parse_id, ApiError};
+use crate::upload::{receive, UploadLimits};
+
+const BASE: &str = "/api/management/v1/deployments/artifacts";
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            BASE,
+            // Uploads are limited by the storage settings, checked while streaming.
+            post(upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route(
+            &format!("{BASE}/{{id}}"),
+            put(change_description).delete(delete),
+        )
+}
+
+fn caller(user: &http_edge::auth::Identity, request_id: &RequestId) -> Caller {
+    Caller {
+        tenant: user.tenant.clone(),
+        actor: format!("user:{}", user.subject),
+        request_id: request_id.0.clone(),
+    }
+}
+
+fn stream() -> StreamName {
+    StreamName::new(artifacts::STREAM)
+}
+
+async fn current_state(state: &AppState, caller: &Caller) -> Result<ArtifactsState, ApiError> {
+    let recorded = state.log.read_stream(&caller.tenant, &stream(), 0).await?;
+    let mut folded = ArtifactsState::default();
+    for event in &recorded {
+        folded = artifacts::evolve(folded, &event.decode().map_err(anyhow::Error::from)?);
+    }
+    Ok(folded)
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    headers: HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&user, &request_id);
+    let settings = &state.artifacts.storage;
+    // Multipart framing adds a little; a body far beyond the limit is refused unread.
+    let declared_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared_length.is_some_and(|length| length > settings.max_upload_bytes + 1024 * 1024) {
+        return Err(ApiError::TooLarge(format!(
+            "artifact file larger than the maximum of {} bytes",
+            settings.max_upload_bytes
+        )));
+    }
+    let mut multipart = multipart.map_err(|_| {
+        ApiError::UnsupportedMediaType("Bad Content-Type, expected 'multipart/form-data'".into())
+    })?;
+    let mut description = String::new();
+    let mut artifact_id = Uuid::new_v4();
+    loop {
+        let field = multipart.next_field().await.map_err(|error| {
+            ApiError::BadRequest(format!("malformed multipart body: {}", error.body_text()))
+        })?;
+        let Some(mut field) = field else {
+            return Err(ApiError::BadRequest(
+                "request does not contain the artifact file".into(),
+            ));
+        };
+        // Mender matches part names case-insensitively.
+        match field
+            .name()
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "size" => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+                let size: u64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| ApiError::BadRequest("size must be a number of bytes".into()))?;
+                if size > settings.max_upload_bytes {
+                    return Err(ApiError::TooLarge(format!(
+                        "artifact file larger than the maximum of {} bytes",
+                        settings.max_upload_bytes
+                    )));
+                }
+            }
+            "description" => {
+                description = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+                check_description(&description)?;
+            }
+            "artifact_id" => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+                artifact_id = Uuid::parse_str(text.trim())
+                    .map_err(|_| ApiError::BadRequest("artifact_id is not a valid UUID".into()))?;
+            }
+            "artifact" => {
+                let limit = settings.limit_for(caller.tenant.as_str());
+                let usage = if limit > 0 {
+                    Some((limit, current_state(&state, &caller).await?.usage()))
+                } else {
+                    None
+                };
+                let key = blob_store::artifact_key(caller.tenant.as_str(), artifact_id);
+                let parsed = receive(
+                    &mut field,
+                    &state.artifacts.store,
+                    &key,
+                    UploadLimits {
+                        max_bytes: settings.max_upload_bytes,
+                        storage: usage,
+                    },
+                    state.artifacts.reader_options.clone(),
+                )
+                .await?;
+                let event = ArtifactUploaded {
+                    artifact_id,
+                    name: parsed.name,
+                    description,
+                    device_types_compatible: parsed.device_types_compatible,
+                    info: parsed.info,
+                    signed: parsed.signed,
+                    updates: parsed.updates,
+                    artifact_provides: parsed.artifact_provides,
+                    artifact_depends: parsed.artifact_depends,
+                    clears_artifact_provides: parsed.clears_artifact_provides,
+                    size: parsed.size,
+                    modified: Utc::now(),
+                };
+                let recorded = execute(
+                    &*state.log,
+                    &caller,
+                    &stream(),
+                    artifacts::evolve,
+                    |folded| {
+                        artifacts::decide(
+                            folded,
+                            ArtifactCommand::Upload {
+                                artifact: Box::new(event.clone()),
+                                storage_limit: limit,
+                            },
+                            &artifacts::NoDeployments,
+                        )
+                    },
+                )
+                .await;
+                let position = match recorded {
+                    Ok(position) => position,
+                    Err(error) => {
+                        if let Err(error) = state.artifacts.store.delete(&key).await {
+                            tracing::error!(%error, key, "cannot remove a refused upload");
+                        }
+                        return Err(error);
+                    }
+                };
+                let mut response = state.answered(position, StatusCode::CREATED).await;
+                let location = format!("{BASE}/{artifact_id}");
+                if let Ok(value) = HeaderValue::from_str(&location) {
+                    response.headers_mut().insert(header::LOCATION, value);
+                }
+                return Ok(response);
+            }
+            _ => {}
+        }
+    }
+}
+
+const MAX_DESCRIPTION: usize = 4096;
+
+fn check_description(description: &str) -> Result<(), ApiError> {
+    if description.chars().count() > MAX_DESCRIPTION {
+        return Err(ApiError::BadRequest(format!(
+            "description: the length must be between 0 and {MAX_DESCRIPTION}"
+        )));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct DescriptionChange {
+    description: String,
+}
+
+async fn change_description(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    JsonBody(change): JsonBody<DescriptionChange>,
+) -> Result<Response, ApiError> {
+    let artifact_id = parse_id(&id)?;
+    check_description(&change.description)?;
+    let caller = caller(&user, &request_id);
+    state.deployment_use.caught_up(&*state.log).await?;
+    let position = execute(
+        &*state.log,
+        &caller,
+        &stream(),
+        artifacts::evolve,
+        |folded| {
+            state
+                .deployment_use
+                .with_tenant(&caller.tenant, |deployments| {
+                    artifacts::decide(
+                        folded,
+                        ArtifactCommand::ChangeDescription {
+                            artifact_id,
+                            description: change.description.clone(),
+                        },
+                        deployments,
+                    )
+                })
+        },
+    )
+    .await?;
+    Ok(state.answered(position, StatusCode::NO_CONTENT).await)
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let artifact_id = parse_id(&id)?;
+    let caller = caller(&user, &request_id);
+    state.deployment_use.caught_up(&*state.log).await?;
+    let position = execute(
+        &*state.log,
+        &caller,
+        &stream(),
+        artifacts::evolve,
+        |folded| {
+            state
+                .deployment_use
+                .with_tenant(&caller.tenant, |deployments| {
+                    artifacts::decide(folded, ArtifactCommand::Delete { artifact_id }, deployments)
+                })
+        },
+    )
+    .await?;
+    // The event is the truth; a file left behind by a failed removal is only wasted space.
+    let key = blob_store::artifact_key(caller.tenant.as_str(), artifact_id);
+    if let Err(error) = state.artifacts.store.delete(&key).await {
+        tracing::error!(%error, key, "cannot remove a deleted artifact's file");
+    }
+    Ok(state.answered(position, StatusCode::NO_CONTENT).await)
+}

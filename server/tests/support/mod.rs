@@ -1,0 +1,197 @@
+//! What the server's API tests share: a server on a fresh backend, tokens, and requests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use deployments::settings::ServerSettings;
+use deployments::Server;
+use events::{EventLog, Position, TenantId};
+use http_edge::auth::{AuthSettings, Issuer, TokenKind};
+use serde_json::Value;
+
+pub struct TestServer {
+    pub base: String,
+    pub settings: ServerSettings,
+    pub issuer: Issuer,
+    pub postgres_url: Option<String>,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start(postgres: bool) -> Self {
+        Self::start_with(postgres, |_| {}).await
+    }
+
+    /// A server on empty storage: embedded SQLite, or a fresh PostgreSQL database.
+    pub async fn start_with(postgres: bool, customize: impl FnOnce(&mut ServerSettings)) -> Self {
+        let data_dir = tempfile::tempdir().unwrap().keep();
+        let postgres_url = if postgres {
+            Some(events::conformance::fresh_postgres_url().await)
+        } else {
+            None
+        };
+        let mut settings = ServerSettings {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            event_log_url: postgres_url.clone(),
+            read_models_url: postgres_url.clone(),
+            auth: AuthSettings {
+                hs256_secret: Some("api test secret".into()),
+                ..AuthSettings::default()
+            },
+            ..ServerSettings::default()
+        };
+        if postgres {
+            // The production set: PostgreSQL for the log and read models, S3 for files.
+            settings.storage.backend = blob_store::StorageBackend::S3;
+            settings.storage.s3 = s3_settings();
+        }
+        customize(&mut settings);
+        let server = Server::build(settings.clone()).await.unwrap();
+        let base = format!("http://127.0.0.1:{}", server.port());
+        tokio::spawn(server.run_until(std::future::pending()));
+        let issuer = Issuer::from_settings(&settings.auth).unwrap();
+        Self {
+            base,
+            settings,
+            issuer,
+            postgres_url,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub fn token(&self, subject: &str, tenant: &str, kind: TokenKind) -> String {
+        self.issuer.issue(&Issuer::claims(
+            subject,
+            &TenantId::new(tenant),
+            kind,
+            chrono::Duration::hours(1),
+        ))
+    }
+
+    /// A user token of the default tenant.
+    pub fn admin(&self) -> String {
+        self.token("admin", "", TokenKind::User)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The server's event log, opened beside it.
+    pub async fn log(&self) -> std::sync::Arc<dyn EventLog> {
+        events::open_log(&self.settings.event_log_url(), 2)
+            .await
+            .unwrap()
+    }
+
+    pub async fn head(&self) -> Position {
+        self.log().await.head().await.unwrap()
+    }
+
+    /// Files in the artifact store: the local directory, or the S3 server's folder of this
+    /// server's bucket.
+    pub fn stored_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        let root = match self.settings.storage.backend {
+            blob_store::StorageBackend::Local => self.settings.data_dir.join("artifacts"),
+            blob_store::StorageBackend::S3 => {
+                PathBuf::from(env("TEST_S3_ROOT")).join(&self.settings.storage.s3.bucket)
+            }
+        };
+        walk(&root, &mut found);
+        found
+    }
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: start the S3 test server with eval \"$(scripts/s3-test-server)\" (./scripts/test does)")
+    })
+}
+
+/// A bucket of its own on the S3 test server.
+pub fn s3_settings() -> blob_store::s3::S3Settings {
+    blob_store::s3::S3Settings {
+        bucket: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        endpoint: Some(env("TEST_S3_ENDPOINT")),
+        access_key_id: Some(env("TEST_S3_ACCESS_KEY")),
+        secret_access_key: Some(env("TEST_S3_SECRET_KEY")),
+        force_path_style: true,
+        create_bucket: true,
+        ..Default::default()
+    }
+}
+
+/// Runs `mender-artifact` (Debian's package, installed by the test script) in `dir`.
+pub fn mender_artifact(dir: &Path, arguments: &[&str]) {
+    let output = Command::new("mender-artifact")
+        .current_dir(dir)
+        .args(arguments)
+        .output()
+        .expect("mender-artifact is installed (apt-get install mender-artifact)");
+    assert!(
+        output.status.success(),
+        "mender-artifact {arguments:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Writes a rootfs-image artifact of `payload_bytes` random bytes; returns its path.
+pub fn rootfs_artifact(
+    dir: &Path,
+    name: &str,
+    device_types: &[&str],
+    payload_bytes: usize,
+) -> PathBuf {
+    let payload = dir.join(format!("{name}.ext4"));
+    // Pseudo-random, so compression cannot shrink the artifact below the payload's size.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64 ^ name.len() as u64;
+    let bytes: Vec<u8> = (0..payload_bytes)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect();
+    std::fs::write(&payload, bytes).unwrap();
+    let output = dir.join(format!("{name}.mender"));
+    let mut arguments = vec!["write", "rootfs-image", "-n", name, "-f"];
+    let payload_arg = payload.to_string_lossy().to_string();
+    let output_arg = output.to_string_lossy().to_string();
+    arguments.push(&payload_arg);
+    for device_type in device_types {
+        arguments.push("-t");
+        arguments.push(device_type);
+    }
+    arguments.push("-o");
+    arguments.push(&output_arg);
+    mender_artifact(dir, &arguments);
+    output
+}
