@@ -3,6 +3,11 @@
 
 mod support;
 
+/// `mender-artifact read` and its comparison with a parsed artifact, shared with the reader's
+/// own tests.
+#[path = "../../artifact-format/tests/common/mod.rs"]
+mod mender_tool;
+
 use std::path::Path;
 
 use reqwest::multipart::{Form, Part};
@@ -125,6 +130,147 @@ async fn an_uploaded_artifact_reads_back_field_by_field(server: TestServer) {
         std::fs::metadata(&file).unwrap().len()
     );
     assert_eq!(server.stored_files().len(), 1);
+}
+
+/// The API's artifact as the reader's result, to hold it against `mender-artifact read`.
+fn as_parsed(artifact: &Value) -> artifact_format::ParsedArtifact {
+    let field = |name: &str| artifact.get(name).cloned().unwrap_or(Value::Null);
+    let or_empty = |name: &str, empty: Value| {
+        let value = field(name);
+        if value.is_null() {
+            empty
+        } else {
+            value
+        }
+    };
+    artifact_format::ParsedArtifact {
+        name: serde_json::from_value(field("name")).unwrap(),
+        device_types_compatible: serde_json::from_value(field("device_types_compatible")).unwrap(),
+        info: serde_json::from_value(field("info")).unwrap(),
+        signed: serde_json::from_value(field("signed")).unwrap(),
+        updates: serde_json::from_value(field("updates")).unwrap(),
+        artifact_provides: serde_json::from_value(or_empty(
+            "artifact_provides",
+            serde_json::json!({}),
+        ))
+        .unwrap(),
+        artifact_depends: serde_json::from_value(or_empty(
+            "artifact_depends",
+            serde_json::json!({}),
+        ))
+        .unwrap(),
+        clears_artifact_provides: serde_json::from_value(or_empty(
+            "clears_artifact_provides",
+            serde_json::json!([]),
+        ))
+        .unwrap(),
+        size: serde_json::from_value(field("size")).unwrap(),
+    }
+}
+
+async fn the_api_agrees_with_mender_artifact_read(server: TestServer) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("payload.bin"), vec![42u8; 6000]).unwrap();
+    std::fs::write(
+        dir.path().join("meta.json"),
+        r#"{"mode": "fast", "levels": [1, 2]}"#,
+    )
+    .unwrap();
+    let variants: [(&str, &[&str]); 4] = [
+        (
+            "rootfs-v3",
+            &[
+                "write",
+                "rootfs-image",
+                "-t",
+                "pi",
+                "-t",
+                "bbb",
+                "-n",
+                "rootfs-v3",
+                "-f",
+                "payload.bin",
+                "-o",
+                "rootfs-v3.mender",
+            ],
+        ),
+        (
+            "rootfs-v2",
+            &[
+                "write",
+                "rootfs-image",
+                "-v",
+                "2",
+                "-t",
+                "pi",
+                "-n",
+                "rootfs-v2",
+                "-f",
+                "payload.bin",
+                "-o",
+                "rootfs-v2.mender",
+            ],
+        ),
+        (
+            "module-xz",
+            &[
+                "write",
+                "module-image",
+                "-T",
+                "docker",
+                "-t",
+                "pi",
+                "-n",
+                "module-xz",
+                "-f",
+                "payload.bin",
+                "-m",
+                "meta.json",
+                "--provides",
+                "app:1",
+                "--depends",
+                "os:2",
+                "--clears-provides",
+                "app*",
+                "--compression",
+                "lzma",
+                "-o",
+                "module-xz.mender",
+            ],
+        ),
+        (
+            "plain",
+            &[
+                "write",
+                "rootfs-image",
+                "-t",
+                "pi",
+                "-n",
+                "plain",
+                "-f",
+                "payload.bin",
+                "--compression",
+                "none",
+                "-o",
+                "plain.mender",
+            ],
+        ),
+    ];
+    for (name, arguments) in variants {
+        mender_artifact(dir.path(), arguments);
+        let file = dir.path().join(format!("{name}.mender"));
+        let id = uploaded(&server, &file).await;
+        let (_, artifact) = server
+            .get(&format!("{ARTIFACTS}/{id}"), Some(&server.admin()))
+            .await;
+        let view = mender_tool::mender_read(&file, None);
+        mender_tool::assert_agrees(&as_parsed(&artifact), &view);
+        assert_eq!(
+            artifact["size"],
+            std::fs::metadata(&file).unwrap().len(),
+            "{name}"
+        );
+    }
 }
 
 async fn a_module_image_keeps_its_meta_data_provides_and_depends(server: TestServer) {
@@ -882,6 +1028,7 @@ macro_rules! on_both_backends {
 
 on_both_backends!(
     an_uploaded_artifact_reads_back_field_by_field,
+    the_api_agrees_with_mender_artifact_read,
     a_module_image_keeps_its_meta_data_provides_and_depends,
     a_v2_artifact_is_accepted,
     the_description_can_be_changed_until_used,
