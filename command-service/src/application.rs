@@ -29,14 +29,15 @@ impl Caller {
 }
 
 /// Runs `decide` over the folded stream and appends its events, retrying on conflicts.
-/// Returns the log position of the last event appended.
+/// Returns the log position of the last event appended, or `None` when the decision was to
+/// change nothing.
 pub async fn execute<S, E>(
     log: &dyn EventLog,
     caller: &Caller,
     stream: &StreamName,
     fold: impl Fn(S, &DomainEvent) -> S,
     decide: impl Fn(&S) -> Result<Vec<DomainEvent>, E>,
-) -> Result<events::Position, ApiError>
+) -> Result<Option<events::Position>, ApiError>
 where
     S: Default,
     ApiError: From<E>,
@@ -49,6 +50,9 @@ where
             state = fold(state, &event.decode().map_err(anyhow::Error::from)?);
         }
         let decided = decide(&state)?;
+        if decided.is_empty() {
+            return Ok(None);
+        }
         let metadata = caller.metadata();
         let request = AppendRequest {
             tenant: caller.tenant.clone(),
@@ -60,7 +64,7 @@ where
                 .collect(),
         };
         match log.append(request).await {
-            Ok(appended) => return Ok(appended.position),
+            Ok(appended) => return Ok(Some(appended.position)),
             Err(AppendError::Conflict { .. }) => continue,
             Err(error) => return Err(error.into()),
         }

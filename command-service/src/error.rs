@@ -74,6 +74,36 @@ impl From<ArtifactError> for ApiError {
     }
 }
 
+impl From<crate::domain::deployments::DeploymentError> for ApiError {
+    fn from(error: crate::domain::deployments::DeploymentError) -> Self {
+        use crate::domain::deployments::DeploymentError;
+        let message = error.to_string();
+        match error {
+            DeploymentError::Invalid(message) => Self::BadRequest(message),
+            DeploymentError::NoArtifact | DeploymentError::Finished => Self::Unprocessable(message),
+            DeploymentError::Identical { existing } => Self::Conflict {
+                message,
+                with: Some(serde_json::json!({ "id": existing })),
+            },
+            DeploymentError::NotFound => Self::NotFound,
+        }
+    }
+}
+
+impl From<crate::domain::device::DeviceError> for ApiError {
+    fn from(error: crate::domain::device::DeviceError) -> Self {
+        use crate::domain::device::DeviceError;
+        let message = error.to_string();
+        match error {
+            DeviceError::NotFound => Self::NotFound,
+            DeviceError::Aborted | DeviceError::Decommissioned => Self::Conflict {
+                message,
+                with: None,
+            },
+        }
+    }
+}
+
 impl From<UploadError> for ApiError {
     fn from(error: UploadError) -> Self {
         let message = error.to_string();

@@ -2,7 +2,7 @@
 //! the log. It serves the write half of the management API and the whole device API.
 
 pub mod application;
-pub mod deployment_use;
+pub mod catalog;
 pub mod domain;
 pub mod error;
 pub mod http;
@@ -19,7 +19,7 @@ use events::EventLog;
 use http_edge::auth::Verifier;
 use http_edge::service::HttpServer;
 
-use crate::deployment_use::DeploymentUseTable;
+use crate::catalog::Catalog;
 use crate::http::{AppState, ArtifactStorage};
 use crate::read_side::ReadSide;
 use crate::settings::CommandSettings;
@@ -38,8 +38,8 @@ impl CommandService {
         store: Arc<dyn BlobStore>,
         read_side: Arc<dyn ReadSide>,
     ) -> anyhow::Result<Self> {
-        let deployment_use = Arc::new(DeploymentUseTable::default());
-        let background = vec![tokio::spawn(deployment_use.clone().follow(log.clone()))];
+        let catalog = Arc::new(Catalog::default());
+        let background = vec![tokio::spawn(catalog.clone().follow(log.clone()))];
         Ok(Self {
             state: AppState {
                 log,
@@ -49,7 +49,7 @@ impl CommandService {
                     storage: settings.storage.clone(),
                     reader_options: Arc::new(settings.artifacts.reader_options()?),
                 }),
-                deployment_use,
+                catalog,
                 read_side,
                 read_wait: Duration::from_millis(settings.read_wait_ms),
             },

@@ -166,6 +166,14 @@ pub async fn appends_and_reads_a_stream(log: Arc<dyn EventLog>) {
     assert_eq!(all[1].position, first.position);
 
     assert_eq!(scope.stream("deployment-1", 2).await.len(), 1);
+    let version = |stream: &str| {
+        let log = scope.log.clone();
+        let tenant = scope.tenant.clone();
+        let stream = StreamName::new(stream);
+        async move { log.stream_version(&tenant, &stream).await.unwrap() }
+    };
+    assert_eq!(version("deployment-1").await, 3);
+    assert_eq!(version("deployment-none").await, 0);
     assert!(scope.stream("deployment-none", 0).await.is_empty());
     assert!(scope.log.head().await.unwrap() >= second.position);
     assert_eq!(scope.all_after(start, 10).await, all);

@@ -168,3 +168,19 @@ pub struct DeviceDeploymentLogSaved {
     pub device_id: String,
     pub messages: Vec<LogMessage>,
 }
+
+/// A phased deployment admitted a device to one of its phases. Recorded on the deployment's
+/// stream, whose version serialises admissions, so no phase takes more devices than it may.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceAdmittedToPhase {
+    pub deployment_id: Uuid,
+    pub device_id: String,
+    pub phase: usize,
+}
+
+/// The device was removed from service: every unfinished entry it has becomes
+/// `decommissioned`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDecommissioned {
+    pub device_id: String,
+}

@@ -95,6 +95,19 @@ pub trait EventLog: Send + Sync + 'static {
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, LogError>;
 
+    /// A stream's current version: the version of its last event, 0 when it has none.
+    async fn stream_version(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamName,
+    ) -> Result<u64, LogError> {
+        Ok(self
+            .read_stream(tenant, stream, 0)
+            .await?
+            .last()
+            .map_or(0, |event| event.stream_version))
+    }
+
     /// Up to `limit` events after `after`, in log order, across all tenants.
     async fn read_all(&self, after: Position, limit: usize)
         -> Result<Vec<RecordedEvent>, LogError>;

@@ -311,6 +311,21 @@ impl EventLog for PostgresEventLog {
         .collect()
     }
 
+    async fn stream_version(
+        &self,
+        tenant: &TenantId,
+        stream: &StreamName,
+    ) -> Result<u64, LogError> {
+        let version: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE tenant = $1 AND stream = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(stream.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(version as u64)
+    }
+
     async fn read_all(
         &self,
         after: Position,

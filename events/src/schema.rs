@@ -11,8 +11,8 @@ use serde_json::Value;
 
 use crate::artifact::{ArtifactDeleted, ArtifactDescriptionChanged, ArtifactUploaded};
 use crate::deployment::{
-    DeploymentAborted, DeploymentCreated, DeviceDeploymentLogSaved, DeviceDeploymentStatusChanged,
-    DeviceJoinedDeployment,
+    DeploymentAborted, DeploymentCreated, DeviceAdmittedToPhase, DeviceDecommissioned,
+    DeviceDeploymentLogSaved, DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,8 @@ pub enum DomainEvent {
     DeviceJoinedDeployment(DeviceJoinedDeployment),
     DeviceDeploymentStatusChanged(DeviceDeploymentStatusChanged),
     DeviceDeploymentLogSaved(DeviceDeploymentLogSaved),
+    DeviceAdmittedToPhase(DeviceAdmittedToPhase),
+    DeviceDecommissioned(DeviceDecommissioned),
 }
 
 /// Each event type with the schema versions that may be stored, oldest first; the last is
@@ -53,6 +55,8 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("DeviceJoinedDeployment", &[1]),
     ("DeviceDeploymentStatusChanged", &[1]),
     ("DeviceDeploymentLogSaved", &[1]),
+    ("DeviceAdmittedToPhase", &[1]),
+    ("DeviceDecommissioned", &[1]),
 ];
 
 impl DomainEvent {
@@ -67,6 +71,8 @@ impl DomainEvent {
             Self::DeviceJoinedDeployment(_) => "DeviceJoinedDeployment",
             Self::DeviceDeploymentStatusChanged(_) => "DeviceDeploymentStatusChanged",
             Self::DeviceDeploymentLogSaved(_) => "DeviceDeploymentLogSaved",
+            Self::DeviceAdmittedToPhase(_) => "DeviceAdmittedToPhase",
+            Self::DeviceDecommissioned(_) => "DeviceDecommissioned",
         }
     }
 
@@ -85,6 +91,8 @@ impl DomainEvent {
             Self::DeviceJoinedDeployment(event) => serde_json::to_value(event),
             Self::DeviceDeploymentStatusChanged(event) => serde_json::to_value(event),
             Self::DeviceDeploymentLogSaved(event) => serde_json::to_value(event),
+            Self::DeviceAdmittedToPhase(event) => serde_json::to_value(event),
+            Self::DeviceDecommissioned(event) => serde_json::to_value(event),
         };
         // Plain structs with string keys always serialize.
         value.expect("domain events serialize to JSON")
@@ -118,6 +126,8 @@ impl DomainEvent {
             "DeviceJoinedDeployment" => Self::DeviceJoinedDeployment(parsed.parse()?),
             "DeviceDeploymentStatusChanged" => Self::DeviceDeploymentStatusChanged(parsed.parse()?),
             "DeviceDeploymentLogSaved" => Self::DeviceDeploymentLogSaved(parsed.parse()?),
+            "DeviceAdmittedToPhase" => Self::DeviceAdmittedToPhase(parsed.parse()?),
+            "DeviceDecommissioned" => Self::DeviceDecommissioned(parsed.parse()?),
             other => return Err(SchemaError::UnknownType(other.to_owned())),
         })
     }

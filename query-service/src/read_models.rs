@@ -23,6 +23,11 @@ const POSTGRES_MIGRATIONS: MigrationSet = MigrationSet {
             name: "artifacts",
             sql: include_str!("../../migrations/postgres/read-models/0002_artifacts.sql"),
         },
+        Migration {
+            version: 3,
+            name: "deployment reads",
+            sql: include_str!("../../migrations/postgres/read-models/0003_deployment_reads.sql"),
+        },
     ],
 };
 
@@ -38,6 +43,11 @@ const SQLITE_MIGRATIONS: MigrationSet = MigrationSet {
             version: 2,
             name: "artifacts",
             sql: include_str!("../../migrations/sqlite/read-models/0002_artifacts.sql"),
+        },
+        Migration {
+            version: 3,
+            name: "deployment reads",
+            sql: include_str!("../../migrations/sqlite/read-models/0003_deployment_reads.sql"),
         },
     ],
 };
@@ -174,11 +184,19 @@ impl ReadModels {
     }
 }
 
-/// Tables a rebuild empties; the checkpoints are reset, not emptied.
-const READ_MODEL_TABLES: [&str; 3] = [
+/// Tables a rebuild empties, those of every projection; the checkpoints are reset, not
+/// emptied.
+const READ_MODEL_TABLES: [&str; 10] = [
     "deployments",
+    "deployment_devices",
+    "deployment_phases",
+    "deployment_statistics",
+    "deployment_known_artifacts",
+    "deployment_artifacts",
     "device_deployments",
     "device_deployment_logs",
+    "artifacts",
+    "storage_usage",
 ];
 
 /// Held while this instance runs a projection; dropping it releases the lock.

@@ -2,3 +2,5 @@
 //! `evolve(state, &event) -> state`. Nothing here does I/O.
 
 pub mod artifacts;
+pub mod deployments;
+pub mod device;

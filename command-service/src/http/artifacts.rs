@@ -35,7 +35,7 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-fn caller(user: &http_edge::auth::Identity, request_id: &RequestId) -> Caller {
+pub(super) fn caller(user: &http_edge::auth::Identity, request_id: &RequestId) -> Caller {
     Caller {
         tenant: user.tenant.clone(),
         actor: format!("user:{}", user.subject),
@@ -187,7 +187,7 @@ async fn upload(
                         return Err(error);
                     }
                 };
-                let mut response = state.answered(position, StatusCode::CREATED).await;
+                let mut response = state.answered_if(position, StatusCode::CREATED).await;
                 let location = format!("{BASE}/{artifact_id}");
                 if let Ok(value) = HeaderValue::from_str(&location) {
                     response.headers_mut().insert(header::LOCATION, value);
@@ -225,29 +225,27 @@ async fn change_description(
     let artifact_id = parse_id(&id)?;
     check_description(&change.description)?;
     let caller = caller(&user, &request_id);
-    state.deployment_use.caught_up(&*state.log).await?;
+    state.catalog.caught_up(&*state.log).await?;
     let position = execute(
         &*state.log,
         &caller,
         &stream(),
         artifacts::evolve,
         |folded| {
-            state
-                .deployment_use
-                .with_tenant(&caller.tenant, |deployments| {
-                    artifacts::decide(
-                        folded,
-                        ArtifactCommand::ChangeDescription {
-                            artifact_id,
-                            description: change.description.clone(),
-                        },
-                        deployments,
-                    )
-                })
+            state.catalog.with_tenant(&caller.tenant, |deployments| {
+                artifacts::decide(
+                    folded,
+                    ArtifactCommand::ChangeDescription {
+                        artifact_id,
+                        description: change.description.clone(),
+                    },
+                    deployments,
+                )
+            })
         },
     )
     .await?;
-    Ok(state.answered(position, StatusCode::NO_CONTENT).await)
+    Ok(state.answered_if(position, StatusCode::NO_CONTENT).await)
 }
 
 async fn delete(
@@ -258,18 +256,16 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let artifact_id = parse_id(&id)?;
     let caller = caller(&user, &request_id);
-    state.deployment_use.caught_up(&*state.log).await?;
+    state.catalog.caught_up(&*state.log).await?;
     let position = execute(
         &*state.log,
         &caller,
         &stream(),
         artifacts::evolve,
         |folded| {
-            state
-                .deployment_use
-                .with_tenant(&caller.tenant, |deployments| {
-                    artifacts::decide(folded, ArtifactCommand::Delete { artifact_id }, deployments)
-                })
+            state.catalog.with_tenant(&caller.tenant, |deployments| {
+                artifacts::decide(folded, ArtifactCommand::Delete { artifact_id }, deployments)
+            })
         },
     )
     .await?;
@@ -278,5 +274,5 @@ async fn delete(
     if let Err(error) = state.artifacts.store.delete(&key).await {
         tracing::error!(%error, key, "cannot remove a deleted artifact's file");
     }
-    Ok(state.answered(position, StatusCode::NO_CONTENT).await)
+    Ok(state.answered_if(position, StatusCode::NO_CONTENT).await)
 }

@@ -1,6 +1,8 @@
 //! The write half of the API: one router per resource, merged here.
 
 mod artifacts;
+mod deployments;
+mod devices;
 mod internal;
 
 use std::sync::Arc;
@@ -15,7 +17,7 @@ use blob_store::{BlobStore, StorageSettings};
 use events::{EventLog, Position};
 use http_edge::auth::Verifier;
 
-use crate::deployment_use::DeploymentUseTable;
+use crate::catalog::Catalog;
 use crate::read_side::{ReadSide, LOG_POSITION_HEADER};
 
 /// What artifact commands need besides the log.
@@ -30,7 +32,8 @@ pub struct AppState {
     pub log: Arc<dyn EventLog>,
     pub verifier: Arc<Verifier>,
     pub artifacts: Arc<ArtifactStorage>,
-    pub deployment_use: Arc<DeploymentUseTable>,
+    /// The write side's own tables of deployments, targets and artifacts.
+    pub catalog: Arc<Catalog>,
     pub read_side: Arc<dyn ReadSide>,
     /// How long a command waits for the read side before answering anyway.
     pub read_wait: Duration,
@@ -40,11 +43,25 @@ impl AppState {
     /// A command's answer, sent once the read side shows `position` (or the wait ran out),
     /// carrying the position so a later read can wait for it.
     pub async fn answered(&self, position: Position, status: StatusCode) -> Response {
+        self.answered_with(position, status.into_response()).await
+    }
+
+    /// [`AppState::answered`] when something was appended, else the bare status.
+    pub async fn answered_if(&self, position: Option<Position>, status: StatusCode) -> Response {
+        match position {
+            Some(position) => self.answered(position, status).await,
+            None => status.into_response(),
+        }
+    }
+
+    /// Like [`AppState::answered`], for an answer with a body.
+    pub async fn answered_with(&self, position: Position, mut response: Response) -> Response {
+        // The catalog too: a device asking right after a deployment was created sees it.
+        let catalog = self.catalog.reached(position).await.is_ok();
         let visible = self.read_side.wait_for(position, self.read_wait).await;
-        if !visible {
+        if !(visible && catalog) {
             tracing::warn!(%position, "answering before the read side caught up");
         }
-        let mut response = status.into_response();
         if let Ok(value) = HeaderValue::from_str(&position.to_string()) {
             response.headers_mut().insert(LOG_POSITION_HEADER, value);
         }
@@ -61,7 +78,11 @@ impl FromRef<AppState> for Arc<Verifier> {
 /// The command routes alone, for a server that merges them with the query service's (which
 /// then answers the internal health routes for both).
 pub fn routes(state: AppState) -> Router {
-    Router::new().merge(artifacts::router()).with_state(state)
+    Router::new()
+        .merge(artifacts::router())
+        .merge(deployments::router())
+        .merge(devices::router())
+        .with_state(state)
 }
 
 /// The whole service on its own: command routes, internal routes and the edge layers.

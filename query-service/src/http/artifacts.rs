@@ -45,7 +45,7 @@ pub fn router() -> Router<AppState> {
 }
 
 /// An artifact as Mender's API shows it, from its read-model row.
-fn view(row: &AnyRow) -> Result<Value, ApiError> {
+pub(super) fn view(row: &AnyRow) -> Result<Value, ApiError> {
     let document: String = row.try_get("document")?;
     let mut artifact: Value = serde_json::from_str(&document).map_err(anyhow::Error::from)?;
     let fields = artifact
@@ -106,7 +106,7 @@ async fn list(
 }
 
 /// A `LIKE` pattern matching `text` anywhere, with `%`, `_` and `\\` taken literally.
-fn contains_pattern(text: &str) -> String {
+pub(super) fn contains_pattern(text: &str) -> String {
     let mut pattern = String::from("%");
     for character in text.to_lowercase().chars() {
         if matches!(character, '%' | '_' | '\\') {

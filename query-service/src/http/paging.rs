@@ -1,9 +1,11 @@
-//! Mender's paging: `page` (from 1) and `per_page` (1 to 500, default 20), with `Link` and
-//! `X-Total-Count` headers on the answer.
+//! Mender's paging: `page` (from 1) and `per_page` (1 to 500, default 20), read leniently or
+//! strictly, with `Link` and `X-Total-Count` headers on the answer.
 
 use std::collections::BTreeMap;
 
 use axum::http::{HeaderMap, HeaderValue};
+
+use crate::error::ApiError;
 
 pub const DEFAULT_PER_PAGE: u64 = 20;
 pub const MAX_PER_PAGE: u64 = 500;
@@ -27,6 +29,31 @@ impl Paging {
                 .filter(|per_page| (1..=MAX_PER_PAGE).contains(per_page))
                 .unwrap_or(DEFAULT_PER_PAGE),
         }
+    }
+
+    /// Mender's reading for the deployment lists: a missing or empty parameter takes its
+    /// default, anything else must be a number in range (`page` from 1, `per_page` from 1 to
+    /// `max_per_page`) or the request is refused with Mender's message.
+    pub fn strict(query: &BTreeMap<String, String>, max_per_page: u64) -> Result<Self, ApiError> {
+        let read = |name: &str, max: u64, default: u64| -> Result<u64, ApiError> {
+            let Some(text) = query.get(name).filter(|text| !text.is_empty()) else {
+                return Ok(default);
+            };
+            // Mender parses these as 32-bit numbers: larger ones are unreadable, not too large.
+            let value = text
+                .parse::<u32>()
+                .map_err(|_| ApiError::BadRequest(format!("Can't parse param {name}")))?;
+            if !(1..=max).contains(&u64::from(value)) {
+                return Err(ApiError::BadRequest(format!(
+                    "Param {name} is out of bounds"
+                )));
+            }
+            Ok(u64::from(value))
+        };
+        Ok(Self {
+            page: read("page", u64::from(u32::MAX), 1)?,
+            per_page: read("per_page", max_per_page, DEFAULT_PER_PAGE)?,
+        })
     }
 
     pub fn offset(&self) -> i64 {
@@ -108,6 +135,60 @@ mod tests {
             }
         );
         assert_eq!(Paging::lenient(&query(&[("per_page", "7")])).per_page, 7);
+    }
+
+    #[test]
+    fn strict_paging_takes_defaults_for_missing_or_empty_parameters() {
+        let paging = Paging::strict(&query(&[("page", "")]), MAX_PER_PAGE).unwrap();
+        assert_eq!(
+            paging,
+            Paging {
+                page: 1,
+                per_page: 20
+            }
+        );
+        let paging = Paging::strict(&query(&[("page", "4"), ("per_page", "500")]), 500).unwrap();
+        assert_eq!(
+            paging,
+            Paging {
+                page: 4,
+                per_page: 500
+            }
+        );
+    }
+
+    #[test]
+    fn strict_paging_refuses_what_mender_refuses_with_its_messages() {
+        let refused = |pairs: &[(&str, &str)], max: u64| match Paging::strict(&query(pairs), max) {
+            Err(ApiError::BadRequest(message)) => message,
+            other => panic!("{pairs:?} gave {other:?}"),
+        };
+        assert_eq!(
+            refused(&[("page", "0")], 500),
+            "Param page is out of bounds"
+        );
+        assert_eq!(refused(&[("page", "-1")], 500), "Can't parse param page");
+        assert_eq!(refused(&[("page", "x")], 500), "Can't parse param page");
+        assert_eq!(
+            refused(&[("page", "99999999999")], 500),
+            "Can't parse param page"
+        );
+        assert_eq!(
+            refused(&[("per_page", "0")], 500),
+            "Param per_page is out of bounds"
+        );
+        assert_eq!(
+            refused(&[("per_page", "501")], 500),
+            "Param per_page is out of bounds"
+        );
+        assert_eq!(
+            refused(&[("per_page", "21")], 20),
+            "Param per_page is out of bounds"
+        );
+        assert_eq!(
+            refused(&[("per_page", "1.5")], 500),
+            "Can't parse param per_page"
+        );
     }
 
     #[test]

@@ -1,31 +1,25 @@
-//! Deployments, each device's entry in them, and device logs.
+//! Deployments, each device's entry in them, their statistics, phases, targeted devices and
+//! artifacts, and device logs.
 
 use async_trait::async_trait;
-use events::deployment::{
-    DeploymentAborted, DeploymentCreated, DeviceDeploymentLogSaved, DeviceDeploymentStatus,
-    DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
-};
+use events::artifact::ArtifactUploaded;
+use events::deployment::{DeploymentAborted, DeploymentCreated, DeviceAdmittedToPhase};
 use events::{DomainEvent, RecordedEvent};
 use sqlx::{Any, Transaction};
 
+use super::deployment_status::{recount, refresh, FINAL};
+use super::device_deployments;
 use super::stored_time;
 use crate::projector::Projection;
 
+/// Projects every deployment event (and the artifact events deployments depend on).
 pub struct DeploymentsProjection;
 
 type Tx = Transaction<'static, Any>;
 
-/// Mender's derivation: finished once aborted or once every targeted device is in a final
-/// state, and then for good; in progress once any device has left `pending`.
-const REFRESH_STATUS: &str = "UPDATE deployments SET
-        status = CASE
-            WHEN status = 'finished' OR aborted = 1 OR finished_count >= max_devices THEN 'finished'
-            WHEN started = 1 THEN 'inprogress'
-            ELSE 'pending' END,
-        finished = CASE
-            WHEN finished IS NULL AND (aborted = 1 OR finished_count >= max_devices) THEN $3
-            ELSE finished END
-    WHERE tenant = $1 AND id = $2";
+/// Targeted devices written per statement: few statements for a large deployment, and well
+/// under either engine's limit of bound parameters.
+const DEVICES_PER_INSERT: usize = 500;
 
 #[async_trait]
 impl Projection for DeploymentsProjection {
@@ -43,14 +37,33 @@ impl Projection for DeploymentsProjection {
             DomainEvent::DeploymentAborted(aborted) => {
                 deployment_aborted(tx, tenant, &at, aborted).await
             }
+            DomainEvent::DeviceAdmittedToPhase(admitted) => {
+                device_admitted(tx, tenant, admitted).await
+            }
             DomainEvent::DeviceJoinedDeployment(joined) => {
-                device_joined(tx, tenant, &at, joined).await
+                device_deployments::joined(tx, tenant, &at, event.event_id, joined).await
             }
             DomainEvent::DeviceDeploymentStatusChanged(changed) => {
-                status_changed(tx, tenant, &at, changed).await
+                device_deployments::status_changed(tx, tenant, &at, changed).await
             }
-            DomainEvent::DeviceDeploymentLogSaved(saved) => log_saved(tx, tenant, saved).await,
-            _ => Ok(()),
+            DomainEvent::DeviceDecommissioned(decommissioned) => {
+                device_deployments::decommissioned(tx, tenant, &at, decommissioned).await
+            }
+            DomainEvent::DeviceDeploymentLogSaved(saved) => {
+                device_deployments::log_saved(tx, tenant, saved).await
+            }
+            DomainEvent::ArtifactUploaded(uploaded) => {
+                artifact_uploaded(tx, tenant, uploaded).await
+            }
+            DomainEvent::ArtifactDeleted(deleted) => {
+                sqlx::query("DELETE FROM deployment_known_artifacts WHERE tenant = $1 AND id = $2")
+                    .bind(tenant)
+                    .bind(deleted.artifact_id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+            DomainEvent::ArtifactDescriptionChanged(_) => Ok(()),
         }
     }
 }
@@ -60,25 +73,69 @@ async fn deployment_created(
     tenant: &str,
     created: DeploymentCreated,
 ) -> anyhow::Result<()> {
+    let id = created.deployment_id.to_string();
     sqlx::query(
-        "INSERT INTO deployments (tenant, id, name, artifact_name, created, finished, status,
-                                  max_devices, device_count, finished_count, started, aborted,
-                                  force_installation, phases)
-         VALUES ($1, $2, $3, $4, $5, NULL, 'pending', $6, 0, 0, 0, 0, $7, $8)",
+        "INSERT INTO deployments (tenant, id, name, artifact_name, search_name,
+                                  search_artifact_name, created, finished, status, max_devices,
+                                  device_count, aborted, force_installation, total_size)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 'pending', $8, 0, 0, $9, 0)",
     )
     .bind(tenant)
-    .bind(created.deployment_id.to_string())
-    .bind(created.name)
-    .bind(created.artifact_name)
+    .bind(&id)
+    .bind(&created.name)
+    .bind(&created.artifact_name)
+    .bind(created.name.to_lowercase())
+    .bind(created.artifact_name.to_lowercase())
     .bind(stored_time(created.created))
     .bind(created.devices.len() as i64)
     .bind(i64::from(created.force_installation))
-    .bind(serde_json::to_string(&created.phases)?)
+    .execute(&mut **tx)
+    .await?;
+    for (chunk_number, chunk) in created.devices.chunks(DEVICES_PER_INSERT).enumerate() {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|n| format!("($1, $2, ${}, ${})", 3 + 2 * n, 4 + 2 * n))
+            .collect();
+        let sql = format!(
+            "INSERT INTO deployment_devices (tenant, deployment_id, number, device_id) VALUES {}",
+            rows.join(", ")
+        );
+        let mut insert = sqlx::query(&sql).bind(tenant).bind(&id);
+        for (n, device) in chunk.iter().enumerate() {
+            insert = insert
+                .bind((chunk_number * DEVICES_PER_INSERT + n) as i64)
+                .bind(device.as_str());
+        }
+        insert.execute(&mut **tx).await?;
+    }
+    for (number, phase) in created.phases.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO deployment_phases (tenant, deployment_id, number, id, batch_size,
+                                            start_ts, max_devices, device_count)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 0)",
+        )
+        .bind(tenant)
+        .bind(&id)
+        .bind(number as i64)
+        .bind(phase.id.to_string())
+        .bind(phase.batch_size.map(i64::from))
+        .bind(stored_time(phase.start_ts))
+        .bind(phase.max_devices as i64)
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO deployment_artifacts (tenant, deployment_id, artifact_id)
+         SELECT tenant, $2, id FROM deployment_known_artifacts WHERE tenant = $1 AND name = $3",
+    )
+    .bind(tenant)
+    .bind(&id)
+    .bind(&created.artifact_name)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
+/// Every entry not in a final state becomes aborted, in one statement however many there are.
 async fn deployment_aborted(
     tx: &mut Tx,
     tenant: &str,
@@ -100,139 +157,55 @@ async fn deployment_aborted(
         .bind(&id)
         .execute(&mut **tx)
         .await?;
-    refresh_status(tx, tenant, &id, at).await
+    recount(tx, tenant, &id).await?;
+    refresh(tx, tenant, &id, at).await
 }
 
-async fn device_joined(
+async fn device_admitted(
     tx: &mut Tx,
     tenant: &str,
-    at: &str,
-    joined: DeviceJoinedDeployment,
+    admitted: DeviceAdmittedToPhase,
 ) -> anyhow::Result<()> {
-    let id = joined.deployment_id.to_string();
-    let is_final = joined.status.is_final();
     sqlx::query(
-        "INSERT INTO device_deployments (tenant, deployment_id, device_id, status, substate,
-                                         artifact_id, device_type, installed_artifact_name,
-                                         phase, created, finished, has_log)
-         VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9, $10, 0)",
+        "UPDATE deployment_phases SET device_count = device_count + 1
+         WHERE tenant = $1 AND deployment_id = $2 AND number = $3",
     )
     .bind(tenant)
-    .bind(&id)
-    .bind(&joined.device_id)
-    .bind(joined.status.as_str())
-    .bind(joined.artifact_id.map(|artifact| artifact.to_string()))
-    .bind(&joined.device_type)
-    .bind(&joined.installed_artifact_name)
-    .bind(joined.phase.map(|phase| phase as i64))
-    .bind(at)
-    .bind(is_final.then_some(at))
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE deployments SET device_count = device_count + 1,
-                                finished_count = finished_count + $3,
-                                started = CASE WHEN $4 = 1 THEN 1 ELSE started END
-         WHERE tenant = $1 AND id = $2",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(i64::from(is_final))
-    .bind(i64::from(joined.status != DeviceDeploymentStatus::Pending))
-    .execute(&mut **tx)
-    .await?;
-    refresh_status(tx, tenant, &id, at).await
-}
-
-async fn status_changed(
-    tx: &mut Tx,
-    tenant: &str,
-    at: &str,
-    changed: DeviceDeploymentStatusChanged,
-) -> anyhow::Result<()> {
-    let id = changed.deployment_id.to_string();
-    let previous: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM device_deployments
-         WHERE tenant = $1 AND deployment_id = $2 AND device_id = $3",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(&changed.device_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(previous) = previous.as_deref().and_then(DeviceDeploymentStatus::parse) else {
-        anyhow::bail!(
-            "status change for {} in {id}, which has no entry",
-            changed.device_id
-        );
-    };
-    let becomes_final = changed.status.is_final() && !previous.is_final();
-    sqlx::query(
-        "UPDATE device_deployments SET status = $4, substate = $5,
-                finished = CASE WHEN $6 = 1 THEN $7 ELSE finished END
-         WHERE tenant = $1 AND deployment_id = $2 AND device_id = $3",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(&changed.device_id)
-    .bind(changed.status.as_str())
-    .bind(&changed.substate)
-    .bind(i64::from(becomes_final))
-    .bind(at)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE deployments SET finished_count = finished_count + $3,
-                                started = CASE WHEN $4 = 1 THEN 1 ELSE started END
-         WHERE tenant = $1 AND id = $2",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(i64::from(becomes_final))
-    .bind(i64::from(changed.status != DeviceDeploymentStatus::Pending))
-    .execute(&mut **tx)
-    .await?;
-    refresh_status(tx, tenant, &id, at).await
-}
-
-async fn log_saved(
-    tx: &mut Tx,
-    tenant: &str,
-    saved: DeviceDeploymentLogSaved,
-) -> anyhow::Result<()> {
-    let id = saved.deployment_id.to_string();
-    sqlx::query(
-        "INSERT INTO device_deployment_logs (tenant, deployment_id, device_id, messages)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant, deployment_id, device_id) DO UPDATE SET messages = excluded.messages",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(&saved.device_id)
-    .bind(serde_json::to_string(&saved.messages)?)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE device_deployments SET has_log = 1
-         WHERE tenant = $1 AND deployment_id = $2 AND device_id = $3",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(&saved.device_id)
+    .bind(admitted.deployment_id.to_string())
+    .bind(admitted.phase as i64)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-async fn refresh_status(tx: &mut Tx, tenant: &str, id: &str, at: &str) -> anyhow::Result<()> {
-    sqlx::query(REFRESH_STATUS)
-        .bind(tenant)
-        .bind(id)
-        .bind(at)
-        .execute(&mut **tx)
-        .await?;
+/// Remembers the artifact, and adds it to the unfinished deployments of its name, as Mender
+/// does when an artifact is uploaded for a running deployment.
+async fn artifact_uploaded(
+    tx: &mut Tx,
+    tenant: &str,
+    uploaded: ArtifactUploaded,
+) -> anyhow::Result<()> {
+    let artifact_id = uploaded.artifact_id.to_string();
+    sqlx::query(
+        "INSERT INTO deployment_known_artifacts (tenant, id, name, size) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (tenant, id) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(&artifact_id)
+    .bind(&uploaded.name)
+    .bind(uploaded.size as i64)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO deployment_artifacts (tenant, deployment_id, artifact_id)
+         SELECT tenant, id, $3 FROM deployments
+         WHERE tenant = $1 AND artifact_name = $2 AND status <> 'finished'
+         ON CONFLICT (tenant, deployment_id, artifact_id) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(&uploaded.name)
+    .bind(&artifact_id)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
-
-const FINAL: &str =
-    "'success', 'failure', 'noartifact', 'already-installed', 'aborted', 'decommissioned'";

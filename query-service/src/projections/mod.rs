@@ -1,7 +1,10 @@
-//! The projections this service keeps, one file each.
+//! The projections this service keeps, one file each; the deployments projection keeps its
+//! device entries and its status derivation in files of their own beside it.
 
 mod artifacts;
+mod deployment_status;
 mod deployments;
+mod device_deployments;
 
 pub use artifacts::ArtifactsProjection;
 pub use deployments::DeploymentsProjection;

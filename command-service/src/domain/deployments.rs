@@ -1,0 +1,266 @@
+//! Creating and aborting deployments.
+//!
+//! A deployment is created on its tenant's `deployments` stream: "no two identical active
+//! deployments" is a rule over all of a tenant's deployments, so creations are decided
+//! against one version of one stream, and two identical requests racing each other cannot
+//! both pass. Everything after creation (abort, phase admissions) goes to the deployment's own
+//! stream `deployment-<id>`.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use events::deployment::{DeploymentAborted, DeploymentCreated, Phase};
+use events::DomainEvent;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::catalog::TenantCatalog;
+
+/// The tenant-wide stream deployments are created on.
+pub const CREATION_STREAM: &str = "deployments";
+
+/// The stream of one deployment's life after creation.
+pub fn stream(id: Uuid) -> String {
+    format!("deployment-{id}")
+}
+
+const MAX_TEXT: usize = 4096;
+
+/// `POST /deployments`, as the client sent it.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NewDeployment {
+    pub name: Option<String>,
+    pub artifact_name: Option<String>,
+    pub devices: Option<Vec<String>>,
+    pub all_devices: Option<bool>,
+    pub phases: Option<Vec<NewPhase>>,
+    pub force_installation: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NewPhase {
+    pub batch_size: Option<u32>,
+    pub start_ts: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeploymentError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("No artifact for the deployment")]
+    NoArtifact,
+    #[error("Deployment with the same name, artifact, devices and force flag is still active")]
+    Identical { existing: Uuid },
+    #[error("Resource not found")]
+    NotFound,
+    #[error("Deployment already finished")]
+    Finished,
+}
+
+fn invalid(message: impl Into<String>) -> DeploymentError {
+    DeploymentError::Invalid(message.into())
+}
+
+fn text(value: &Option<String>, field: &str) -> Result<String, DeploymentError> {
+    match value {
+        Some(text) if !text.is_empty() && text.chars().count() <= MAX_TEXT => Ok(text.clone()),
+        Some(text) if !text.is_empty() => Err(invalid(format!(
+            "{field}: the length must be between 1 and {MAX_TEXT}"
+        ))),
+        _ => Err(invalid(format!("{field}: cannot be blank"))),
+    }
+}
+
+/// Splits `devices` into phases: each phase takes floor(batch_size% × N), the last one the
+/// remainder; the first may start now, later ones strictly after the one before.
+fn plan_phases(
+    requested: &[NewPhase],
+    devices: usize,
+    now: DateTime<Utc>,
+) -> Result<Vec<Phase>, DeploymentError> {
+    let mut phases = Vec::with_capacity(requested.len());
+    let mut assigned = 0u64;
+    let mut percent = 0u32;
+    let mut previous_start: Option<DateTime<Utc>> = None;
+    for (index, phase) in requested.iter().enumerate() {
+        let last = index + 1 == requested.len();
+        let start_ts = match (index, phase.start_ts) {
+            (0, start) => start.unwrap_or(now),
+            (_, Some(start)) => start,
+            (_, None) => {
+                return Err(invalid(format!(
+                    "phases[{index}].start_ts: required after the first phase"
+                )))
+            }
+        };
+        if previous_start.is_some_and(|previous| start_ts <= previous) {
+            return Err(invalid(format!(
+                "phases[{index}].start_ts: must be later than the phase before"
+            )));
+        }
+        previous_start = Some(start_ts);
+        let batch_size = match phase.batch_size {
+            Some(size) if (1..=100).contains(&size) => Some(size),
+            Some(_) => {
+                return Err(invalid(format!(
+                    "phases[{index}].batch_size: must be between 1 and 100"
+                )))
+            }
+            None if last => None,
+            None => {
+                return Err(invalid(format!(
+                    "phases[{index}].batch_size: required but for the last phase"
+                )))
+            }
+        };
+        percent += batch_size.unwrap_or(0);
+        let max_devices = if last {
+            if batch_size.is_some() && percent != 100 {
+                return Err(invalid("phases: batch sizes must add up to 100"));
+            }
+            devices as u64 - assigned
+        } else {
+            u64::from(batch_size.unwrap_or(0)) * devices as u64 / 100
+        };
+        if percent > 100 || (last && batch_size.is_none() && percent >= 100) {
+            return Err(invalid("phases: batch sizes must add up to 100"));
+        }
+        if max_devices == 0 {
+            return Err(invalid(format!(
+                "phases[{index}]: the batch would hold no device"
+            )));
+        }
+        assigned += max_devices;
+        phases.push(Phase {
+            id: Uuid::new_v4(),
+            batch_size,
+            start_ts,
+            max_devices,
+        });
+    }
+    Ok(phases)
+}
+
+/// Validates a request and decides the deployment it creates.
+pub fn decide_creation(
+    request: &NewDeployment,
+    id: Uuid,
+    now: DateTime<Utc>,
+    catalog: &TenantCatalog,
+) -> Result<Vec<DomainEvent>, DeploymentError> {
+    let name = text(&request.name, "name")?;
+    let artifact_name = text(&request.artifact_name, "artifact_name")?;
+    let devices = match (&request.devices, request.all_devices) {
+        (Some(devices), Some(true)) if !devices.is_empty() => {
+            return Err(invalid("devices and all_devices cannot both be given"))
+        }
+        (_, Some(true)) => {
+            return Err(invalid(
+                "all_devices needs a device registry, which this server does not have: list the devices",
+            ))
+        }
+        (Some(devices), _) if !devices.is_empty() => devices.clone(),
+        _ => return Err(invalid("devices: cannot be blank")),
+    };
+    if let Some(blank) = devices
+        .iter()
+        .position(|device| device.is_empty() || device.len() > MAX_TEXT)
+    {
+        return Err(invalid(format!("devices[{blank}]: not a device id")));
+    }
+    let mut unique = devices.clone();
+    unique.sort();
+    unique.dedup();
+    let phases = match &request.phases {
+        Some(phases) if !phases.is_empty() => plan_phases(phases, unique.len(), now)?,
+        _ => Vec::new(),
+    };
+    let force_installation = request.force_installation.unwrap_or(false);
+    if !catalog.artifact_named(&artifact_name) {
+        return Err(DeploymentError::NoArtifact);
+    }
+    if let Some(existing) = catalog.deployments.values().find(|deployment| {
+        !deployment.finished()
+            && deployment.name == name
+            && deployment.artifact_name == artifact_name
+            && deployment.force_installation == force_installation
+            && deployment.devices == unique
+    }) {
+        return Err(DeploymentError::Identical {
+            existing: existing.id,
+        });
+    }
+    Ok(vec![DomainEvent::DeploymentCreated(DeploymentCreated {
+        deployment_id: id,
+        name,
+        artifact_name,
+        devices: unique,
+        phases,
+        force_installation,
+        created: now,
+    })])
+}
+
+/// Aborts an unfinished deployment.
+pub fn decide_abort(
+    id: Uuid,
+    catalog: &TenantCatalog,
+) -> Result<Vec<DomainEvent>, DeploymentError> {
+    let deployment = catalog
+        .deployments
+        .get(&id)
+        .ok_or(DeploymentError::NotFound)?;
+    if deployment.finished() {
+        return Err(DeploymentError::Finished);
+    }
+    Ok(vec![DomainEvent::DeploymentAborted(DeploymentAborted {
+        deployment_id: id,
+    })])
+}
+
+/// Admissions of a phased deployment, folded from its own stream.
+#[derive(Debug, Default)]
+pub struct Admissions {
+    per_phase: HashMap<usize, usize>,
+    admitted: HashSet<String>,
+}
+
+pub fn evolve_admissions(mut state: Admissions, event: &DomainEvent) -> Admissions {
+    if let DomainEvent::DeviceAdmittedToPhase(admitted) = event {
+        if state.admitted.insert(admitted.device_id.clone()) {
+            *state.per_phase.entry(admitted.phase).or_default() += 1;
+        }
+    }
+    state
+}
+
+/// Admits a device to the current phase while it has room; a device admitted before stays
+/// admitted (a retried request appends nothing).
+pub fn decide_admission(
+    state: &Admissions,
+    deployment: Uuid,
+    device: &str,
+    phase: usize,
+    capacity: u64,
+) -> Result<Vec<DomainEvent>, PhaseFull> {
+    if state.admitted.contains(device) {
+        return Ok(Vec::new());
+    }
+    if state.per_phase.get(&phase).copied().unwrap_or(0) as u64 >= capacity {
+        return Err(PhaseFull);
+    }
+    Ok(vec![DomainEvent::DeviceAdmittedToPhase(
+        events::deployment::DeviceAdmittedToPhase {
+            deployment_id: deployment,
+            device_id: device.to_owned(),
+            phase,
+        },
+    )])
+}
+
+/// The current phase has no room left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhaseFull;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,496 @@
+//! given(events).when(command).then(events | error) for deployment and device decisions.
+
+use chrono::{Duration, TimeZone, Utc};
+use events::artifact::{ArtifactInfo, ArtifactUploaded};
+use events::deployment::{DeploymentCreated, DeviceDeploymentStatus};
+use events::DomainEvent;
+use uuid::Uuid;
+
+use super::*;
+use crate::catalog::TenantCatalog;
+use crate::domain::device::{self, Asked, DeviceState, Next};
+
+fn catalog(events: Vec<DomainEvent>) -> TenantCatalog {
+    let mut catalog = TenantCatalog::default();
+    for event in events {
+        catalog.apply_for_tests(event);
+    }
+    catalog
+}
+
+fn artifact(name: &str, device_types: &[&str], size: u64) -> DomainEvent {
+    DomainEvent::ArtifactUploaded(ArtifactUploaded {
+        artifact_id: Uuid::new_v4(),
+        name: name.into(),
+        description: String::new(),
+        device_types_compatible: device_types.iter().map(|t| t.to_string()).collect(),
+        info: ArtifactInfo {
+            format: "mender".into(),
+            version: 3,
+        },
+        signed: false,
+        updates: vec![],
+        artifact_provides: Default::default(),
+        artifact_depends: Default::default(),
+        clears_artifact_provides: vec![],
+        size,
+        modified: Utc::now(),
+    })
+}
+
+fn request(devices: &[&str]) -> NewDeployment {
+    NewDeployment {
+        name: Some("spring".into()),
+        artifact_name: Some("release-1".into()),
+        devices: Some(devices.iter().map(|d| d.to_string()).collect()),
+        ..NewDeployment::default()
+    }
+}
+
+fn created(events: Vec<DomainEvent>) -> DeploymentCreated {
+    match events.into_iter().next() {
+        Some(DomainEvent::DeploymentCreated(created)) => created,
+        other => panic!("expected a creation, got {other:?}"),
+    }
+}
+
+fn now() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+#[test]
+fn a_deployment_needs_a_name_an_artifact_name_and_devices() {
+    let known = catalog(vec![artifact("release-1", &["pi"], 10)]);
+    let id = Uuid::new_v4();
+    assert!(decide_creation(&request(&["d1"]), id, now(), &known).is_ok());
+    for broken in [
+        NewDeployment {
+            name: None,
+            ..request(&["d1"])
+        },
+        NewDeployment {
+            name: Some(String::new()),
+            ..request(&["d1"])
+        },
+        NewDeployment {
+            artifact_name: None,
+            ..request(&["d1"])
+        },
+        NewDeployment {
+            name: Some("x".repeat(4097)),
+            ..request(&["d1"])
+        },
+        request(&[]),
+        NewDeployment {
+            devices: None,
+            ..request(&[])
+        },
+        NewDeployment {
+            all_devices: Some(true),
+            ..request(&["d1"])
+        },
+        NewDeployment {
+            all_devices: Some(true),
+            devices: None,
+            ..request(&[])
+        },
+    ] {
+        assert!(
+            matches!(
+                decide_creation(&broken, id, now(), &known),
+                Err(DeploymentError::Invalid(_))
+            ),
+            "{broken:?}"
+        );
+    }
+}
+
+#[test]
+fn no_artifact_of_that_name_is_unprocessable() {
+    let known = catalog(vec![artifact("other", &["pi"], 10)]);
+    assert_eq!(
+        decide_creation(&request(&["d1"]), Uuid::new_v4(), now(), &known),
+        Err(DeploymentError::NoArtifact)
+    );
+}
+
+#[test]
+fn an_identical_active_deployment_is_a_conflict_until_it_finishes() {
+    let first = Uuid::new_v4();
+    let mut history = vec![artifact("release-1", &["pi"], 10)];
+    history.extend(
+        decide_creation(
+            &request(&["d2", "d1"]),
+            first,
+            now(),
+            &catalog(history.clone()),
+        )
+        .unwrap(),
+    );
+    let known = catalog(history.clone());
+    assert_eq!(
+        decide_creation(&request(&["d1", "d2"]), Uuid::new_v4(), now(), &known),
+        Err(DeploymentError::Identical { existing: first })
+    );
+    let forced = NewDeployment {
+        force_installation: Some(true),
+        ..request(&["d1", "d2"])
+    };
+    assert!(decide_creation(&forced, Uuid::new_v4(), now(), &known).is_ok());
+    history.extend(decide_abort(first, &known).unwrap());
+    assert!(decide_creation(
+        &request(&["d1", "d2"]),
+        Uuid::new_v4(),
+        now(),
+        &catalog(history)
+    )
+    .is_ok());
+}
+
+#[test]
+fn phases_take_floor_percentages_and_the_last_the_remainder() {
+    let known = catalog(vec![artifact("release-1", &["pi"], 10)]);
+    let devices: Vec<String> = (0..10).map(|n| format!("d{n}")).collect();
+    let device_refs: Vec<&str> = devices.iter().map(String::as_str).collect();
+    let later = now() + Duration::hours(1);
+    let phased = NewDeployment {
+        phases: Some(vec![
+            NewPhase {
+                batch_size: Some(15),
+                start_ts: None,
+            },
+            NewPhase {
+                batch_size: Some(25),
+                start_ts: Some(later),
+            },
+            NewPhase {
+                batch_size: None,
+                start_ts: Some(later + Duration::hours(1)),
+            },
+        ]),
+        ..request(&device_refs)
+    };
+    let plan = created(decide_creation(&phased, Uuid::new_v4(), now(), &known).unwrap());
+    let sizes: Vec<u64> = plan.phases.iter().map(|phase| phase.max_devices).collect();
+    assert_eq!(sizes, vec![1, 2, 7]);
+    assert_eq!(plan.phases[0].start_ts, now());
+}
+
+#[test]
+fn bad_phases_are_refused() {
+    let known = catalog(vec![artifact("release-1", &["pi"], 10)]);
+    let later = now() + Duration::hours(1);
+    let with = |phases: Vec<NewPhase>| NewDeployment {
+        phases: Some(phases),
+        ..request(&["a", "b", "c"])
+    };
+    for phases in [
+        // 10% of 3 devices is no device.
+        vec![
+            NewPhase {
+                batch_size: Some(10),
+                start_ts: None,
+            },
+            NewPhase {
+                batch_size: None,
+                start_ts: Some(later),
+            },
+        ],
+        // start times must increase.
+        vec![
+            NewPhase {
+                batch_size: Some(50),
+                start_ts: Some(later),
+            },
+            NewPhase {
+                batch_size: None,
+                start_ts: Some(later),
+            },
+        ],
+        // a later phase needs a start.
+        vec![
+            NewPhase {
+                batch_size: Some(50),
+                start_ts: None,
+            },
+            NewPhase {
+                batch_size: None,
+                start_ts: None,
+            },
+        ],
+        // percentages past 100.
+        vec![
+            NewPhase {
+                batch_size: Some(80),
+                start_ts: None,
+            },
+            NewPhase {
+                batch_size: Some(40),
+                start_ts: Some(later),
+            },
+        ],
+        vec![
+            NewPhase {
+                batch_size: Some(0),
+                start_ts: None,
+            },
+            NewPhase {
+                batch_size: None,
+                start_ts: Some(later),
+            },
+        ],
+    ] {
+        assert!(matches!(
+            decide_creation(&with(phases), Uuid::new_v4(), now(), &known),
+            Err(DeploymentError::Invalid(_))
+        ));
+    }
+}
+
+#[test]
+fn aborting_twice_or_an_unknown_deployment_is_refused() {
+    let id = Uuid::new_v4();
+    let mut history = vec![artifact("release-1", &["pi"], 10)];
+    history
+        .extend(decide_creation(&request(&["d1"]), id, now(), &catalog(history.clone())).unwrap());
+    let events = decide_abort(id, &catalog(history.clone())).unwrap();
+    history.extend(events);
+    assert_eq!(
+        decide_abort(id, &catalog(history)),
+        Err(DeploymentError::Finished)
+    );
+    assert_eq!(
+        decide_abort(Uuid::new_v4(), &catalog(vec![])),
+        Err(DeploymentError::NotFound)
+    );
+}
+
+#[test]
+fn a_phase_admits_no_more_devices_than_its_batch() {
+    let id = Uuid::new_v4();
+    let mut state = Admissions::default();
+    for device in ["a", "b"] {
+        for event in decide_admission(&state, id, device, 0, 2).unwrap() {
+            state = evolve_admissions(state, &event);
+        }
+    }
+    assert_eq!(decide_admission(&state, id, "c", 0, 2), Err(PhaseFull));
+    assert_eq!(
+        decide_admission(&state, id, "a", 0, 2),
+        Ok(vec![]),
+        "a retry is no new seat"
+    );
+    assert!(decide_admission(&state, id, "c", 1, 5).is_ok());
+}
+
+fn asked(device: &str, artifact_name: &str, device_type: &str) -> Asked {
+    Asked {
+        device: device.into(),
+        artifact_name: artifact_name.into(),
+        device_type: device_type.into(),
+        now: now(),
+    }
+}
+
+fn deploy(
+    history: &mut Vec<DomainEvent>,
+    name: &str,
+    artifact_name: &str,
+    devices: &[&str],
+    at: chrono::DateTime<Utc>,
+) -> Uuid {
+    let id = Uuid::new_v4();
+    let request = NewDeployment {
+        name: Some(name.into()),
+        artifact_name: Some(artifact_name.into()),
+        devices: Some(devices.iter().map(|d| d.to_string()).collect()),
+        ..NewDeployment::default()
+    };
+    history.extend(decide_creation(&request, id, at, &catalog(history.clone())).unwrap());
+    id
+}
+
+fn device_after(events: &[DomainEvent]) -> DeviceState {
+    events.iter().fold(DeviceState::default(), device::evolve)
+}
+
+#[test]
+fn the_oldest_active_deployment_is_served_with_the_smallest_compatible_artifact() {
+    let mut history = vec![
+        artifact("release-2", &["pi"], 300),
+        artifact("release-2", &["pi", "bbb"], 200),
+        artifact("release-2", &["x86"], 100),
+        artifact("release-3", &["pi"], 100),
+    ];
+    let older = deploy(
+        &mut history,
+        "a",
+        "release-2",
+        &["d1"],
+        now() - Duration::hours(2),
+    );
+    deploy(
+        &mut history,
+        "b",
+        "release-3",
+        &["d1"],
+        now() - Duration::hours(1),
+    );
+    let known = catalog(history);
+    let decision = device::decide_next(
+        &DeviceState::default(),
+        &asked("d1", "release-1", "pi"),
+        &known,
+    );
+    let Next::Serve {
+        deployment,
+        artifact,
+    } = decision.answer
+    else {
+        panic!("{decision:?}")
+    };
+    assert_eq!(deployment, older);
+    assert_eq!(known.artifact(artifact).unwrap().size, 200);
+    assert!(
+        matches!(&decision.events[..], [DomainEvent::DeviceJoinedDeployment(j)] if j.status == DeviceDeploymentStatus::Pending)
+    );
+}
+
+#[test]
+fn nothing_compatible_is_noartifact_and_the_same_artifact_is_already_installed() {
+    let mut history = vec![artifact("release-2", &["pi"], 300)];
+    deploy(&mut history, "a", "release-2", &["d1", "d2"], now());
+    let known = catalog(history);
+    let wrong_type = device::decide_next(
+        &DeviceState::default(),
+        &asked("d1", "release-1", "x86"),
+        &known,
+    );
+    assert_eq!(wrong_type.answer, Next::Nothing);
+    assert!(
+        matches!(&wrong_type.events[..], [DomainEvent::DeviceJoinedDeployment(j)] if j.status == DeviceDeploymentStatus::NoArtifact)
+    );
+    let same = device::decide_next(
+        &DeviceState::default(),
+        &asked("d2", "release-2", "pi"),
+        &known,
+    );
+    assert_eq!(same.answer, Next::Nothing);
+    assert!(
+        matches!(&same.events[..], [DomainEvent::DeviceJoinedDeployment(j)] if j.status == DeviceDeploymentStatus::AlreadyInstalled)
+    );
+}
+
+#[test]
+fn an_unfinished_entry_is_served_again_and_contradicting_it_fails_it() {
+    let mut history = vec![artifact("release-2", &["pi"], 300)];
+    let id = deploy(&mut history, "a", "release-2", &["d1"], now());
+    let known = catalog(history);
+    let first = device::decide_next(
+        &DeviceState::default(),
+        &asked("d1", "release-1", "pi"),
+        &known,
+    );
+    let state = device_after(&first.events);
+    let again = device::decide_next(&state, &asked("d1", "release-1", "pi"), &known);
+    assert!(matches!(again.answer, Next::Serve { deployment, .. } if deployment == id));
+    assert!(again.events.is_empty());
+    let other = device::decide_next(&state, &asked("d1", "release-9", "pi"), &known);
+    assert_eq!(other.answer, Next::Contradiction);
+    assert!(
+        matches!(&other.events[..], [DomainEvent::DeviceDeploymentStatusChanged(c)] if c.status == DeviceDeploymentStatus::Failure)
+    );
+}
+
+#[test]
+fn an_older_deployment_is_never_served_after_a_newer_one_finished() {
+    let mut history = vec![
+        artifact("release-2", &["pi"], 300),
+        artifact("release-3", &["pi"], 300),
+    ];
+    let older = deploy(
+        &mut history,
+        "a",
+        "release-2",
+        &["d1", "d9"],
+        now() - Duration::hours(2),
+    );
+    let newer = deploy(
+        &mut history,
+        "b",
+        "release-3",
+        &["d1"],
+        now() - Duration::hours(1),
+    );
+    // d1 took part in the newer deployment (say an operator forced it) and finished it.
+    let mut device_events = vec![DomainEvent::DeviceJoinedDeployment(
+        events::deployment::DeviceJoinedDeployment {
+            deployment_id: newer,
+            device_id: "d1".into(),
+            artifact_id: None,
+            status: DeviceDeploymentStatus::AlreadyInstalled,
+            device_type: "pi".into(),
+            installed_artifact_name: "release-3".into(),
+            phase: None,
+        },
+    )];
+    history.extend(device_events.clone());
+    let known = catalog(history);
+    assert!(!known.deployments[&older].finished());
+    let decision = device::decide_next(
+        &device_after(&device_events),
+        &asked("d1", "release-3", "pi"),
+        &known,
+    );
+    assert_eq!(decision.answer, Next::Nothing);
+    device_events.clear();
+}
+
+#[test]
+fn status_reports_follow_the_entry() {
+    let mut history = vec![artifact("release-2", &["pi"], 300)];
+    let id = deploy(&mut history, "a", "release-2", &["d1"], now());
+    let joined = device::decide_next(
+        &DeviceState::default(),
+        &asked("d1", "release-1", "pi"),
+        &catalog(history.clone()),
+    )
+    .events;
+    history.extend(joined.clone());
+    let state = device_after(&joined);
+    let known = catalog(history.clone());
+    let report = |state: &DeviceState, status, known: &TenantCatalog| {
+        device::decide_status(state, "d1", id, status, None, known)
+    };
+    assert_eq!(
+        report(&state, DeviceDeploymentStatus::Pending, &known),
+        Ok(vec![]),
+        "the same status again changes nothing"
+    );
+    let downloading = report(&state, DeviceDeploymentStatus::Downloading, &known).unwrap();
+    assert_eq!(downloading.len(), 1);
+    assert_eq!(
+        device::decide_status(
+            &state,
+            "d1",
+            Uuid::new_v4(),
+            DeviceDeploymentStatus::Success,
+            None,
+            &known
+        ),
+        Err(device::DeviceError::NotFound)
+    );
+    history.extend(decide_abort(id, &known).unwrap());
+    let aborted = catalog(history);
+    assert_eq!(
+        report(&state, DeviceDeploymentStatus::Installing, &aborted),
+        Err(device::DeviceError::Aborted)
+    );
+    let decommissioned =
+        device_after(&[joined, device::decide_decommission(&state, "d1", &known)].concat());
+    assert_eq!(
+        report(&decommissioned, DeviceDeploymentStatus::Installing, &known),
+        Err(device::DeviceError::Decommissioned)
+    );
+    assert!(device::decide_decommission(&decommissioned, "d1", &known).is_empty());
+}

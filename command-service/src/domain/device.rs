@@ -1,0 +1,316 @@
+//! A device's entries in deployments, decided on the device's own stream `device-<id>`.
+//!
+//! Why the device is the aggregate: "a device runs one deployment at a time, oldest first" is
+//! a rule over one device's entries, so deciding it against one version of one stream closes
+//! every race between a device's parallel requests. Status reports of different devices never
+//! touch the same stream, so a rollout to many devices appends without contention.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use events::deployment::{
+    DeviceDeploymentLogSaved, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
+    DeviceJoinedDeployment, LogMessage,
+};
+use events::DomainEvent;
+use uuid::Uuid;
+
+use crate::catalog::{DeploymentInfo, TenantCatalog};
+
+pub fn stream(device: &str) -> String {
+    format!("device-{device}")
+}
+
+/// The device's entry in one deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub status: DeviceDeploymentStatus,
+    pub artifact_id: Option<Uuid>,
+    pub device_type: String,
+    pub installed_artifact_name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceState {
+    pub entries: BTreeMap<Uuid, Entry>,
+}
+
+pub fn evolve(mut state: DeviceState, event: &DomainEvent) -> DeviceState {
+    match event {
+        DomainEvent::DeviceJoinedDeployment(joined) => {
+            state.entries.insert(
+                joined.deployment_id,
+                Entry {
+                    status: joined.status,
+                    artifact_id: joined.artifact_id,
+                    device_type: joined.device_type.clone(),
+                    installed_artifact_name: joined.installed_artifact_name.clone(),
+                },
+            );
+        }
+        DomainEvent::DeviceDeploymentStatusChanged(changed) => {
+            if let Some(entry) = state.entries.get_mut(&changed.deployment_id) {
+                entry.status = changed.status;
+            }
+        }
+        DomainEvent::DeviceDecommissioned(_) => {
+            for entry in state.entries.values_mut() {
+                if !entry.status.is_final() {
+                    entry.status = DeviceDeploymentStatus::Decommissioned;
+                }
+            }
+        }
+        _ => {}
+    }
+    state
+}
+
+/// What the device reported when it asked for its next deployment.
+#[derive(Debug, Clone)]
+pub struct Asked {
+    pub device: String,
+    pub artifact_name: String,
+    pub device_type: String,
+    pub now: DateTime<Utc>,
+}
+
+/// The answer to `/next`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    /// Install this artifact for this deployment (200).
+    Serve { deployment: Uuid, artifact: Uuid },
+    /// Nothing to do now (204).
+    Nothing,
+    /// The device contradicted what it said earlier for the same deployment (409).
+    Contradiction,
+}
+
+/// A decision on `/next`: events for the device's stream, and for phased deployments the
+/// phase the device must first be admitted to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextDecision {
+    pub events: Vec<DomainEvent>,
+    pub admission: Option<(Uuid, usize, u64)>,
+    pub answer: Next,
+}
+
+impl NextDecision {
+    fn answer(answer: Next) -> Self {
+        Self {
+            events: Vec::new(),
+            admission: None,
+            answer,
+        }
+    }
+}
+
+fn effective_status(entry: &Entry, deployment: Option<&DeploymentInfo>) -> DeviceDeploymentStatus {
+    // An abort does not write to every device's stream; it is read from the deployment.
+    if deployment.is_some_and(|d| d.aborted) && !entry.status.is_final() {
+        DeviceDeploymentStatus::Aborted
+    } else {
+        entry.status
+    }
+}
+
+/// Chooses what the device runs next: its unfinished entry, else the oldest active
+/// deployment targeting it that was created after its newest finished one.
+pub fn decide_next(state: &DeviceState, asked: &Asked, catalog: &TenantCatalog) -> NextDecision {
+    let unfinished = state
+        .entries
+        .iter()
+        .find(|(id, entry)| !effective_status(entry, catalog.deployments.get(id)).is_final());
+    if let Some((&deployment, entry)) = unfinished {
+        if entry.device_type != asked.device_type
+            || entry.installed_artifact_name != asked.artifact_name
+        {
+            return NextDecision {
+                events: vec![DomainEvent::DeviceDeploymentStatusChanged(
+                    DeviceDeploymentStatusChanged {
+                        deployment_id: deployment,
+                        device_id: asked.device.clone(),
+                        status: DeviceDeploymentStatus::Failure,
+                        substate: Some("the device sent conflicting request data".into()),
+                    },
+                )],
+                admission: None,
+                answer: Next::Contradiction,
+            };
+        }
+        return match entry.artifact_id {
+            Some(artifact) => NextDecision::answer(Next::Serve {
+                deployment,
+                artifact,
+            }),
+            None => NextDecision::answer(Next::Nothing),
+        };
+    }
+    let newest_finished = state
+        .entries
+        .keys()
+        .filter_map(|id| catalog.deployments.get(id))
+        .map(|deployment| deployment.created)
+        .max();
+    let Some(deployment) = catalog.targeting(&asked.device).find(|deployment| {
+        !deployment.finished()
+            && !state.entries.contains_key(&deployment.id)
+            && newest_finished.is_none_or(|newest| deployment.created > newest)
+    }) else {
+        return NextDecision::answer(Next::Nothing);
+    };
+    let mut admission = None;
+    if !deployment.phases.is_empty() {
+        let Some(phase) = deployment
+            .phases
+            .iter()
+            .rposition(|phase| phase.start_ts <= asked.now)
+        else {
+            return NextDecision::answer(Next::Nothing);
+        };
+        admission = Some((deployment.id, phase, deployment.phases[phase].max_devices));
+    }
+    let phase = admission.map(|(_, phase, _)| phase);
+    let joined = |status, artifact_id| {
+        DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
+            deployment_id: deployment.id,
+            device_id: asked.device.clone(),
+            artifact_id,
+            status,
+            device_type: asked.device_type.clone(),
+            installed_artifact_name: asked.artifact_name.clone(),
+            phase,
+        })
+    };
+    let Some(artifact) = catalog.artifact_for(&deployment.artifact_name, &asked.device_type) else {
+        return NextDecision {
+            events: vec![joined(DeviceDeploymentStatus::NoArtifact, None)],
+            admission,
+            answer: Next::Nothing,
+        };
+    };
+    if asked.artifact_name == deployment.artifact_name && !deployment.force_installation {
+        return NextDecision {
+            events: vec![joined(
+                DeviceDeploymentStatus::AlreadyInstalled,
+                Some(artifact.id),
+            )],
+            admission,
+            answer: Next::Nothing,
+        };
+    }
+    NextDecision {
+        events: vec![joined(DeviceDeploymentStatus::Pending, Some(artifact.id))],
+        admission,
+        answer: Next::Serve {
+            deployment: deployment.id,
+            artifact: artifact.id,
+        },
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("Resource not found")]
+    NotFound,
+    #[error("Deployment aborted")]
+    Aborted,
+    #[error("Device decommissioned")]
+    Decommissioned,
+}
+
+fn live_entry<'a>(
+    state: &'a DeviceState,
+    deployment: Uuid,
+    catalog: &TenantCatalog,
+) -> Result<&'a Entry, DeviceError> {
+    let entry = state
+        .entries
+        .get(&deployment)
+        .ok_or(DeviceError::NotFound)?;
+    match effective_status(entry, catalog.deployments.get(&deployment)) {
+        DeviceDeploymentStatus::Aborted => Err(DeviceError::Aborted),
+        DeviceDeploymentStatus::Decommissioned => Err(DeviceError::Decommissioned),
+        _ => Ok(entry),
+    }
+}
+
+/// A status the device reports. Repeating the current status changes nothing; no order is
+/// enforced between the statuses a device may report.
+pub fn decide_status(
+    state: &DeviceState,
+    device: &str,
+    deployment: Uuid,
+    status: DeviceDeploymentStatus,
+    substate: Option<String>,
+    catalog: &TenantCatalog,
+) -> Result<Vec<DomainEvent>, DeviceError> {
+    let entry = live_entry(state, deployment, catalog)?;
+    if entry.status == status {
+        return Ok(Vec::new());
+    }
+    Ok(vec![DomainEvent::DeviceDeploymentStatusChanged(
+        DeviceDeploymentStatusChanged {
+            deployment_id: deployment,
+            device_id: device.to_owned(),
+            status,
+            substate,
+        },
+    )])
+}
+
+/// The log of the device's attempt at a deployment.
+pub fn decide_log(
+    state: &DeviceState,
+    device: &str,
+    deployment: Uuid,
+    messages: Vec<LogMessage>,
+) -> Result<Vec<DomainEvent>, DeviceError> {
+    if !state.entries.contains_key(&deployment) {
+        return Err(DeviceError::NotFound);
+    }
+    Ok(vec![DomainEvent::DeviceDeploymentLogSaved(
+        DeviceDeploymentLogSaved {
+            deployment_id: deployment,
+            device_id: device.to_owned(),
+            messages,
+        },
+    )])
+}
+
+/// Takes the device out of service: its unfinished entries become `decommissioned`. Nothing
+/// to decommission appends nothing.
+pub fn decide_decommission(
+    state: &DeviceState,
+    device: &str,
+    catalog: &TenantCatalog,
+) -> Vec<DomainEvent> {
+    let unfinished = state
+        .entries
+        .iter()
+        .any(|(id, entry)| !effective_status(entry, catalog.deployments.get(id)).is_final());
+    if !unfinished {
+        return Vec::new();
+    }
+    vec![DomainEvent::DeviceDecommissioned(
+        events::deployment::DeviceDecommissioned {
+            device_id: device.to_owned(),
+        },
+    )]
+}
+
+/// The statuses a device may report itself.
+pub fn reportable(status: DeviceDeploymentStatus) -> bool {
+    use DeviceDeploymentStatus::*;
+    matches!(
+        status,
+        Downloading
+            | Installing
+            | Rebooting
+            | Success
+            | Failure
+            | AlreadyInstalled
+            | PauseBeforeInstalling
+            | PauseBeforeCommitting
+            | PauseBeforeRebooting
+    )
+}

@@ -1,0 +1,180 @@
+//! A deployment's status as Mender derives it, and the per-status device counts it is derived
+//! from, kept in `deployment_statistics`.
+
+use events::deployment::DeviceDeploymentStatus;
+use sqlx::{Any, Row, Transaction};
+
+type Tx = Transaction<'static, Any>;
+
+/// The SQL list of final device statuses, for `status IN (...)` conditions.
+pub const FINAL: &str =
+    "'success', 'failure', 'noartifact', 'already-installed', 'aborted', 'decommissioned'";
+
+/// Mender's derivation: finished once aborted or once the devices in final states reach the
+/// targeted count, and then for good; in progress while any device is in a status other than
+/// `pending` or `decommissioned` (a decommissioned device never started anything); else pending.
+pub fn deployment_status(
+    current: &str,
+    aborted: bool,
+    max_devices: i64,
+    counts: &[(DeviceDeploymentStatus, i64)],
+) -> &'static str {
+    let final_devices: i64 = counts
+        .iter()
+        .filter(|(status, _)| status.is_final())
+        .map(|(_, devices)| devices)
+        .sum();
+    let started = counts.iter().any(|(status, devices)| {
+        *devices > 0
+            && !matches!(
+                status,
+                DeviceDeploymentStatus::Pending | DeviceDeploymentStatus::Decommissioned
+            )
+    });
+    if current == "finished" || aborted || (max_devices > 0 && final_devices >= max_devices) {
+        "finished"
+    } else if started {
+        "inprogress"
+    } else {
+        "pending"
+    }
+}
+
+/// Adds `delta` devices to one status of a deployment.
+pub async fn count(
+    tx: &mut Tx,
+    tenant: &str,
+    deployment: &str,
+    status: DeviceDeploymentStatus,
+    delta: i64,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO deployment_statistics (tenant, deployment_id, status, devices)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (tenant, deployment_id, status)
+         DO UPDATE SET devices = deployment_statistics.devices + excluded.devices",
+    )
+    .bind(tenant)
+    .bind(deployment)
+    .bind(status.as_str())
+    .bind(delta)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Counts a deployment's entries afresh, after a change that moved many at once (an abort).
+pub async fn recount(tx: &mut Tx, tenant: &str, deployment: &str) -> anyhow::Result<()> {
+    sqlx::query("DELETE FROM deployment_statistics WHERE tenant = $1 AND deployment_id = $2")
+        .bind(tenant)
+        .bind(deployment)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO deployment_statistics (tenant, deployment_id, status, devices)
+         SELECT tenant, deployment_id, status, COUNT(*) FROM device_deployments
+         WHERE tenant = $1 AND deployment_id = $2
+         GROUP BY tenant, deployment_id, status",
+    )
+    .bind(tenant)
+    .bind(deployment)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Derives the deployment's status from its counts again; `at` becomes its finish time when
+/// it has just finished.
+pub async fn refresh(tx: &mut Tx, tenant: &str, deployment: &str, at: &str) -> anyhow::Result<()> {
+    let Some(row) = sqlx::query(
+        "SELECT status, aborted, max_devices FROM deployments WHERE tenant = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(deployment)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        anyhow::bail!("deployment {deployment} of tenant {tenant:?} is not in the read model");
+    };
+    let current: String = row.try_get("status")?;
+    let aborted: i64 = row.try_get("aborted")?;
+    let max_devices: i64 = row.try_get("max_devices")?;
+    let counts = sqlx::query(
+        "SELECT status, devices FROM deployment_statistics
+         WHERE tenant = $1 AND deployment_id = $2",
+    )
+    .bind(tenant)
+    .bind(deployment)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| -> anyhow::Result<_> {
+        let status: String = row.try_get("status")?;
+        let status = DeviceDeploymentStatus::parse(&status)
+            .ok_or_else(|| anyhow::anyhow!("unknown device status {status:?} in statistics"))?;
+        Ok((status, row.try_get::<i64, _>("devices")?))
+    })
+    .collect::<anyhow::Result<Vec<_>>>()?;
+    let status = deployment_status(&current, aborted == 1, max_devices, &counts);
+    if status == current {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE deployments SET status = $3,
+                finished = CASE WHEN $3 = 'finished' THEN $4 ELSE finished END
+         WHERE tenant = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(deployment)
+    .bind(status)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeviceDeploymentStatus::*;
+
+    #[test]
+    fn a_deployment_nobody_has_started_is_pending() {
+        assert_eq!(deployment_status("pending", false, 3, &[]), "pending");
+        assert_eq!(
+            deployment_status("pending", false, 3, &[(Pending, 2), (Downloading, 0)]),
+            "pending"
+        );
+    }
+
+    #[test]
+    fn any_device_past_pending_makes_it_in_progress_except_a_decommissioned_one() {
+        assert_eq!(
+            deployment_status("pending", false, 3, &[(Pending, 1), (Rebooting, 1)]),
+            "inprogress"
+        );
+        assert_eq!(
+            deployment_status("pending", false, 3, &[(NoArtifact, 1)]),
+            "inprogress"
+        );
+        assert_eq!(
+            deployment_status("pending", false, 3, &[(Decommissioned, 1)]),
+            "pending"
+        );
+    }
+
+    #[test]
+    fn final_devices_reaching_the_target_or_an_abort_finish_it_for_good() {
+        let done = [(Success, 1), (Failure, 1), (Decommissioned, 1)];
+        assert_eq!(deployment_status("inprogress", false, 3, &done), "finished");
+        assert_eq!(
+            deployment_status("inprogress", false, 4, &done),
+            "inprogress"
+        );
+        assert_eq!(deployment_status("pending", true, 4, &[]), "finished");
+        assert_eq!(
+            deployment_status("finished", false, 4, &[(Pending, 1)]),
+            "finished"
+        );
+    }
+}

@@ -1,0 +1,787 @@
+//! Deployments and the device API through real HTTP, one test per rule of Mender's behaviour,
+//! on embedded SQLite and on PostgreSQL with S3.
+
+mod support;
+
+use std::collections::HashSet;
+
+use http_edge::auth::TokenKind;
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+use support::{rootfs_artifact, TestServer};
+
+const MANAGEMENT: &str = "/api/management/v1/deployments";
+const DEVICE: &str = "/api/devices/v1/deployments/device/deployments";
+
+struct Fleet {
+    server: TestServer,
+    _files: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// A server with `release-2` uploaded for device types `pi` and `bbb`.
+    async fn new(server: TestServer) -> Self {
+        let files = tempfile::tempdir().unwrap();
+        let fleet = Self {
+            server,
+            _files: files,
+        };
+        fleet.upload("release-2", &["pi", "bbb"]).await;
+        fleet
+    }
+
+    async fn upload(&self, name: &str, device_types: &[&str]) -> String {
+        let dir = self
+            ._files
+            .path()
+            .join(format!("{name}-{}", device_types.join("-")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = rootfs_artifact(&dir, name, device_types, 6000);
+        let form = Form::new().part(
+            "artifact",
+            Part::bytes(std::fs::read(file).unwrap()).file_name("a.mender"),
+        );
+        let response = self
+            .server
+            .client
+            .post(self.server.url(&format!("{MANAGEMENT}/artifacts")))
+            .bearer_auth(self.server.admin())
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        response.headers()["location"]
+            .to_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn create(&self, body: Value) -> (u16, Value, Option<String>) {
+        let response = self
+            .server
+            .client
+            .post(self.server.url(&format!("{MANAGEMENT}/deployments")))
+            .bearer_auth(self.server.admin())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let id = response.headers().get("location").map(|location| {
+            location
+                .to_str()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned()
+        });
+        (status, response.json().await.unwrap_or(Value::Null), id)
+    }
+
+    async fn deploy(&self, name: &str, artifact_name: &str, devices: &[&str]) -> String {
+        let (status, body, id) = self
+            .create(json!({"name": name, "artifact_name": artifact_name, "devices": devices}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        id.unwrap()
+    }
+
+    fn device_token(&self, device: &str) -> String {
+        self.server.token(device, "", TokenKind::Device)
+    }
+
+    /// `POST /next` as a device running `artifact_name` on `device_type`.
+    async fn next(&self, device: &str, artifact_name: &str, device_type: &str) -> (u16, Value) {
+        let response = self
+            .server
+            .client
+            .post(self.server.url(&format!("{DEVICE}/next")))
+            .bearer_auth(self.device_token(device))
+            .json(&json!({"artifact_name": artifact_name, "device_type": device_type}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn report(&self, device: &str, deployment: &str, status: &str) -> (u16, Value) {
+        let response = self
+            .server
+            .client
+            .put(self.server.url(&format!("{DEVICE}/{deployment}/status")))
+            .bearer_auth(self.device_token(device))
+            .json(&json!({"status": status}))
+            .send()
+            .await
+            .unwrap();
+        let code = response.status().as_u16();
+        (code, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn deployment(&self, id: &str) -> Value {
+        let (status, body) = self
+            .server
+            .get(
+                &format!("{MANAGEMENT}/deployments/{id}"),
+                Some(&self.server.admin()),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn statistics(&self, id: &str) -> Value {
+        let (status, body) = self
+            .server
+            .get(
+                &format!("{MANAGEMENT}/deployments/{id}/statistics"),
+                Some(&self.server.admin()),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    async fn abort(&self, id: &str, body: Value) -> u16 {
+        self.server
+            .client
+            .put(
+                self.server
+                    .url(&format!("{MANAGEMENT}/deployments/{id}/status")),
+            )
+            .bearer_auth(self.server.admin())
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+async fn a_created_deployment_is_readable_at_its_location(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let id = fleet.deploy("spring", "release-2", &["d1", "d2"]).await;
+    // Read-your-writes: no waiting between the 201 and the read.
+    let deployment = fleet.deployment(&id).await;
+    assert_eq!(deployment["name"], "spring");
+    assert_eq!(deployment["artifact_name"], "release-2");
+    assert_eq!(deployment["status"], "pending");
+    assert_eq!(deployment["max_devices"], 2);
+    assert_eq!(deployment["device_count"], 0);
+}
+
+async fn bad_deployment_requests_are_400_and_change_nothing(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let head = fleet.server.head().await;
+    for body in [
+        json!({"name": "", "artifact_name": "release-2", "devices": ["d1"]}),
+        json!({"artifact_name": "release-2", "devices": ["d1"]}),
+        json!({"name": "x", "artifact_name": "", "devices": ["d1"]}),
+        json!({"name": "x", "artifact_name": "release-2", "devices": []}),
+        json!({"name": "x", "artifact_name": "release-2"}),
+        json!({"name": "x", "artifact_name": "release-2", "devices": ["d1"], "all_devices": true}),
+        json!({"name": "x", "artifact_name": "release-2", "all_devices": true}),
+        json!({"name": "x", "artifact_name": "release-2", "devices": "d1"}),
+        json!({"name": "x", "artifact_name": "release-2", "devices": ["a", "b", "c"],
+               "phases": [{"batch_size": 10}, {"start_ts": "2030-01-01T00:00:00Z"}]}),
+    ] {
+        let (status, response, _) = fleet.create(body.clone()).await;
+        assert_eq!(status, 400, "{body} → {response}");
+        assert!(response["error"].as_str().is_some_and(|e| !e.is_empty()));
+    }
+    let response = fleet
+        .server
+        .client
+        .post(
+            fleet
+                .server
+                .url(&format!("{MANAGEMENT}/deployments/group/kitchen")),
+        )
+        .bearer_auth(fleet.server.admin())
+        .json(&json!({"name": "x", "artifact_name": "release-2"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(
+        fleet.server.head().await,
+        head,
+        "a refused request appended an event"
+    );
+}
+
+async fn no_artifact_for_the_deployment_is_422(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let (status, body, _) = fleet
+        .create(json!({"name": "x", "artifact_name": "missing", "devices": ["d1"]}))
+        .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"], "No artifact for the deployment");
+}
+
+async fn an_identical_active_deployment_is_409(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let first = fleet.deploy("x", "release-2", &["d1", "d2"]).await;
+    let (status, _, _) = fleet
+        .create(json!({"name": "x", "artifact_name": "release-2", "devices": ["d2", "d1"]}))
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(fleet.abort(&first, json!({"status": "aborted"})).await, 204);
+    fleet.deploy("x", "release-2", &["d1", "d2"]).await;
+}
+
+async fn next_serves_the_oldest_deployment_with_a_24_hour_link(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    fleet.upload("release-3", &["pi"]).await;
+    let older = fleet.deploy("first", "release-2", &["d1"]).await;
+    fleet.deploy("second", "release-3", &["d1"]).await;
+    let (status, body) = fleet.next("d1", "release-1", "pi").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], older);
+    let artifact = &body["artifact"];
+    assert_eq!(artifact["artifact_name"], "release-2");
+    assert_eq!(artifact["device_types_compatible"], json!(["pi", "bbb"]));
+    assert_eq!(artifact["source"]["method"], "GET");
+    let expire =
+        chrono::DateTime::parse_from_rfc3339(artifact["source"]["expire"].as_str().unwrap())
+            .unwrap();
+    let hours = expire
+        .signed_duration_since(chrono::Utc::now())
+        .num_minutes();
+    assert!((23 * 60 + 58..=24 * 60).contains(&hours), "{hours} minutes");
+    // The device downloads with no token.
+    let download = reqwest::get(artifact["source"]["uri"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert!(download.headers().contains_key("content-length"));
+
+    // GET with query parameters answers the same; the entry is not created twice.
+    let response = fleet
+        .server
+        .client
+        .get(fleet.server.url(&format!(
+            "{DEVICE}/next?artifact_name=release-1&device_type=pi"
+        )))
+        .bearer_auth(fleet.device_token("d1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], older);
+    assert_eq!(fleet.deployment(&older).await["device_count"], 1);
+    assert_eq!(fleet.deployment(&older).await["status"], "pending");
+}
+
+async fn next_needs_artifact_name_and_device_type(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    for body in [
+        json!({"device_type": "pi"}),
+        json!({"artifact_name": "a"}),
+        json!({"artifact_name": "", "device_type": "pi"}),
+    ] {
+        let response = fleet
+            .server
+            .client
+            .post(fleet.server.url(&format!("{DEVICE}/next")))
+            .bearer_auth(fleet.device_token("d1"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+    }
+    let response = fleet
+        .server
+        .client
+        .get(fleet.server.url(&format!("{DEVICE}/next?device_type=pi")))
+        .bearer_auth(fleet.device_token("d1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // A user token is the wrong kind; the v2 route does not exist, so clients fall back.
+    let response = fleet
+        .server
+        .client
+        .get(
+            fleet
+                .server
+                .url(&format!("{DEVICE}/next?artifact_name=a&device_type=pi")),
+        )
+        .bearer_auth(fleet.server.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let response = fleet
+        .server
+        .client
+        .post(
+            fleet
+                .server
+                .url("/api/devices/v2/deployments/device/deployments/next"),
+        )
+        .bearer_auth(fleet.device_token("d1"))
+        .json(&json!({"artifact_name": "a", "device_type": "pi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}
+
+async fn nothing_pending_is_204(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    assert_eq!(fleet.next("d1", "release-1", "pi").await.0, 204);
+    fleet.deploy("x", "release-2", &["d2"]).await;
+    assert_eq!(fleet.next("d1", "release-1", "pi").await.0, 204);
+}
+
+async fn an_incompatible_device_is_noartifact_and_an_installed_one_already_installed(
+    server: TestServer,
+) {
+    let fleet = Fleet::new(server).await;
+    let id = fleet.deploy("x", "release-2", &["d1", "d2", "d3"]).await;
+    assert_eq!(fleet.next("d1", "release-1", "x86").await.0, 204);
+    assert_eq!(fleet.next("d2", "release-2", "pi").await.0, 204);
+    let statistics = fleet.statistics(&id).await;
+    assert_eq!(statistics["noartifact"], 1);
+    assert_eq!(statistics["already-installed"], 1);
+    assert_eq!(statistics.as_object().unwrap().len(), 13);
+    // Both are final: asking again changes nothing.
+    assert_eq!(fleet.next("d1", "release-1", "x86").await.0, 204);
+    assert_eq!(fleet.statistics(&id).await, statistics);
+    assert_eq!(fleet.deployment(&id).await["status"], "inprogress");
+}
+
+async fn force_installation_serves_even_the_installed_artifact(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let (status, _, id) = fleet
+        .create(json!({"name": "x", "artifact_name": "release-2", "devices": ["d1"], "force_installation": true}))
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = fleet.next("d1", "release-2", "pi").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], id.unwrap());
+}
+
+async fn different_data_for_the_same_deployment_fails_the_device_with_409(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let id = fleet.deploy("x", "release-2", &["d1"]).await;
+    assert_eq!(fleet.next("d1", "release-1", "pi").await.0, 200);
+    let (status, body) = fleet.next("d1", "release-1", "bbb").await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(fleet.statistics(&id).await["failure"], 1);
+    assert_eq!(fleet.deployment(&id).await["status"], "finished");
+}
+
+async fn status_reports_move_the_entry_and_finish_the_deployment(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let id = fleet.deploy("x", "release-2", &["d1", "d2"]).await;
+    for device in ["d1", "d2"] {
+        assert_eq!(fleet.next(device, "release-1", "pi").await.0, 200);
+    }
+    for status in [
+        "downloading",
+        "pause_before_installing",
+        "installing",
+        "pause_before_committing",
+        "rebooting",
+        "pause_before_rebooting",
+    ] {
+        assert_eq!(fleet.report("d1", &id, status).await.0, 204, "{status}");
+        assert_eq!(fleet.statistics(&id).await[status], 1, "{status}");
+    }
+    assert_eq!(fleet.deployment(&id).await["status"], "inprogress");
+    // The same status again is accepted and changes nothing.
+    let head = fleet.server.head().await;
+    assert_eq!(
+        fleet.report("d1", &id, "pause_before_rebooting").await.0,
+        204
+    );
+    assert_eq!(fleet.server.head().await, head);
+    assert_eq!(fleet.report("d1", &id, "success").await.0, 204);
+    assert_eq!(fleet.report("d2", &id, "failure").await.0, 204);
+    let statistics = fleet.statistics(&id).await;
+    assert_eq!(
+        (
+            statistics["success"].as_i64(),
+            statistics["failure"].as_i64()
+        ),
+        (Some(1), Some(1))
+    );
+    let deployment = fleet.deployment(&id).await;
+    assert_eq!(deployment["status"], "finished");
+    assert!(deployment["finished"].is_string());
+    // No order is enforced: success → failure is accepted.
+    assert_eq!(fleet.report("d1", &id, "failure").await.0, 204);
+    assert_eq!(fleet.statistics(&id).await["failure"], 2);
+}
+
+async fn bad_status_reports_are_refused(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let id = fleet.deploy("x", "release-2", &["d1"]).await;
+    assert_eq!(fleet.next("d1", "release-1", "pi").await.0, 200);
+    let head = fleet.server.head().await;
+    for status in [
+        "pending",
+        "aborted",
+        "decommissioned",
+        "noartifact",
+        "exploded",
+        "",
+    ] {
+        assert_eq!(fleet.report("d1", &id, status).await.0, 400, "{status}");
+    }
+    let response = fleet
+        .server
+        .client
+        .put(fleet.server.url(&format!("{DEVICE}/{id}/status")))
+        .bearer_auth(fleet.device_token("d1"))
+        .json(&json!({"status": "installing", "substate": "x".repeat(201)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(fleet.report("d1", "not-a-uuid", "installing").await.0, 400);
+    assert_eq!(
+        fleet
+            .report("d1", &uuid::Uuid::new_v4().to_string(), "installing")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(fleet.report("d9", &id, "installing").await.0, 404);
+    assert_eq!(fleet.server.head().await, head);
+    let response = fleet
+        .server
+        .client
+        .put(fleet.server.url(&format!("{DEVICE}/{id}/status")))
+        .bearer_auth(fleet.device_token("d1"))
+        .json(&json!({"status": "installing", "substate": "x".repeat(200)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+}
+
+async fn an_abort_finishes_the_deployment_and_refuses_later_reports(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let id = fleet.deploy("x", "release-2", &["d1", "d2", "d3"]).await;
+    assert_eq!(fleet.next("d1", "release-1", "pi").await.0, 200);
+    assert_eq!(fleet.next("d2", "release-1", "pi").await.0, 200);
+    assert_eq!(fleet.report("d1", &id, "downloading").await.0, 204);
+    assert_eq!(fleet.report("d2", &id, "success").await.0, 204);
+    assert_eq!(fleet.abort(&id, json!({"status": "pending"})).await, 400);
+    assert_eq!(fleet.abort(&id, json!({"state": "aborted"})).await, 400);
+    assert_eq!(
+        fleet
+            .abort("not-a-uuid", json!({"status": "aborted"}))
+            .await,
+        400
+    );
+    assert_eq!(
+        fleet
+            .abort(
+                &uuid::Uuid::new_v4().to_string(),
+                json!({"status": "aborted"})
+            )
+            .await,
+        404
+    );
+    assert_eq!(fleet.abort(&id, json!({"status": "aborted"})).await, 204);
+    let statistics = fleet.statistics(&id).await;
+    assert_eq!(statistics["aborted"], 1);
+    assert_eq!(
+        statistics["success"], 1,
+        "finished devices keep their status"
+    );
+    assert_eq!(fleet.deployment(&id).await["status"], "finished");
+    let (status, body) = fleet.report("d1", &id, "installing").await;
+    assert_eq!(status, 409);
+    assert_eq!(body["error"], "Deployment aborted");
+    assert_eq!(fleet.next("d3", "release-1", "pi").await.0, 204);
+    assert_eq!(fleet.abort(&id, json!({"status": "aborted"})).await, 422);
+}
+
+async fn a_decommissioned_device_is_refused_and_removal_is_always_204(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let id = fleet.deploy("x", "release-2", &["d1"]).await;
+    assert_eq!(fleet.next("d1", "release-1", "pi").await.0, 200);
+    let remove = |device: &'static str| {
+        fleet
+            .server
+            .client
+            .delete(
+                fleet
+                    .server
+                    .url(&format!("{MANAGEMENT}/deployments/devices/{device}")),
+            )
+            .bearer_auth(fleet.server.admin())
+            .send()
+    };
+    assert_eq!(remove("d1").await.unwrap().status(), 204);
+    let (status, body) = fleet.report("d1", &id, "installing").await;
+    assert_eq!(status, 409);
+    assert_eq!(body["error"], "Device decommissioned");
+    assert_eq!(fleet.statistics(&id).await["decommissioned"], 1);
+    assert_eq!(fleet.deployment(&id).await["status"], "finished");
+    assert_eq!(remove("never-seen").await.unwrap().status(), 204);
+}
+
+async fn a_device_log_is_stored_for_its_entry(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let id = fleet.deploy("x", "release-2", &["d1"]).await;
+    let put_log = |device: &'static str, body: Value| {
+        fleet
+            .server
+            .client
+            .put(fleet.server.url(&format!("{DEVICE}/{id}/log")))
+            .bearer_auth(fleet.device_token(device))
+            .json(&body)
+            .send()
+    };
+    let messages = json!({"messages": [
+        {"timestamp": "2026-01-01T10:00:00Z", "level": "info", "message": "installing"},
+        {"timestamp": "2026-01-01T10:00:05Z", "level": "error", "message": "disk full"}
+    ]});
+    assert_eq!(
+        put_log("d1", messages.clone()).await.unwrap().status(),
+        404,
+        "no entry yet"
+    );
+    assert_eq!(fleet.next("d1", "release-1", "pi").await.0, 200);
+    assert_eq!(
+        put_log("d1", json!({"messages": "nope"}))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(
+        put_log("d1", json!({"messages": []}))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+    assert_eq!(put_log("d1", messages).await.unwrap().status(), 204);
+    let response = fleet
+        .server
+        .client
+        .get(
+            fleet
+                .server
+                .url(&format!("{MANAGEMENT}/deployments/{id}/devices/d1/log")),
+        )
+        .bearer_auth(fleet.server.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.contains("installing") && text.contains("disk full"),
+        "{text}"
+    );
+}
+
+async fn a_phase_admits_its_batch_and_others_wait(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let devices: Vec<String> = (0..4).map(|n| format!("p{n}")).collect();
+    let (status, body, id) = fleet
+        .create(
+            json!({"name": "phased", "artifact_name": "release-2", "devices": devices,
+            "phases": [{"batch_size": 50}, {"start_ts": "2099-01-01T00:00:00Z"}]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = id.unwrap();
+    let mut served = 0;
+    for device in &devices {
+        if fleet.next(device, "release-1", "pi").await.0 == 200 {
+            served += 1;
+        }
+    }
+    assert_eq!(served, 2, "the first phase holds 50% of 4 devices");
+    assert_eq!(fleet.deployment(&id).await["device_count"], 2);
+}
+
+async fn parallel_requests_keep_every_invariant(server: TestServer) {
+    let fleet = std::sync::Arc::new(Fleet::new(server).await);
+    // One device asking many times at once gets one entry.
+    let id = fleet.deploy("x", "release-2", &["d1"]).await;
+    let asks: Vec<_> = (0..8)
+        .map(|_| {
+            let fleet = fleet.clone();
+            tokio::spawn(async move { fleet.next("d1", "release-1", "pi").await })
+        })
+        .collect();
+    for ask in asks {
+        let (status, body) = ask.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["id"], id);
+    }
+    assert_eq!(fleet.deployment(&id).await["device_count"], 1);
+    assert_eq!(fleet.statistics(&id).await["pending"], 1);
+
+    // Identical deployments created at once: exactly one is created.
+    let creates: Vec<_> = (0..6)
+        .map(|_| {
+            let fleet = fleet.clone();
+            tokio::spawn(async move {
+                fleet
+                    .create(
+                        json!({"name": "same", "artifact_name": "release-2", "devices": ["e1"]}),
+                    )
+                    .await
+                    .0
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for create in creates {
+        statuses.push(create.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|status| **status == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|status| [201, 409].contains(status)),
+        "{statuses:?}"
+    );
+
+    // A phase under a rush of devices admits no more than its batch.
+    let devices: Vec<String> = (0..10).map(|n| format!("rush{n}")).collect();
+    let (_, _, phased) = fleet
+        .create(
+            json!({"name": "rush", "artifact_name": "release-2", "devices": devices,
+            "phases": [{"batch_size": 30}, {"start_ts": "2099-01-01T00:00:00Z"}]}),
+        )
+        .await;
+    let rush: Vec<_> = devices
+        .iter()
+        .cloned()
+        .map(|device| {
+            let fleet = fleet.clone();
+            tokio::spawn(async move { fleet.next(&device, "release-1", "pi").await.0 })
+        })
+        .collect();
+    let mut admitted = 0;
+    for ask in rush {
+        if ask.await.unwrap() == 200 {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 3);
+    assert_eq!(fleet.deployment(&phased.unwrap()).await["device_count"], 3);
+}
+
+async fn an_artifact_in_use_cannot_be_edited_or_deleted(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let artifact = fleet.upload("release-9", &["pi"]).await;
+    let id = fleet.deploy("x", "release-9", &["d1"]).await;
+    let path = fleet
+        .server
+        .url(&format!("{MANAGEMENT}/artifacts/{artifact}"));
+    let edit = fleet
+        .server
+        .client
+        .put(&path)
+        .bearer_auth(fleet.server.admin())
+        .json(&json!({"description": "changed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edit.status(), 422);
+    let delete = fleet
+        .server
+        .client
+        .delete(&path)
+        .bearer_auth(fleet.server.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), 409);
+    assert_eq!(fleet.abort(&id, json!({"status": "aborted"})).await, 204);
+    let delete = fleet
+        .server
+        .client
+        .delete(&path)
+        .bearer_auth(fleet.server.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        delete.status(),
+        204,
+        "a finished deployment no longer holds its artifact"
+    );
+}
+
+async fn a_new_deployment_after_a_finished_one_is_served(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    fleet.upload("release-3", &["pi"]).await;
+    let first = fleet.deploy("first", "release-2", &["d1"]).await;
+    assert_eq!(fleet.next("d1", "release-1", "pi").await.0, 200);
+    assert_eq!(fleet.report("d1", &first, "success").await.0, 204);
+    let second = fleet.deploy("second", "release-3", &["d1"]).await;
+    let (status, body) = fleet.next("d1", "release-2", "pi").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], second);
+    let seen: HashSet<String> = [first, second].into_iter().collect();
+    assert_eq!(seen.len(), 2);
+}
+
+macro_rules! on_both_backends {
+    ($($case:ident),*) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::TestServer::start(false).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::TestServer::start(true).await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_created_deployment_is_readable_at_its_location,
+    bad_deployment_requests_are_400_and_change_nothing,
+    no_artifact_for_the_deployment_is_422,
+    an_identical_active_deployment_is_409,
+    next_serves_the_oldest_deployment_with_a_24_hour_link,
+    next_needs_artifact_name_and_device_type,
+    nothing_pending_is_204,
+    an_incompatible_device_is_noartifact_and_an_installed_one_already_installed,
+    force_installation_serves_even_the_installed_artifact,
+    different_data_for_the_same_deployment_fails_the_device_with_409,
+    status_reports_move_the_entry_and_finish_the_deployment,
+    bad_status_reports_are_refused,
+    an_abort_finishes_the_deployment_and_refuses_later_reports,
+    a_decommissioned_device_is_refused_and_removal_is_always_204,
+    a_device_log_is_stored_for_its_entry,
+    a_phase_admits_its_batch_and_others_wait,
+    parallel_requests_keep_every_invariant,
+    an_artifact_in_use_cannot_be_edited_or_deleted,
+    a_new_deployment_after_a_finished_one_is_served
+);
