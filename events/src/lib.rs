@@ -6,6 +6,7 @@
 //! [`EventLog`] port with its SQLite and PostgreSQL backends.
 
 pub mod artifact;
+pub mod batching;
 pub mod deployment;
 mod envelope;
 mod log;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use events::batching::BatchingLog;
 use events::conformance::{self, fresh_postgres_url};
 use events::memory::MemoryEventLog;
 use events::postgres::PostgresEventLog;
@@ -20,6 +21,14 @@ async fn sqlite() -> Arc<dyn EventLog> {
     let dir = tempfile::tempdir().unwrap().keep();
     let url = format!("sqlite://{}", dir.join("events.db").display());
     Arc::new(SqliteEventLog::open(&url).await.unwrap())
+}
+
+async fn batched_postgres() -> Arc<dyn EventLog> {
+    Arc::new(BatchingLog::new(postgres().await, 64))
+}
+
+async fn batched_sqlite() -> Arc<dyn EventLog> {
+    Arc::new(BatchingLog::new(sqlite().await, 64))
 }
 
 async fn memory() -> Arc<dyn EventLog> {
@@ -53,6 +62,8 @@ macro_rules! suite {
 
 suite!(postgres);
 suite!(sqlite);
+suite!(batched_postgres);
+suite!(batched_sqlite);
 suite!(memory);
 
 /// KurrentDB runs only where a server is given:

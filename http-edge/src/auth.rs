@@ -4,8 +4,9 @@
 //! (`mender.device: true`, `sub` = device id). The tenant (`mender.tenant`) comes from the
 //! verified token only; nothing in a request can name another.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::FromRef;
 use axum::http::request::Parts;
@@ -15,6 +16,7 @@ use events::TenantId;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::error_response;
 
@@ -31,7 +33,7 @@ pub enum AuthMode {
 }
 
 /// Token settings, shared by both services.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuthSettings {
     /// `verify` (default) or `trusted-gateway`.
@@ -42,6 +44,20 @@ pub struct AuthSettings {
     pub public_keys: Vec<PathBuf>,
     /// PEM private key used to issue tokens (`token` subcommand); the HS256 secret otherwise.
     pub signing_key: Option<PathBuf>,
+    /// Clock skew allowed when checking `exp`, in seconds.
+    pub leeway_seconds: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Verify,
+            hs256_secret: None,
+            public_keys: Vec::new(),
+            signing_key: None,
+            leeway_seconds: 30,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,10 +128,20 @@ pub enum AuthError {
 }
 
 /// Verifies tokens against the configured keys.
+///
+/// Devices present the same token on every poll; checking its signature each time (an RSA
+/// verification costs tens of microseconds) would dominate the hot path. Verified tokens are
+/// remembered by their SHA-256 until they expire, so a repeat costs a hash and a lookup. The
+/// key is a cryptographic hash of the whole token: no other token can hit an entry.
 pub struct Verifier {
     mode: AuthMode,
     keys: Vec<(Algorithm, DecodingKey)>,
+    leeway: u64,
+    verified: RwLock<HashMap<[u8; 32], Claims>>,
 }
+
+/// Verified tokens remembered at most; the memory is cleared when it fills.
+const REMEMBERED_TOKENS: usize = 200_000;
 
 impl Verifier {
     pub fn from_settings(settings: &AuthSettings) -> Result<Self, KeyError> {
@@ -141,20 +167,48 @@ impl Verifier {
         Ok(Self {
             mode: settings.mode,
             keys,
+            leeway: settings.leeway_seconds,
+            verified: RwLock::new(HashMap::new()),
         })
     }
 
     /// Checks a token's signature (unless behind a trusted gateway) and expiry.
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let remembered = self
+            .verified
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&digest)
+            .cloned();
+        if let Some(claims) = remembered {
+            if claims.exp.saturating_add(self.leeway as i64) < chrono::Utc::now().timestamp() {
+                return Err(AuthError::Expired);
+            }
+            return Ok(claims);
+        }
+        let claims = self.verify_fully(token)?;
+        let mut verified = self
+            .verified
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if verified.len() >= REMEMBERED_TOKENS {
+            verified.clear();
+        }
+        verified.insert(digest, claims.clone());
+        Ok(claims)
+    }
+
+    fn verify_fully(&self, token: &str) -> Result<Claims, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if self.mode == AuthMode::TrustedGateway {
-            let mut validation = validation(header.alg);
+            let mut validation = validation(header.alg, self.leeway);
             validation.insecure_disable_signature_validation();
             return decode(token, &DecodingKey::from_secret(&[]), &validation);
         }
         let mut outcome = Err(AuthError::BadSignature);
         for (_, key) in self.keys.iter().filter(|(alg, _)| *alg == header.alg) {
-            outcome = decode(token, key, &validation(header.alg));
+            outcome = decode(token, key, &validation(header.alg, self.leeway));
             if outcome != Err(AuthError::BadSignature) {
                 break;
             }
@@ -177,11 +231,11 @@ impl Verifier {
     }
 }
 
-fn validation(alg: Algorithm) -> Validation {
+fn validation(alg: Algorithm, leeway: u64) -> Validation {
     let mut validation = Validation::new(alg);
     validation.set_required_spec_claims(&["exp", "sub"]);
     validation.validate_aud = false;
-    validation.leeway = 30;
+    validation.leeway = leeway;
     validation
 }
 

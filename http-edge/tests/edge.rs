@@ -46,6 +46,7 @@ async fn serve(mode: AuthMode) -> String {
             key("ed25519.pub.pem"),
         ],
         signing_key: None,
+        leeway_seconds: 0,
     };
     let verifier = Arc::new(Verifier::from_settings(&settings).unwrap());
     let app = Router::new()
@@ -269,4 +270,33 @@ async fn chunked_request_bodies_are_accepted() {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body, serde_json::json!({"status": "downloading"}));
+}
+
+#[tokio::test]
+async fn a_remembered_token_is_still_refused_once_it_expires() {
+    let base = serve(AuthMode::Verify).await;
+    let short = issuer("rsa.pem").issue(&Issuer::claims(
+        "dev-1",
+        &TenantId::default(),
+        TokenKind::Device,
+        chrono::Duration::seconds(2),
+    ));
+    for _ in 0..3 {
+        assert_eq!(call(&format!("{base}/device"), Some(&short)).await.0, 200);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
+    let (status, _, body) = call(&format!("{base}/device"), Some(&short)).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"], "token expired");
+    // A token that differs in one signature character is not the remembered one.
+    let mut forged = issuer("rsa.pem").issue(&Issuer::claims(
+        "dev-1",
+        &TenantId::default(),
+        TokenKind::Device,
+        chrono::Duration::hours(1),
+    ));
+    assert_eq!(call(&format!("{base}/device"), Some(&forged)).await.0, 200);
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert_eq!(call(&format!("{base}/device"), Some(&forged)).await.0, 401);
 }

@@ -62,6 +62,7 @@ impl QueryService {
                 local: storage.local,
                 storage: Arc::new(settings.storage.clone()),
                 download_link_seconds: settings.download_link_seconds,
+                read_wait_ms: settings.read_wait_ms,
             },
             projectors,
         })

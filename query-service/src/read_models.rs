@@ -111,6 +111,15 @@ impl ReadModels {
         Ok(Position(position as u64))
     }
 
+    /// The position every projection has reached, `None` before any has started.
+    pub async fn slowest_checkpoint(&self) -> Result<Option<Position>, sqlx::Error> {
+        let slowest: Option<i64> =
+            sqlx::query_scalar("SELECT MIN(position) FROM projection_checkpoints")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(slowest.map(|position| Position(position as u64)))
+    }
+
     /// Waits until this instance may run the projection. On PostgreSQL a session advisory
     /// lock held by a connection of its own: when the holder dies the lock is released and a
     /// waiting instance takes over. SQLite is one process: there is nobody to wait for.

@@ -23,6 +23,8 @@ pub struct QuerySettings {
     pub storage: StorageSettings,
     /// Lifetime of the download links the management API hands out, in seconds.
     pub download_link_seconds: u64,
+    /// Longest wait of a read that names a log position (`X-Deployments-Log-Position`), in ms.
+    pub read_wait_ms: u64,
 }
 
 impl Default for QuerySettings {
@@ -36,6 +38,7 @@ impl Default for QuerySettings {
             projector: ProjectorSettings::default(),
             storage: StorageSettings::default(),
             download_link_seconds: 900,
+            read_wait_ms: 5000,
         }
     }
 }

@@ -79,6 +79,7 @@ impl ServerSettings {
             projector: self.projector.clone(),
             storage: self.storage.clone(),
             download_link_seconds: self.download_link_seconds,
+            read_wait_ms: self.read_wait_ms,
         }
     }
 

@@ -31,7 +31,8 @@ async fn both_services_run_split_over_one_postgres() {
     let command = command_service::Application::build(command_service::settings::CommandSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         event_log_url: url.clone(),
-        read_models_url: Some(url.clone()),
+        // No read-side wait here: the reads below wait for the position they name instead.
+        read_models_url: None,
         auth: auth(),
         storage: storage(artifacts.path()),
         ..Default::default()
@@ -113,4 +114,106 @@ async fn both_services_run_split_over_one_postgres() {
         status, 200,
         "the query service never projected the deployment"
     );
+}
+
+/// A client that names the position a command answered with reads its own write from a
+/// query service the command service did not wait for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_naming_a_log_position_waits_for_it() {
+    let url = events::conformance::fresh_postgres_url().await;
+    let artifacts = tempfile::tempdir().unwrap();
+    let command = command_service::Application::build(command_service::settings::CommandSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        event_log_url: url.clone(),
+        read_models_url: None,
+        auth: auth(),
+        storage: storage(artifacts.path()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let query = query_service::Application::build(query_service::settings::QuerySettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        event_log_url: url.clone(),
+        read_models_url: url.clone(),
+        auth: auth(),
+        storage: storage(artifacts.path()),
+        // Polling rarely: the projector moves on commit notifications, and the read below
+        // is served once the projections have applied the position it names.
+        projector: query_service::projector::ProjectorSettings {
+            poll_interval_ms: 2000,
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let command_base = format!("http://127.0.0.1:{}", command.port());
+    let query_base = format!("http://127.0.0.1:{}", query.port());
+    tokio::spawn(command.run_until(std::future::pending()));
+    tokio::spawn(query.run_until(std::future::pending()));
+    let token = Issuer::from_settings(&auth())
+        .unwrap()
+        .issue(&Issuer::claims(
+            "admin",
+            &TenantId::default(),
+            TokenKind::User,
+            chrono::Duration::hours(1),
+        ));
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rootfs.ext4"), vec![1u8; 5000]).unwrap();
+    let status = std::process::Command::new("mender-artifact")
+        .current_dir(dir.path())
+        .args([
+            "write",
+            "rootfs-image",
+            "-t",
+            "pi",
+            "-n",
+            "split-1",
+            "-f",
+            "rootfs.ext4",
+            "-o",
+            "a.mender",
+        ])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let form = reqwest::multipart::Form::new().part(
+        "artifact",
+        reqwest::multipart::Part::bytes(std::fs::read(dir.path().join("a.mender")).unwrap())
+            .file_name("a.mender"),
+    );
+    let response = reqwest::Client::new()
+        .post(format!(
+            "{command_base}/api/management/v1/deployments/artifacts"
+        ))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let position = response.headers()["x-deployments-log-position"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let read = reqwest::Client::new()
+        .get(format!("{query_base}{location}"))
+        .bearer_auth(&token)
+        .header("X-Deployments-Log-Position", &position)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
+    let bad = reqwest::Client::new()
+        .get(format!("{query_base}{location}"))
+        .bearer_auth(&token)
+        .header("X-Deployments-Log-Position", "soon")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
 }

@@ -18,7 +18,7 @@ use super::AppState;
 use crate::application::{execute, Caller};
 use crate::domain::artifacts::{self, ArtifactCommand, ArtifactsState};
 use crate::error::{parse_id, ApiError};
-use crate::upload::{receive, UploadLimits};
+use crate::upload::{receive, UploadError, UploadLimits};
 
 const BASE: &str = "/api/management/v1/deployments/artifacts";
 
@@ -71,6 +71,16 @@ async fn upload(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
     if declared_length.is_some_and(|length| length > settings.max_upload_bytes + 1024 * 1024) {
+        // A client that asked to continue sends nothing more; one already sending gets a
+        // little of its body read, so that it can see the answer before the connection closes.
+        let waits_to_continue = headers
+            .get(header::EXPECT)
+            .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if let (false, Ok(mut multipart)) = (waits_to_continue, multipart) {
+            if let Ok(Some(mut field)) = multipart.next_field().await {
+                drain(&mut field).await;
+            }
+        }
         return Err(ApiError::TooLarge(format!(
             "artifact file larger than the maximum of {} bytes",
             settings.max_upload_bytes
@@ -146,7 +156,19 @@ async fn upload(
                     },
                     state.artifacts.reader_options.clone(),
                 )
-                .await?;
+                .await;
+                let parsed = match parsed {
+                    Ok(parsed) => parsed,
+                    Err(error) => {
+                        if matches!(
+                            error,
+                            UploadError::TooLarge { .. } | UploadError::OverStorageLimit { .. }
+                        ) {
+                            drain(&mut field).await;
+                        }
+                        return Err(error.into());
+                    }
+                };
                 let event = ArtifactUploaded {
                     artifact_id,
                     name: parsed.name,
@@ -195,6 +217,20 @@ async fn upload(
                 return Ok(response);
             }
             _ => {}
+        }
+    }
+}
+
+/// Bytes read and dropped after refusing an upload, so that a client still sending can read
+/// the refusal; a larger rest is cut off with the connection.
+const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
+
+async fn drain(field: &mut axum::extract::multipart::Field<'_>) {
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT {
+        match field.chunk().await {
+            Ok(Some(chunk)) => drained += chunk.len(),
+            _ => break,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The read half of the API: one router per resource, merged here.
 
 mod artifacts;
+mod consistency;
 mod deployments;
 mod internal;
 mod paging;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub storage: Arc<StorageSettings>,
     /// Lifetime of management download links.
     pub download_link_seconds: u64,
+    /// Longest wait of a read for the log position it names, in milliseconds.
+    pub read_wait_ms: u64,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -42,6 +45,10 @@ pub fn routes(state: AppState) -> Router {
         .merge(artifacts::router())
         .merge(deployments::router())
         .merge(internal::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            consistency::wait_for_position,
+        ))
         .with_state(state)
 }
 
