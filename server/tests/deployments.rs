@@ -743,6 +743,159 @@ async fn a_new_deployment_after_a_finished_one_is_served(server: TestServer) {
     assert_eq!(seen.len(), 2);
 }
 
+/// Random commands and device reports through the API: every deployment's statistics equal the
+/// count of its entries per status, and read models rebuilt from position 0 equal the live ones.
+async fn random_commands_keep_statistics_and_rebuilds_exact(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    fleet.upload("release-3", &["bbb"]).await;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut roll = move |sides: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % sides
+    };
+    let devices: Vec<String> = (0..8).map(|n| format!("r{n}")).collect();
+    let device_types = ["pi", "bbb", "x86"];
+    let statuses = [
+        "downloading",
+        "installing",
+        "rebooting",
+        "success",
+        "failure",
+        "pause_before_rebooting",
+    ];
+    let mut deployments = Vec::new();
+    for step in 0..120 {
+        match roll(10) {
+            0 | 1 => {
+                let targets: Vec<&str> = devices
+                    .iter()
+                    .filter(|_| roll(2) == 0)
+                    .map(String::as_str)
+                    .collect();
+                if targets.is_empty() {
+                    continue;
+                }
+                let artifact = if roll(2) == 0 {
+                    "release-2"
+                } else {
+                    "release-3"
+                };
+                let (status, _, id) = fleet
+                    .create(json!({"name": format!("random-{step}"), "artifact_name": artifact, "devices": targets}))
+                    .await;
+                assert_eq!(status, 201);
+                deployments.push(id.unwrap());
+            }
+            2 if !deployments.is_empty() => {
+                let id = &deployments[roll(deployments.len() as u64) as usize];
+                assert!([204, 422].contains(&fleet.abort(id, json!({"status": "aborted"})).await));
+            }
+            3 => {
+                let device = &devices[roll(devices.len() as u64) as usize];
+                let response = fleet
+                    .server
+                    .client
+                    .delete(
+                        fleet
+                            .server
+                            .url(&format!("{MANAGEMENT}/deployments/devices/{device}")),
+                    )
+                    .bearer_auth(fleet.server.admin())
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 204);
+            }
+            _ => {
+                let device = &devices[roll(devices.len() as u64) as usize];
+                let device_type = device_types[roll(3) as usize];
+                let (status, body) = fleet.next(device, "release-1", device_type).await;
+                assert!([200, 204, 409].contains(&status), "{status} {body}");
+                if status == 200 {
+                    let id = body["id"].as_str().unwrap().to_owned();
+                    let report = statuses[roll(statuses.len() as u64) as usize];
+                    let (code, body) = fleet.report(device, &id, report).await;
+                    assert!([204, 409].contains(&code), "{code} {body}");
+                }
+            }
+        }
+    }
+    assert!(!deployments.is_empty());
+    for id in &deployments {
+        let statistics = fleet.statistics(id).await;
+        let (status, entries) = fleet
+            .server
+            .get(
+                &format!("{MANAGEMENT}/deployments/{id}/devices"),
+                Some(&fleet.server.admin()),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let mut counted = std::collections::BTreeMap::new();
+        for entry in entries.as_array().unwrap() {
+            *counted
+                .entry(entry["status"].as_str().unwrap().to_owned())
+                .or_insert(0i64) += 1;
+        }
+        for (status, count) in statistics.as_object().unwrap() {
+            assert_eq!(
+                count.as_i64().unwrap(),
+                counted.get(status).copied().unwrap_or(0),
+                "{id} {status}"
+            );
+        }
+        let deployment = fleet.deployment(id).await;
+        assert_eq!(
+            deployment["device_count"].as_u64().unwrap() as usize,
+            entries.as_array().unwrap().len()
+        );
+    }
+
+    // Rebuild into fresh read models of the same engine and compare row for row.
+    let head = fleet.server.head().await;
+    let live_url = fleet.server.settings.read_models_url();
+    let live = query_service::read_models::ReadModels::connect(&live_url, 2)
+        .await
+        .unwrap();
+    let fresh_url = match &fleet.server.postgres_url {
+        Some(_) => events::conformance::fresh_postgres_url().await,
+        None => format!(
+            "sqlite://{}",
+            fleet._files.path().join("rebuilt.db").display()
+        ),
+    };
+    let rebuilt = query_service::read_models::ReadModels::connect(&fresh_url, 2)
+        .await
+        .unwrap();
+    let log = fleet.server.log().await;
+    let mut projectors = Vec::new();
+    for projection in [
+        std::sync::Arc::new(query_service::projections::DeploymentsProjection)
+            as std::sync::Arc<dyn query_service::projector::Projection>,
+        std::sync::Arc::new(query_service::projections::ArtifactsProjection),
+    ] {
+        let projector = query_service::projector::Projector::new(
+            log.clone(),
+            rebuilt.clone(),
+            projection,
+            Default::default(),
+        );
+        let mut applied = projector.applied();
+        projectors.push((tokio::spawn(projector.run()), async move {
+            applied.wait_for(|at| *at >= head).await.unwrap();
+        }));
+    }
+    for (task, caught_up) in projectors {
+        tokio::time::timeout(std::time::Duration::from_secs(30), caught_up)
+            .await
+            .unwrap();
+        task.abort();
+    }
+    assert_eq!(rebuilt.dump().await.unwrap(), live.dump().await.unwrap());
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),*) => {
         mod sqlite {
@@ -783,5 +936,6 @@ on_both_backends!(
     a_phase_admits_its_batch_and_others_wait,
     parallel_requests_keep_every_invariant,
     an_artifact_in_use_cannot_be_edited_or_deleted,
-    a_new_deployment_after_a_finished_one_is_served
+    a_new_deployment_after_a_finished_one_is_served,
+    random_commands_keep_statistics_and_rebuilds_exact
 );
