@@ -12,6 +12,7 @@ use http_edge::auth::TokenKind;
 use serde_json::Value;
 use uuid::Uuid;
 
+#[macro_use]
 mod support;
 
 use support::TestServer;
@@ -138,27 +139,6 @@ async fn bad_and_unknown_ids_are_400_and_404(server: TestServer) {
         .get(&format!("{unknown}/statistics"), Some(&user))
         .await;
     assert_eq!(status, 404);
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident),*) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestServer::start(false).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestServer::start(true).await).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

@@ -1,6 +1,7 @@
 //! Artifacts through the real HTTP API, with real `.mender` files from `mender-artifact`, on
 //! embedded SQLite and on PostgreSQL (local file storage on both).
 
+#[macro_use]
 mod support;
 
 /// `mender-artifact read` and its comparison with a parsed artifact, shared with the reader's
@@ -1003,27 +1004,6 @@ fn tar_members(bytes: &[u8]) -> Vec<(String, usize, usize)> {
             )
         })
         .collect()
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident),*) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestServer::start(false).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestServer::start(true).await).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

@@ -25,6 +25,7 @@ use serde_json::Value;
 use uuid::Uuid;
 use DeviceDeploymentStatus::*;
 
+#[macro_use]
 mod support;
 
 use support::TestServer;
@@ -271,30 +272,8 @@ use devices::*;
 use lists::*;
 use properties::*;
 
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let server = super::TestServer::start(false).await;
-                    super::$case(super::Fixture::new(server).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let server = super::TestServer::start(true).await;
-                    super::$case(super::Fixture::new(server).await).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_backends!(
+    @with (super::Fixture::new);
     list_filters_by_deployment_status,
     list_searches_names_and_artifact_names_ignoring_case,
     list_filters_by_creation_time_inclusively,

@@ -1,6 +1,7 @@
 //! Deployments and the device API through real HTTP, one test per rule of Mender's behaviour,
 //! on embedded SQLite and on PostgreSQL with S3.
 
+#[macro_use]
 mod support;
 
 use std::collections::HashSet;
@@ -894,27 +895,6 @@ async fn random_commands_keep_statistics_and_rebuilds_exact(server: TestServer) 
         task.abort();
     }
     assert_eq!(rebuilt.dump().await.unwrap(), live.dump().await.unwrap());
-}
-
-macro_rules! on_both_backends {
-    ($($case:ident),*) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestServer::start(false).await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::TestServer::start(true).await).await;
-                }
-            )*
-        }
-    };
 }
 
 on_both_backends!(

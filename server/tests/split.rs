@@ -24,17 +24,16 @@ fn auth() -> AuthSettings {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn both_services_run_split_over_one_postgres() {
+/// Both services over one fresh PostgreSQL database and one artifact directory; the command
+/// service does not wait for the read side. Returns the database URL and both base URLs.
+async fn split_stack(artifacts: &std::path::Path) -> (String, String, String) {
     let url = events::conformance::fresh_postgres_url().await;
-    let artifacts = tempfile::tempdir().unwrap();
     let command = command_service::Application::build(command_service::settings::CommandSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         event_log_url: url.clone(),
-        // No read-side wait here: the reads below wait for the position they name instead.
         read_models_url: None,
         auth: auth(),
-        storage: storage(artifacts.path()),
+        storage: storage(artifacts),
         ..Default::default()
     })
     .await
@@ -44,7 +43,7 @@ async fn both_services_run_split_over_one_postgres() {
         event_log_url: url.clone(),
         read_models_url: url.clone(),
         auth: auth(),
-        storage: storage(artifacts.path()),
+        storage: storage(artifacts),
         ..Default::default()
     })
     .await
@@ -53,6 +52,13 @@ async fn both_services_run_split_over_one_postgres() {
     let query_base = format!("http://127.0.0.1:{}", query.port());
     tokio::spawn(command.run_until(std::future::pending()));
     tokio::spawn(query.run_until(std::future::pending()));
+    (url, command_base, query_base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_services_run_split_over_one_postgres() {
+    let artifacts = tempfile::tempdir().unwrap();
+    let (url, command_base, query_base) = split_stack(artifacts.path()).await;
 
     for base in [&command_base, &query_base] {
         for route in ["alive", "health"] {
@@ -120,38 +126,8 @@ async fn both_services_run_split_over_one_postgres() {
 /// query service the command service did not wait for.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_naming_a_log_position_waits_for_it() {
-    let url = events::conformance::fresh_postgres_url().await;
     let artifacts = tempfile::tempdir().unwrap();
-    let command = command_service::Application::build(command_service::settings::CommandSettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        event_log_url: url.clone(),
-        read_models_url: None,
-        auth: auth(),
-        storage: storage(artifacts.path()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let query = query_service::Application::build(query_service::settings::QuerySettings {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        event_log_url: url.clone(),
-        read_models_url: url.clone(),
-        auth: auth(),
-        storage: storage(artifacts.path()),
-        // Polling rarely: the projector moves on commit notifications, and the read below
-        // is served once the projections have applied the position it names.
-        projector: query_service::projector::ProjectorSettings {
-            poll_interval_ms: 2000,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    let command_base = format!("http://127.0.0.1:{}", command.port());
-    let query_base = format!("http://127.0.0.1:{}", query.port());
-    tokio::spawn(command.run_until(std::future::pending()));
-    tokio::spawn(query.run_until(std::future::pending()));
+    let (_, command_base, query_base) = split_stack(artifacts.path()).await;
     let token = Issuer::from_settings(&auth())
         .unwrap()
         .issue(&Issuer::claims(

@@ -1,6 +1,36 @@
 //! What the server's API tests share: a server on a fresh backend, tokens, and requests.
 #![allow(dead_code)]
 
+/// Makes each case a test on the embedded backends (SQLite, local files) and one on
+/// PostgreSQL with S3. A case takes the started server, or with `@with (f)` whatever the async
+/// function `f` makes of it.
+#[macro_export]
+macro_rules! on_both_backends {
+    (@with ($wrap:expr); $($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let server = super::TestServer::start(false).await;
+                    super::$case(($wrap)(server).await).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let server = super::TestServer::start(true).await;
+                    super::$case(($wrap)(server).await).await;
+                }
+            )*
+        }
+    };
+    ($($case:ident),* $(,)?) => {
+        on_both_backends!(@with (std::future::ready); $($case),*);
+    };
+}
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
