@@ -2,10 +2,12 @@
 //! they are, which deployments target each device, and which artifacts each tenant has.
 //!
 //! Rules that span aggregates read these tables rather than the query service's. The tables
-//! may trail the log by a moment: a command that depends on them first waits until they reach
-//! the log's head ([`Catalog::caught_up`]), and every decision is appended with the version of
-//! the stream it was made on, so a stale table costs a retry, never a wrong event. The races
-//! that remain are named where the tables are used.
+//! may trail the log by a moment: a command that depends on them reads the versions of the
+//! streams its facts come from, waits until the tables reach the log's head
+//! ([`Catalog::caught_up`]), and appends its events together with assertions of those
+//! versions ([`crate::application::execute_guarded`]). A stale table or a racing command costs
+//! a retry, never a wrong event. The device API's `/next` reads the tables without waiting:
+//! a device that asks a moment before a new deployment is visible simply asks again later.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock};

@@ -67,6 +67,13 @@ impl EventLog for BatchingLog {
         self.inner.append_many(requests).await
     }
 
+    async fn append_atomic(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Appended>, AppendError> {
+        self.inner.append_atomic(requests).await
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
         let (answer, answered) = oneshot::channel();
         self.queue

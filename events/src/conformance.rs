@@ -461,3 +461,61 @@ pub async fn concurrent_writers_and_a_subscriber_agree_on_one_order(log: Arc<dyn
         *expected += 1;
     }
 }
+
+/// For backends with multi-stream transactions: an atomic batch commits all or nothing, and a
+/// request without events asserts its stream's version.
+pub async fn an_atomic_batch_commits_all_or_nothing(log: Arc<dyn EventLog>) {
+    let scope = Scope::new(log);
+    let start = scope.log.head().await.unwrap();
+    scope
+        .append("s-1", ExpectedVersion::NoStream, vec![event("A", 1)])
+        .await
+        .unwrap();
+    scope
+        .append("s-2", ExpectedVersion::NoStream, vec![event("B", 2)])
+        .await
+        .unwrap();
+
+    let done = scope
+        .log
+        .append_atomic(vec![
+            scope.request("s-1", ExpectedVersion::Exact(1), vec![event("C", 3)]),
+            scope.request("s-2", ExpectedVersion::Exact(1), vec![]),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(done[0].stream_version, 2);
+    assert_eq!(
+        done[1].stream_version, 1,
+        "an assertion reports the version it saw"
+    );
+
+    // The asserted stream moved on: the write beside it does not happen.
+    let stale = scope
+        .log
+        .append_atomic(vec![
+            scope.request("s-1", ExpectedVersion::Exact(2), vec![event("D", 4)]),
+            scope.request("s-2", ExpectedVersion::Exact(0), vec![]),
+        ])
+        .await;
+    assert!(
+        matches!(stale, Err(AppendError::Conflict { actual: 1, .. })),
+        "{stale:?}"
+    );
+    // One of two writes conflicts: neither happens.
+    let half = scope
+        .log
+        .append_atomic(vec![
+            scope.request("s-1", ExpectedVersion::Exact(2), vec![event("E", 5)]),
+            scope.request("s-2", ExpectedVersion::Exact(7), vec![event("F", 6)]),
+        ])
+        .await;
+    assert!(matches!(half, Err(AppendError::Conflict { .. })));
+    let types: Vec<String> = scope
+        .all_after(start, 100)
+        .await
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(types, vec!["A", "B", "C"]);
+}

@@ -80,6 +80,35 @@ pub trait EventLog: Send + Sync + 'static {
     async fn append_many(&self, requests: Vec<AppendRequest>)
         -> Vec<Result<Appended, AppendError>>;
 
+    /// Appends to several streams all together or not at all. A request without events only
+    /// asserts its stream's version: a decision that rests on one stream and writes to
+    /// another is appended this way, so neither stream can change under it.
+    ///
+    /// Backends without multi-stream transactions check the assertions first and append
+    /// after, which leaves a window between the two; the SQL backends close it.
+    async fn append_atomic(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Appended>, AppendError> {
+        for request in requests.iter().filter(|request| request.events.is_empty()) {
+            let actual = self
+                .stream_version(&request.tenant, &request.stream)
+                .await?;
+            if !request.expected.admits(actual) {
+                return Err(AppendError::Conflict {
+                    stream: request.stream.clone(),
+                    expected: request.expected,
+                    actual,
+                });
+            }
+        }
+        let writes: Vec<_> = requests
+            .into_iter()
+            .filter(|request| !request.events.is_empty())
+            .collect();
+        self.append_many(writes).await.into_iter().collect()
+    }
+
     async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
         self.append_many(vec![request])
             .await

@@ -32,13 +32,11 @@ impl MemoryEventLog {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
 
-#[async_trait]
-impl EventLog for MemoryEventLog {
-    async fn append_many(
+    fn commit(
         &self,
         requests: Vec<AppendRequest>,
+        batch: plan::Batch,
     ) -> Vec<Result<Appended, AppendError>> {
         let mut events = self.locked();
         let mut facts = LogFacts {
@@ -54,12 +52,29 @@ impl EventLog for MemoryEventLog {
                 event.stream_version,
             );
         }
-        let planned = plan::plan(requests, facts);
+        let planned = plan::plan(requests, facts, batch);
         if let Some(last) = planned.rows.last() {
             advance(&self.head, last.position);
         }
         events.extend(planned.rows);
         planned.results
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryEventLog {
+    async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        self.commit(requests, plan::Batch::Independent)
+    }
+
+    async fn append_atomic(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Appended>, AppendError> {
+        plan::all_or_first_error(self.commit(requests, plan::Batch::Atomic))
     }
 
     async fn read_stream(

@@ -43,13 +43,35 @@ pub(crate) fn streams(requests: &[AppendRequest]) -> Vec<(TenantId, StreamName)>
     streams
 }
 
-pub(crate) fn plan(requests: Vec<AppendRequest>, mut facts: LogFacts) -> AppendPlan {
+/// How the requests of one batch relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// Each request commits or fails on its own.
+    Independent,
+    /// All commit or none does; a request without events only asserts its stream's version.
+    Atomic,
+}
+
+pub(crate) fn plan(requests: Vec<AppendRequest>, mut facts: LogFacts, batch: Batch) -> AppendPlan {
     let mut rows = Vec::new();
     let mut results = Vec::with_capacity(requests.len());
     let mut head = facts.head.0;
     for request in requests {
         let Some(first) = request.events.first() else {
-            results.push(Err(AppendError::Empty));
+            let key = (request.tenant.clone(), request.stream.clone());
+            let actual = facts.stream_versions.get(&key).copied().unwrap_or(0);
+            results.push(match batch {
+                Batch::Independent => Err(AppendError::Empty),
+                Batch::Atomic if request.expected.admits(actual) => Ok(Appended {
+                    stream_version: actual,
+                    position: Position(head),
+                }),
+                Batch::Atomic => Err(AppendError::Conflict {
+                    stream: request.stream,
+                    expected: request.expected,
+                    actual,
+                }),
+            });
             continue;
         };
         // An event id already stored means this append happened before (a retried request):
@@ -103,7 +125,17 @@ pub(crate) fn plan(requests: Vec<AppendRequest>, mut facts: LogFacts) -> AppendP
             position: Position(head),
         }));
     }
+    if batch == Batch::Atomic && results.iter().any(Result::is_err) {
+        rows.clear();
+    }
     AppendPlan { rows, results }
+}
+
+/// The answer to an atomic batch: every result, or the first failure.
+pub(crate) fn all_or_first_error(
+    results: Vec<Result<Appended, AppendError>>,
+) -> Result<Vec<Appended>, AppendError> {
+    results.into_iter().collect()
 }
 
 /// The answers for a batch: the plan's, or a storage failure for every request when the

@@ -126,6 +126,7 @@ impl PostgresEventLog {
     async fn commit_batch(
         &self,
         requests: Vec<AppendRequest>,
+        batch: plan::Batch,
     ) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
         let mut transaction = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -133,7 +134,7 @@ impl PostgresEventLog {
             .execute(&mut *transaction)
             .await?;
         let facts = Self::facts(&mut transaction, &requests).await?;
-        let planned = plan::plan(requests, facts);
+        let planned = plan::plan(requests, facts, batch);
         let Some(last) = planned.rows.last() else {
             // Nothing new (conflicts or repeats only): release the lock without a commit record.
             transaction.rollback().await?;
@@ -287,7 +288,21 @@ impl EventLog for PostgresEventLog {
         requests: Vec<AppendRequest>,
     ) -> Vec<Result<Appended, AppendError>> {
         let count = requests.len();
-        plan::settle(count, self.commit_batch(requests).await)
+        plan::settle(
+            count,
+            self.commit_batch(requests, plan::Batch::Independent).await,
+        )
+    }
+
+    async fn append_atomic(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Appended>, AppendError> {
+        let count = requests.len();
+        plan::all_or_first_error(plan::settle(
+            count,
+            self.commit_batch(requests, plan::Batch::Atomic).await,
+        ))
     }
 
     async fn read_stream(

@@ -133,10 +133,11 @@ impl SqliteEventLog {
     async fn commit_batch(
         &self,
         requests: Vec<AppendRequest>,
+        batch: plan::Batch,
     ) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
         let mut transaction = self.writer.begin().await?;
         let facts = Self::facts(&mut transaction, &requests).await?;
-        let planned = plan::plan(requests, facts);
+        let planned = plan::plan(requests, facts, batch);
         let Some(last) = planned.rows.last() else {
             transaction.rollback().await?;
             return Ok(planned.results);
@@ -212,7 +213,21 @@ impl EventLog for SqliteEventLog {
         requests: Vec<AppendRequest>,
     ) -> Vec<Result<Appended, AppendError>> {
         let count = requests.len();
-        plan::settle(count, self.commit_batch(requests).await)
+        plan::settle(
+            count,
+            self.commit_batch(requests, plan::Batch::Independent).await,
+        )
+    }
+
+    async fn append_atomic(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Appended>, AppendError> {
+        let count = requests.len();
+        plan::all_or_first_error(plan::settle(
+            count,
+            self.commit_batch(requests, plan::Batch::Atomic).await,
+        ))
     }
 
     async fn read_stream(

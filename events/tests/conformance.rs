@@ -46,7 +46,8 @@ macro_rules! suite {
                 a_batch_commits_each_request_on_its_own,
                 read_all_pages_in_one_total_order,
                 a_subscription_resumes_from_its_checkpoint_and_goes_live,
-                concurrent_writers_and_a_subscriber_agree_on_one_order
+                concurrent_writers_and_a_subscriber_agree_on_one_order,
+                an_atomic_batch_commits_all_or_nothing
             );
         }
     };

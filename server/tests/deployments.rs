@@ -730,6 +730,49 @@ async fn an_artifact_in_use_cannot_be_edited_or_deleted(server: TestServer) {
     );
 }
 
+/// Deleting an artifact while a deployment of it is being created: never both.
+async fn an_artifact_is_never_deleted_under_a_deployment_created_at_once(server: TestServer) {
+    let fleet = std::sync::Arc::new(Fleet::new(server).await);
+    for round in 0..6 {
+        let name = format!("race-{round}");
+        let artifact = fleet.upload(&name, &["pi"]).await;
+        let deleting = {
+            let fleet = fleet.clone();
+            tokio::spawn(async move {
+                fleet
+                    .server
+                    .client
+                    .delete(
+                        fleet
+                            .server
+                            .url(&format!("{MANAGEMENT}/artifacts/{artifact}")),
+                    )
+                    .bearer_auth(fleet.server.admin())
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+        };
+        let creating = {
+            let fleet = fleet.clone();
+            let name = name.clone();
+            tokio::spawn(async move {
+                fleet
+                    .create(json!({"name": name, "artifact_name": name, "devices": ["d1"]}))
+                    .await
+                    .0
+            })
+        };
+        let (deleted, created) = (deleting.await.unwrap(), creating.await.unwrap());
+        assert!(
+            matches!((deleted, created), (204, 422) | (409, 201)),
+            "round {round}: delete {deleted}, create {created}"
+        );
+    }
+}
+
 async fn a_new_deployment_after_a_finished_one_is_served(server: TestServer) {
     let fleet = Fleet::new(server).await;
     fleet.upload("release-3", &["pi"]).await;
@@ -917,5 +960,6 @@ on_both_backends!(
     parallel_requests_keep_every_invariant,
     an_artifact_in_use_cannot_be_edited_or_deleted,
     a_new_deployment_after_a_finished_one_is_served,
+    an_artifact_is_never_deleted_under_a_deployment_created_at_once,
     random_commands_keep_statistics_and_rebuilds_exact
 );

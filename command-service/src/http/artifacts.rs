@@ -15,8 +15,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::AppState;
-use crate::application::{execute, Caller};
+use crate::application::{execute, execute_guarded, Caller};
 use crate::domain::artifacts::{self, ArtifactCommand, ArtifactsState};
+use crate::domain::deployments;
 use crate::error::{parse_id, ApiError};
 use crate::upload::{receive, UploadError, UploadLimits};
 
@@ -261,23 +262,23 @@ async fn change_description(
     let artifact_id = parse_id(&id)?;
     check_description(&change.description)?;
     let caller = caller(&user, &request_id);
-    state.catalog.caught_up(&*state.log).await?;
-    let position = execute(
+    // Guarded by the deployments stream: a deployment created meanwhile makes this decide again.
+    let position = execute_guarded(
         &*state.log,
+        &state.catalog,
         &caller,
         &stream(),
+        &[StreamName::new(deployments::CREATION_STREAM)],
         artifacts::evolve,
-        |folded| {
-            state.catalog.with_tenant(&caller.tenant, |deployments| {
-                artifacts::decide(
-                    folded,
-                    ArtifactCommand::ChangeDescription {
-                        artifact_id,
-                        description: change.description.clone(),
-                    },
-                    deployments,
-                )
-            })
+        |folded, catalog| {
+            artifacts::decide(
+                folded,
+                ArtifactCommand::ChangeDescription {
+                    artifact_id,
+                    description: change.description.clone(),
+                },
+                catalog,
+            )
         },
     )
     .await?;
@@ -292,16 +293,16 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let artifact_id = parse_id(&id)?;
     let caller = caller(&user, &request_id);
-    state.catalog.caught_up(&*state.log).await?;
-    let position = execute(
+    // Guarded by the deployments stream: a deployment created meanwhile makes this decide again.
+    let position = execute_guarded(
         &*state.log,
+        &state.catalog,
         &caller,
         &stream(),
+        &[StreamName::new(deployments::CREATION_STREAM)],
         artifacts::evolve,
-        |folded| {
-            state.catalog.with_tenant(&caller.tenant, |deployments| {
-                artifacts::decide(folded, ArtifactCommand::Delete { artifact_id }, deployments)
-            })
+        |folded, catalog| {
+            artifacts::decide(folded, ArtifactCommand::Delete { artifact_id }, catalog)
         },
     )
     .await?;

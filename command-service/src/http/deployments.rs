@@ -6,7 +6,7 @@ use axum::response::Response;
 use axum::routing::{delete, post, put};
 use axum::{Extension, Router};
 use chrono::Utc;
-use events::{AppendError, AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StreamName};
+use events::StreamName;
 use http_edge::auth::User;
 use http_edge::{JsonBody, RequestId};
 use serde::Deserialize;
@@ -14,8 +14,9 @@ use uuid::Uuid;
 
 use super::artifacts::caller;
 use super::AppState;
-use crate::application::{execute, Caller};
-use crate::domain::deployments::{self, DeploymentError, NewDeployment};
+use crate::application::{execute, execute_guarded};
+use crate::domain::artifacts;
+use crate::domain::deployments::{self, NewDeployment};
 use crate::domain::device;
 use crate::error::{parse_id, ApiError};
 
@@ -29,42 +30,6 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{BASE}/group/{{name}}"), post(create_for_group))
 }
 
-/// Decides with the catalog and appends at the stream version read before the catalog
-/// caught up, so a decision never rests on tables older than the stream it lands on.
-async fn decide_on_version<F>(
-    state: &AppState,
-    caller: &Caller,
-    stream: &StreamName,
-    decide: F,
-) -> Result<events::Position, ApiError>
-where
-    F: Fn(&crate::catalog::TenantCatalog) -> Result<Vec<events::DomainEvent>, DeploymentError>,
-{
-    for _ in 0..8 {
-        let version = state.log.stream_version(&caller.tenant, stream).await?;
-        state.catalog.caught_up(&*state.log).await?;
-        let decided = state.catalog.with_tenant(&caller.tenant, &decide)?;
-        let metadata = EventMetadata::now()
-            .with_actor(&caller.actor)
-            .with_correlation(&caller.request_id);
-        let request = AppendRequest {
-            tenant: caller.tenant.clone(),
-            stream: stream.clone(),
-            expected: ExpectedVersion::Exact(version),
-            events: decided
-                .iter()
-                .map(|event| NewEvent::new(Uuid::new_v4(), event, metadata.clone()))
-                .collect(),
-        };
-        match state.log.append(request).await {
-            Ok(appended) => return Ok(appended.position),
-            Err(AppendError::Conflict { .. }) => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(ApiError::Busy)
-}
-
 async fn create(
     State(state): State<AppState>,
     User(user): User,
@@ -74,14 +39,18 @@ async fn create(
     let caller = caller(&user, &request_id);
     let id = Uuid::new_v4();
     let now = Utc::now();
-    let position = decide_on_version(
-        &state,
+    // Guarded by the artifacts stream: an artifact deleted meanwhile makes this decide again.
+    let position = execute_guarded(
+        &*state.log,
+        &state.catalog,
         &caller,
         &StreamName::new(deployments::CREATION_STREAM),
-        |catalog| deployments::decide_creation(&request, id, now, catalog),
+        &[StreamName::new(artifacts::STREAM)],
+        |(), _| (),
+        |(), catalog| deployments::decide_creation(&request, id, now, catalog),
     )
     .await?;
-    let mut response = state.answered(position, StatusCode::CREATED).await;
+    let mut response = state.answered_if(position, StatusCode::CREATED).await;
     if let Ok(location) = HeaderValue::from_str(&format!("{BASE}/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -113,14 +82,19 @@ async fn abort(
         return Err(ApiError::BadRequest("status: must be \"aborted\"".into()));
     }
     let caller = caller(&user, &request_id);
-    let position = decide_on_version(
-        &state,
+    // Aborts are decided from the catalog, whose facts about a deployment come from its own
+    // stream and from its devices' streams; guarding the deployment's stream serialises aborts.
+    let position = execute_guarded(
+        &*state.log,
+        &state.catalog,
         &caller,
         &StreamName::new(deployments::stream(id)),
-        |catalog| deployments::decide_abort(id, catalog),
+        &[],
+        |(), _| (),
+        |(), catalog| deployments::decide_abort(id, catalog),
     )
     .await?;
-    Ok(state.answered(position, StatusCode::NO_CONTENT).await)
+    Ok(state.answered_if(position, StatusCode::NO_CONTENT).await)
 }
 
 /// Every unfinished entry of the device becomes `decommissioned`; 204 even when it has none.
