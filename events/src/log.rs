@@ -141,6 +141,25 @@ pub trait EventLog: Send + Sync + 'static {
     async fn read_all(&self, after: Position, limit: usize)
         -> Result<Vec<RecordedEvent>, LogError>;
 
+    /// Up to `limit` of one tenant's events after `after`, in log order (the audit feed).
+    async fn read_tenant(
+        &self,
+        tenant: &TenantId,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let mut found = Vec::new();
+        let mut cursor = after;
+        while found.len() < limit {
+            let page = self.read_all(cursor, 1000).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.position;
+            found.extend(page.into_iter().filter(|event| &event.tenant == tenant));
+        }
+        found.truncate(limit);
+        Ok(found)
+    }
+
     /// The position of the last committed event.
     async fn head(&self) -> Result<Position, LogError>;
 

@@ -26,11 +26,18 @@ use crate::postgres::advance;
 
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     name: "event-log",
-    migrations: &[Migration {
-        version: 1,
-        name: "events",
-        sql: include_str!("../../migrations/sqlite/event-log/0001_events.sql"),
-    }],
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "events",
+            sql: include_str!("../../migrations/sqlite/event-log/0001_events.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "events by tenant",
+            sql: include_str!("../../migrations/sqlite/event-log/0002_events_by_tenant.sql"),
+        },
+    ],
 };
 
 pub struct SqliteEventLog {
@@ -264,6 +271,26 @@ impl EventLog for SqliteEventLog {
         .fetch_one(&self.readers)
         .await?;
         Ok(version as u64)
+    }
+
+    async fn read_tenant(
+        &self,
+        tenant: &TenantId,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events WHERE tenant = $1 AND position > $2
+             ORDER BY position LIMIT $3"
+        ))
+        .bind(tenant.as_str())
+        .bind(after.0 as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?
+        .into_iter()
+        .map(recorded)
+        .collect()
     }
 
     async fn read_all(

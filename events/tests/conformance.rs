@@ -47,7 +47,8 @@ macro_rules! suite {
                 read_all_pages_in_one_total_order,
                 a_subscription_resumes_from_its_checkpoint_and_goes_live,
                 concurrent_writers_and_a_subscriber_agree_on_one_order,
-                an_atomic_batch_commits_all_or_nothing
+                an_atomic_batch_commits_all_or_nothing,
+                a_tenant_reads_only_its_own_events_in_order
             );
         }
     };
@@ -104,6 +105,7 @@ mod kurrentdb {
         a_batch_commits_each_request_on_its_own,
         read_all_pages_in_one_total_order,
         a_subscription_resumes_from_its_checkpoint_and_goes_live,
-        concurrent_writers_and_a_subscriber_agree_on_one_order
+        concurrent_writers_and_a_subscriber_agree_on_one_order,
+        a_tenant_reads_only_its_own_events_in_order
     );
 }

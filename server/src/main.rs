@@ -40,6 +40,15 @@ enum Command {
     /// Empty the read models and replay the whole log into them; a running server notices
     /// and replays too.
     Rebuild,
+    /// Print the log, all tenants, as one JSON envelope a line (NDJSON), for auditors.
+    Events {
+        /// Start after this log position (0: from the beginning).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Keep printing new events as they are committed.
+        #[arg(long)]
+        follow: bool,
+    },
 }
 
 #[tokio::main]
@@ -78,6 +87,23 @@ async fn main() -> anyhow::Result<()> {
             );
             println!("{}", issuer.issue(&claims));
             Ok(())
+        }
+        Command::Events { after, follow } => {
+            use std::io::Write;
+            let log = events::open_log(&settings.event_log_url(), 2).await?;
+            let mut subscription =
+                events::Subscription::new(log.clone(), events::Position(after), 1000);
+            let mut out = std::io::stdout().lock();
+            loop {
+                if !follow && subscription.position() >= log.head().await? {
+                    return Ok(());
+                }
+                for event in subscription.next_batch().await? {
+                    serde_json::to_writer(&mut out, &event)?;
+                    out.write_all(b"\n")?;
+                }
+                out.flush()?;
+            }
         }
         Command::Rebuild => {
             init_tracing();

@@ -1,6 +1,7 @@
 //! The read half of the API: one router per resource, merged here.
 
 mod artifacts;
+mod audit;
 mod consistency;
 mod deployments;
 mod internal;
@@ -44,6 +45,7 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .merge(artifacts::router())
         .merge(deployments::router())
+        .merge(audit::router())
         .merge(internal::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

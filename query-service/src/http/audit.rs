@@ -1,0 +1,118 @@
+//! The audit feed: a tenant's events as recorded, for consumers that replay them. A page at a
+//! time from a cursor, or as a live Server-Sent Events tail that resumes from `Last-Event-ID`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use events::{Position, RecordedEvent, Subscription};
+use futures::Stream;
+use http_edge::auth::User;
+
+use super::AppState;
+use crate::error::ApiError;
+
+const BASE: &str = "/api/management/v1/deployments/events";
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(BASE, get(page))
+        .route(&format!("{BASE}/stream"), get(tail))
+}
+
+fn cursor(text: Option<&str>, name: &str) -> Result<Position, ApiError> {
+    match text {
+        None => Ok(Position::START),
+        Some(text) => text.trim().parse::<u64>().map(Position).map_err(|_| {
+            ApiError::BadRequest(format!("{name} must be a log position, not \"{text}\""))
+        }),
+    }
+}
+
+/// `GET /events?after=<position>&limit=<n>`: `{"events": [...], "next": "<position>"}`; the
+/// next page starts after `next`.
+async fn page(
+    State(state): State<AppState>,
+    User(user): User,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let after = cursor(query.get("after").map(String::as_str), "after")?;
+    let limit = match query.get("limit") {
+        None => DEFAULT_LIMIT,
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=MAX_LIMIT).contains(limit))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}"))
+            })?,
+    };
+    let events = state
+        .log
+        .read_tenant(&user.tenant, after, limit)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let next = events.last().map_or(after, |event| event.position);
+    Ok(Json(serde_json::json!({ "events": events, "next": next.to_string() })).into_response())
+}
+
+fn sse_event(event: &RecordedEvent) -> Event {
+    let data = serde_json::to_string(event).unwrap_or_default();
+    Event::default()
+        .id(event.position.to_string())
+        .event(event.event_type.clone())
+        .data(data)
+}
+
+/// `GET /events/stream`: every event of the tenant after `Last-Event-ID` (or `after`), then
+/// each new one as it commits.
+async fn tail(
+    State(state): State<AppState>,
+    User(user): User,
+    headers: HeaderMap,
+    Query(query): Query<BTreeMap<String, String>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let resume = headers
+        .get("last-event-id")
+        .map(|value| value.to_str().unwrap_or("?"));
+    let after = match resume {
+        Some(id) => cursor(Some(id), "Last-Event-ID")?,
+        None => cursor(query.get("after").map(String::as_str), "after")?,
+    };
+    let tenant = user.tenant;
+    let subscription = Subscription::new(state.log.clone(), after, 500);
+    let events = futures::stream::unfold(subscription, move |mut subscription| {
+        let tenant = tenant.clone();
+        async move {
+            loop {
+                match subscription.next_batch().await {
+                    Ok(batch) => {
+                        let mine: Vec<Result<Event, Infallible>> = batch
+                            .iter()
+                            .filter(|event| event.tenant == tenant)
+                            .map(|event| Ok(sse_event(event)))
+                            .collect();
+                        if !mine.is_empty() {
+                            return Some((futures::stream::iter(mine), subscription));
+                        }
+                    }
+                    Err(error) => {
+                        // The client reconnects with Last-Event-ID and loses nothing.
+                        tracing::warn!(%error, "audit tail stopped");
+                        return None;
+                    }
+                }
+            }
+        }
+    });
+    Ok(Sse::new(futures::StreamExt::flatten(events))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
