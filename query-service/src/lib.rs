@@ -5,6 +5,7 @@ pub mod http;
 pub mod projections;
 pub mod projector;
 pub mod read_models;
+pub mod relay;
 pub mod settings;
 
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use crate::settings::QuerySettings;
 pub struct QueryService {
     pub state: AppState,
     pub projectors: Vec<Projector>,
+    /// Publishes events to a broker, when one is configured.
+    pub relay: Option<relay::Relay>,
 }
 
 impl QueryService {
@@ -53,7 +56,9 @@ impl QueryService {
                 )
             })
             .collect();
+        let relay = relay::Relay::new(log.clone(), read_models.clone(), settings.relay.clone());
         Ok(Self {
+            relay,
             state: AppState {
                 read_models,
                 log,
@@ -73,12 +78,17 @@ impl QueryService {
         self.projectors.iter().map(Projector::applied).collect()
     }
 
-    /// Starts every projector; they run until the returned handles are aborted.
+    /// Starts every projector and the relay; they run until the returned handles are aborted.
     pub fn spawn_projectors(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
-        self.projectors
+        let mut tasks: Vec<_> = self
+            .projectors
             .drain(..)
             .map(|projector| tokio::spawn(projector.run()))
-            .collect()
+            .collect();
+        if let Some(relay) = self.relay.take() {
+            tasks.push(tokio::spawn(relay.run()));
+        }
+        tasks
     }
 }
 

@@ -28,6 +28,11 @@ const POSTGRES_MIGRATIONS: MigrationSet = MigrationSet {
             name: "deployment reads",
             sql: include_str!("../../migrations/postgres/read-models/0003_deployment_reads.sql"),
         },
+        Migration {
+            version: 4,
+            name: "relay checkpoints",
+            sql: include_str!("../../migrations/postgres/read-models/0004_relay_checkpoints.sql"),
+        },
     ],
 };
 
@@ -48,6 +53,11 @@ const SQLITE_MIGRATIONS: MigrationSet = MigrationSet {
             version: 3,
             name: "deployment reads",
             sql: include_str!("../../migrations/sqlite/read-models/0003_deployment_reads.sql"),
+        },
+        Migration {
+            version: 4,
+            name: "relay checkpoints",
+            sql: include_str!("../../migrations/sqlite/read-models/0004_relay_checkpoints.sql"),
         },
     ],
 };

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
 use crate::projector::ProjectorSettings;
+use crate::relay::RelaySettings;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -25,6 +26,8 @@ pub struct QuerySettings {
     pub download_link_seconds: u64,
     /// Longest wait of a read that names a log position (`X-Deployments-Log-Position`), in ms.
     pub read_wait_ms: u64,
+    /// Publishing events to RabbitMQ; off unless `relay.amqp_url` is set.
+    pub relay: RelaySettings,
 }
 
 impl Default for QuerySettings {
@@ -39,6 +42,7 @@ impl Default for QuerySettings {
             storage: StorageSettings::default(),
             download_link_seconds: 900,
             read_wait_ms: 5000,
+            relay: RelaySettings::default(),
         }
     }
 }

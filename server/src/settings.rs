@@ -36,6 +36,8 @@ pub struct ServerSettings {
     pub read_wait_ms: u64,
     /// Lifetime of management download links, in seconds.
     pub download_link_seconds: u64,
+    /// Publishing events to RabbitMQ; off unless `relay.amqp_url` is set.
+    pub relay: query_service::relay::RelaySettings,
 }
 
 impl Default for ServerSettings {
@@ -52,6 +54,7 @@ impl Default for ServerSettings {
             artifacts: ArtifactSettings::default(),
             read_wait_ms: 5000,
             download_link_seconds: 900,
+            relay: Default::default(),
         }
     }
 }
@@ -80,6 +83,7 @@ impl ServerSettings {
             storage: self.storage.clone(),
             download_link_seconds: self.download_link_seconds,
             read_wait_ms: self.read_wait_ms,
+            relay: self.relay.clone(),
         }
     }
 
