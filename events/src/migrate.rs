@@ -25,7 +25,19 @@ pub struct MigrationSet {
 
 impl MigrationSet {
     /// Applies what the database behind `url` has not seen yet.
+    ///
+    /// Runs on a blocking thread that drives the work itself: the compiler cannot prove a
+    /// future holding the `Any` driver's executor `Send`, and callers need theirs to be.
     pub async fn apply(&self, url: &str) -> Result<(), sqlx::Error> {
+        let set = *self;
+        let url = url.to_owned();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || runtime.block_on(set.apply_now(&url)))
+            .await
+            .map_err(|error| sqlx::Error::Protocol(format!("migration task failed: {error}")))?
+    }
+
+    async fn apply_now(&self, url: &str) -> Result<(), sqlx::Error> {
         install_default_drivers();
         let options = AnyConnectOptions::from_str(url)?;
         let mut connection = options.connect().await?;

@@ -787,6 +787,69 @@ async fn a_new_deployment_after_a_finished_one_is_served(server: TestServer) {
     assert_eq!(seen.len(), 2);
 }
 
+async fn as_of_shows_a_deployment_as_it_was(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let id = fleet.deploy("past", "release-2", &["d1", "d2"]).await;
+    let created_at = fleet.server.head().await.0;
+    assert_eq!(fleet.next("d1", "release-1", "pi").await.0, 200);
+    assert_eq!(fleet.report("d1", &id, "downloading").await.0, 204);
+    let downloading_at = fleet.server.head().await.0;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(fleet.abort(&id, json!({"status": "aborted"})).await, 204);
+
+    let admin = fleet.server.admin();
+    let at = |moment: String, what: &'static str| {
+        let path = format!("{MANAGEMENT}/deployments/{id}{what}?as_of={moment}");
+        let server = &fleet.server;
+        let admin = admin.clone();
+        async move { server.get(&path, Some(&admin)).await }
+    };
+    let (status, then) = at(created_at.to_string(), "").await;
+    assert_eq!(status, 200, "{then}");
+    assert_eq!(
+        (then["status"].as_str(), then["device_count"].as_i64()),
+        (Some("pending"), Some(0))
+    );
+    let (_, statistics) = at(created_at.to_string(), "/statistics").await;
+    assert!(statistics
+        .as_object()
+        .unwrap()
+        .values()
+        .all(|count| count == 0));
+    let (_, devices) = at(created_at.to_string(), "/devices").await;
+    assert_eq!(devices, json!([]));
+
+    for moment in [
+        downloading_at.to_string(),
+        between.to_rfc3339().replace('+', "%2B"),
+    ] {
+        let (_, then) = at(moment.clone(), "").await;
+        assert_eq!(then["status"], "inprogress", "{moment}");
+        assert_eq!(then["device_count"], 1);
+        let (_, statistics) = at(moment.clone(), "/statistics").await;
+        assert_eq!(statistics["downloading"], 1);
+        assert_eq!(statistics["aborted"], 0);
+        let (_, devices) = at(moment, "/devices").await;
+        assert_eq!(devices[0]["id"], "d1");
+        assert_eq!(devices[0]["status"], "downloading");
+    }
+    let now = fleet.deployment(&id).await;
+    assert_eq!(now["status"], "finished");
+
+    // Before the deployment existed it is not found; a moment that is no moment is refused.
+    assert_eq!(at("0".into(), "").await.0, 404);
+    assert_eq!(
+        at(before.to_rfc3339().replace('+', "%2B"), "/statistics")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(at("yesterday".into(), "").await.0, 400);
+    assert_eq!(at("-5".into(), "/devices").await.0, 400);
+}
+
 /// Random commands and device reports through the API: every deployment's statistics equal the
 /// count of its entries per status, and read models rebuilt from position 0 equal the live ones.
 async fn random_commands_keep_statistics_and_rebuilds_exact(server: TestServer) {
@@ -961,5 +1024,6 @@ on_both_backends!(
     an_artifact_in_use_cannot_be_edited_or_deleted,
     a_new_deployment_after_a_finished_one_is_served,
     an_artifact_is_never_deleted_under_a_deployment_created_at_once,
-    random_commands_keep_statistics_and_rebuilds_exact
+    random_commands_keep_statistics_and_rebuilds_exact,
+    as_of_shows_a_deployment_as_it_was
 );

@@ -6,6 +6,7 @@ mod consistency;
 mod deployments;
 mod internal;
 mod paging;
+mod time_travel;
 
 use std::sync::Arc;
 

@@ -12,6 +12,7 @@ use events::deployment::{DeviceDeploymentStatus, LogMessage};
 use http_edge::auth::User;
 
 use super::super::paging::{Paging, MAX_PER_PAGE};
+use super::super::time_travel::{state_at, AsOf};
 use super::super::AppState;
 use super::view::{device_view, placeholders, DeviceView, DEVICE_COLUMNS, DEVICE_FROM};
 use crate::error::{parse_id, ApiError};
@@ -108,7 +109,10 @@ pub async fn all(
     State(state): State<AppState>,
     User(user): User,
     Path(id): Path<String>,
+    Query(as_of): Query<AsOf>,
 ) -> Result<Json<Vec<DeviceView>>, ApiError> {
+    let past = state_at(&state, &user.tenant, &as_of).await?;
+    let state = past.state.clone();
     let tenant = user.tenant.as_str();
     let id = known_deployment(&state, tenant, &id).await?;
     let rows = sqlx::query(&format!(

@@ -18,6 +18,7 @@ use sqlx::Row;
 
 use super::artifacts::contains_pattern;
 use super::paging::{Paging, MAX_PER_PAGE};
+use super::time_travel::{state_at, AsOf};
 use super::AppState;
 use crate::error::{parse_id, ApiError};
 use crate::projections::stored_time;
@@ -179,8 +180,10 @@ async fn deployment(
     State(state): State<AppState>,
     User(user): User,
     Path(id): Path<String>,
+    Query(as_of): Query<AsOf>,
 ) -> Result<Json<DeploymentView>, ApiError> {
-    Ok(Json(find(&state, user.tenant.as_str(), &id).await?))
+    let past = state_at(&state, &user.tenant, &as_of).await?;
+    Ok(Json(find(&past.state, user.tenant.as_str(), &id).await?))
 }
 
 /// One count per device status, zero-filled, as Mender answers.
@@ -188,10 +191,12 @@ async fn statistics(
     State(state): State<AppState>,
     User(user): User,
     Path(id): Path<String>,
+    Query(as_of): Query<AsOf>,
 ) -> Result<Json<BTreeMap<&'static str, i64>>, ApiError> {
     let id = parse_id(&id)?;
+    let past = state_at(&state, &user.tenant, &as_of).await?;
     let tenant = user.tenant.as_str();
-    let pool = state.read_models.pool();
+    let pool = past.state.read_models.pool();
     let known: Option<i64> =
         sqlx::query_scalar("SELECT max_devices FROM deployments WHERE tenant = $1 AND id = $2")
             .bind(tenant)
