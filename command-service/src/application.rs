@@ -91,6 +91,11 @@ where
     ApiError: From<E>,
 {
     for _ in 0..ATTEMPTS {
+        // Every version is read before the catalog catches up, so the catalog holds at least
+        // what the decision's streams held; anything later fails the append and is decided
+        // again. The stream itself counts: the catalog's facts may come from it too.
+        let recorded = log.read_stream(&caller.tenant, stream, 0).await?;
+        let version = recorded.last().map_or(0, |event| event.stream_version);
         let mut assertions = Vec::with_capacity(guards.len());
         for guard in guards {
             let version = log.stream_version(&caller.tenant, guard).await?;
@@ -102,8 +107,6 @@ where
             });
         }
         catalog.caught_up(log).await?;
-        let recorded = log.read_stream(&caller.tenant, stream, 0).await?;
-        let version = recorded.last().map_or(0, |event| event.stream_version);
         let mut state = S::default();
         for event in &recorded {
             state = fold(state, &event.decode().map_err(anyhow::Error::from)?);

@@ -76,12 +76,17 @@ impl TenantCatalog {
     /// Whether the device could be served anything: an unfinished entry, or an active
     /// deployment targeting it that it has not finished. False answers `/next` with no I/O.
     pub fn may_have_work(&self, device: &str) -> bool {
-        self.unfinished
-            .get(device)
-            .is_some_and(|ids| !ids.is_empty())
-            || self.targeting(device).any(|deployment| {
-                !deployment.finished() && !deployment.finished_devices.contains(device)
+        // An abort writes nothing to its devices' streams: an entry of an aborted deployment
+        // is finished although no event of the device says so.
+        self.unfinished.get(device).is_some_and(|ids| {
+            ids.iter().any(|id| {
+                self.deployments
+                    .get(id)
+                    .is_some_and(|deployment| !deployment.aborted)
             })
+        }) || self.targeting(device).any(|deployment| {
+            !deployment.finished() && !deployment.finished_devices.contains(device)
+        })
     }
 
     /// The smallest artifact of `name` that `device_type` can install.

@@ -494,3 +494,22 @@ fn status_reports_follow_the_entry() {
     );
     assert!(device::decide_decommission(&decommissioned, "d1", &known).is_empty());
 }
+
+#[test]
+fn a_device_whose_deployment_was_aborted_has_no_work_left() {
+    let mut history = vec![artifact("release-2", &["pi"], 300)];
+    let id = deploy(&mut history, "a", "release-2", &["d1"], now());
+    let joined = device::decide_next(
+        &DeviceState::default(),
+        &asked("d1", "release-1", "pi"),
+        &catalog(history.clone()),
+    )
+    .events;
+    history.extend(joined);
+    assert!(catalog(history.clone()).may_have_work("d1"));
+    history.extend(decide_abort(id, &catalog(history.clone())).unwrap());
+    assert!(
+        !catalog(history).may_have_work("d1"),
+        "the poll is answered without I/O again"
+    );
+}
