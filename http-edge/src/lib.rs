@@ -5,6 +5,7 @@
 pub mod auth;
 mod error;
 mod json;
+pub mod metrics;
 mod request_id;
 pub mod service;
 

@@ -37,6 +37,7 @@ pub async fn with_request_id(mut request: Request, next: Next) -> Response {
         .and_then(|value| value.to_str().ok())
         .filter(|id| acceptable(id))
         .map_or_else(|| Uuid::new_v4().to_string(), str::to_owned);
+    let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -56,10 +57,12 @@ pub async fn with_request_id(mut request: Request, next: Next) -> Response {
         .scope(RequestId(id.clone()), next.run(request))
         .instrument(span.clone())
         .await;
+    let seconds = started.elapsed().as_secs_f64();
+    crate::metrics::record_request(&route, method.as_str(), response.status().as_u16(), seconds);
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = seconds * 1000.0,
             "request finished"
         );
     });

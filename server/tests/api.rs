@@ -117,6 +117,66 @@ async fn a_deployment_is_read_from_its_projection(server: TestServer) {
     assert_eq!(server.get(&path, None).await.0, 401);
 }
 
+async fn metrics_count_requests_and_show_lag(server: TestServer) {
+    for _ in 0..3 {
+        assert_eq!(
+            server
+                .get("/api/internal/v1/deployments/alive", None)
+                .await
+                .0,
+            204
+        );
+    }
+    let id = Uuid::new_v4();
+    record(
+        &server,
+        "",
+        id,
+        vec![DomainEvent::DeploymentAborted(
+            events::deployment::DeploymentAborted { deployment_id: id },
+        )],
+    )
+    .await;
+    let mut text = String::new();
+    for _ in 0..100 {
+        let response = server
+            .client
+            .get(server.url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"));
+        text = response.text().await.unwrap();
+        if text.contains("deployments_projection_lag_events{projection=\"deployments\"} 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alive = text
+        .lines()
+        .find(|line| line.starts_with("http_requests_total{route=\"/api/internal/v1/deployments/alive\",method=\"GET\",status=\"204\"}"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let count: u64 = alive.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 3, "{alive}");
+    assert!(text.contains("http_request_duration_seconds_bucket{route=\"/api/internal/v1/deployments/alive\",le=\"+Inf\"}"));
+    assert!(
+        text.contains("deployments_events_appended_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deployments_projection_lag_events{projection=\"deployments\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deployments_projection_lag_seconds{projection=\"artifacts\"}"),
+        "{text}"
+    );
+}
+
 async fn bad_and_unknown_ids_are_400_and_404(server: TestServer) {
     let user = server.token("alice", "", TokenKind::User);
     let (status, body) = server
@@ -143,6 +203,7 @@ async fn bad_and_unknown_ids_are_400_and_404(server: TestServer) {
 
 on_both_backends!(
     liveness_and_health_answer_204,
+    metrics_count_requests_and_show_lag,
     a_deployment_is_read_from_its_projection,
     bad_and_unknown_ids_are_400_and_404
 );

@@ -15,6 +15,7 @@ pub fn router() -> Router<AppState> {
             get(http_edge::service::alive),
         )
         .route("/api/internal/v1/deployments/health", get(health))
+        .route("/metrics", get(metrics))
 }
 
 /// 204 when the event log answers; 503 naming it when it does not.
@@ -25,4 +26,15 @@ async fn health(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
         .await
         .map_err(|error| ApiError::Unavailable(format!("event log unavailable: {error}")))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Prometheus text: this service's request metrics.
+async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        http_edge::metrics::render_requests(),
+    )
 }

@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use sqlx::Row;
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/internal/v1/deployments/health", get(health))
         .route("/api/internal/v1/deployments/health/detail", get(detail))
+        .route("/metrics", get(metrics))
 }
 
 /// 204 when every dependency answers; 503 naming the first that does not.
@@ -69,4 +71,75 @@ async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         "projections": lagging(projections)?,
         "relays": lagging(relays)?,
     })))
+}
+
+/// Prometheus text: the request metrics, the log's head (events appended, gap-free), and how
+/// far each projection and relay trail it, in events and in seconds.
+async fn metrics(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
+    use std::fmt::Write;
+    let head = state
+        .log
+        .head()
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("event log unavailable: {error}")))?;
+    let mut text = http_edge::metrics::render_requests();
+    text.push_str(
+        "# HELP deployments_events_appended_total Events in the log (positions are gap-free).\n",
+    );
+    text.push_str("# TYPE deployments_events_appended_total counter\n");
+    let _ = writeln!(text, "deployments_events_appended_total {}", head.0);
+    let checkpoints = [
+        (
+            "projection",
+            "SELECT projection, position FROM projection_checkpoints ORDER BY projection",
+            "deployments_projection",
+        ),
+        (
+            "relay",
+            "SELECT relay, position FROM relay_checkpoints ORDER BY relay",
+            "deployments_relay",
+        ),
+    ];
+    for (kind, sql, metric) in checkpoints {
+        let _ = writeln!(
+            text,
+            "# HELP {metric}_lag_events Events the {kind} has not applied yet."
+        );
+        let _ = writeln!(text, "# TYPE {metric}_lag_events gauge");
+        let _ = writeln!(
+            text,
+            "# HELP {metric}_lag_seconds Age of the oldest event the {kind} has not applied yet."
+        );
+        let _ = writeln!(text, "# TYPE {metric}_lag_seconds gauge");
+        for row in sqlx::query(sql).fetch_all(state.read_models.pool()).await? {
+            let name: String = row.try_get(0)?;
+            let position: i64 = row.try_get(1)?;
+            let lag = head.0.saturating_sub(position as u64);
+            let waiting = if lag == 0 {
+                0.0
+            } else {
+                state
+                    .log
+                    .read_all(events::Position(position as u64), 1)
+                    .await
+                    .map_err(anyhow::Error::from)?
+                    .first()
+                    .map_or(0.0, |event| {
+                        (chrono::Utc::now() - event.metadata.occurred_at).num_milliseconds() as f64
+                            / 1000.0
+                    })
+            };
+            let name = http_edge::metrics::label(&name);
+            let _ = writeln!(text, "{metric}_lag_events{{{kind}=\"{name}\"}} {lag}");
+            let _ = writeln!(text, "{metric}_lag_seconds{{{kind}=\"{name}\"}} {waiting}");
+        }
+    }
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        text,
+    )
+        .into_response())
 }

@@ -94,7 +94,14 @@ pub async fn refresh(tx: &mut Tx, tenant: &str, deployment: &str, at: &str) -> a
     .fetch_optional(&mut **tx)
     .await?
     else {
-        anyhow::bail!("deployment {deployment} of tenant {tenant:?} is not in the read model");
+        // The command side never records this, but a projection must not stall every later
+        // event on one that names a deployment it never saw: note it and move on.
+        tracing::warn!(
+            deployment,
+            tenant,
+            "event for a deployment the read model does not hold"
+        );
+        return Ok(());
     };
     let current: String = row.try_get("status")?;
     let aborted: i64 = row.try_get("aborted")?;
