@@ -10,57 +10,56 @@ use events::{Migration, MigrationSet, Position};
 use sqlx::any::{install_default_drivers, AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions};
 
-const POSTGRES_MIGRATIONS: MigrationSet = MigrationSet {
-    name: "read-models",
-    migrations: &[
-        Migration {
-            version: 1,
-            name: "deployments",
-            sql: include_str!("../../migrations/postgres/read-models/0001_deployments.sql"),
-        },
-        Migration {
-            version: 2,
-            name: "artifacts",
-            sql: include_str!("../../migrations/postgres/read-models/0002_artifacts.sql"),
-        },
-        Migration {
-            version: 3,
-            name: "deployment reads",
-            sql: include_str!("../../migrations/postgres/read-models/0003_deployment_reads.sql"),
-        },
-        Migration {
-            version: 4,
-            name: "relay checkpoints",
-            sql: include_str!("../../migrations/postgres/read-models/0004_relay_checkpoints.sql"),
-        },
-    ],
-};
+/// The read-model migrations of one engine: the same versions and names for both, each from
+/// its engine's folder.
+macro_rules! read_model_migrations {
+    ($engine:literal) => {
+        MigrationSet {
+            name: "read-models",
+            migrations: &[
+                Migration {
+                    version: 1,
+                    name: "deployments",
+                    sql: include_str!(concat!(
+                        "../../migrations/",
+                        $engine,
+                        "/read-models/0001_deployments.sql"
+                    )),
+                },
+                Migration {
+                    version: 2,
+                    name: "artifacts",
+                    sql: include_str!(concat!(
+                        "../../migrations/",
+                        $engine,
+                        "/read-models/0002_artifacts.sql"
+                    )),
+                },
+                Migration {
+                    version: 3,
+                    name: "deployment reads",
+                    sql: include_str!(concat!(
+                        "../../migrations/",
+                        $engine,
+                        "/read-models/0003_deployment_reads.sql"
+                    )),
+                },
+                Migration {
+                    version: 4,
+                    name: "relay checkpoints",
+                    sql: include_str!(concat!(
+                        "../../migrations/",
+                        $engine,
+                        "/read-models/0004_relay_checkpoints.sql"
+                    )),
+                },
+            ],
+        }
+    };
+}
 
-const SQLITE_MIGRATIONS: MigrationSet = MigrationSet {
-    name: "read-models",
-    migrations: &[
-        Migration {
-            version: 1,
-            name: "deployments",
-            sql: include_str!("../../migrations/sqlite/read-models/0001_deployments.sql"),
-        },
-        Migration {
-            version: 2,
-            name: "artifacts",
-            sql: include_str!("../../migrations/sqlite/read-models/0002_artifacts.sql"),
-        },
-        Migration {
-            version: 3,
-            name: "deployment reads",
-            sql: include_str!("../../migrations/sqlite/read-models/0003_deployment_reads.sql"),
-        },
-        Migration {
-            version: 4,
-            name: "relay checkpoints",
-            sql: include_str!("../../migrations/sqlite/read-models/0004_relay_checkpoints.sql"),
-        },
-    ],
-};
+const POSTGRES_MIGRATIONS: MigrationSet = read_model_migrations!("postgres");
+const SQLITE_MIGRATIONS: MigrationSet = read_model_migrations!("sqlite");
 
 #[derive(Clone)]
 pub struct ReadModels {
