@@ -39,25 +39,51 @@ impl ReadSide for InProcess {
     }
 }
 
-/// Projectors in other processes: their checkpoints, polled in the read-model database.
+/// Projectors in other processes: their checkpoints, polled in the read-model generation
+/// that is live.
 pub struct Checkpoints {
-    pool: sqlx::AnyPool,
+    url: String,
+    base: sqlx::AnyPool,
+    live: tokio::sync::Mutex<(u64, sqlx::AnyPool)>,
 }
 
 impl Checkpoints {
     pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
         sqlx::any::install_default_drivers();
-        let pool = sqlx::any::AnyPoolOptions::new()
+        let base = Self::pool(url).await?;
+        Ok(Self {
+            url: url.to_owned(),
+            live: tokio::sync::Mutex::new((0, base.clone())),
+            base,
+        })
+    }
+
+    async fn pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
+        sqlx::any::AnyPoolOptions::new()
             .max_connections(4)
             .connect(url)
-            .await?;
-        Ok(Self { pool })
+            .await
     }
 
     async fn slowest(&self) -> Option<Position> {
+        // A rebuild moves the reads to a new generation; before the query service first
+        // migrates there is no generations table, and generation 0 is the one.
+        let live: i64 = sqlx::query_scalar(
+            "SELECT MAX(generation) FROM read_model_generations WHERE state = 'live'",
+        )
+        .fetch_one(&self.base)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+        let mut cached = self.live.lock().await;
+        if cached.0 != live as u64 {
+            let url = events::generation_url(&self.url, live as u64);
+            *cached = (live as u64, Self::pool(&url).await.ok()?);
+        }
         let slowest: Option<i64> =
             sqlx::query_scalar("SELECT MIN(position) FROM projection_checkpoints")
-                .fetch_one(&self.pool)
+                .fetch_one(&cached.1)
                 .await
                 .ok()?;
         slowest.map(|position| Position(position as u64))

@@ -25,7 +25,7 @@ pub mod kurrentdb;
 
 pub use envelope::{EventMetadata, NewEvent, Position, RecordedEvent, StreamName, TenantId};
 pub use log::{AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, LogError};
-pub use migrate::{Migration, MigrationSet};
+pub use migrate::{generation_schema, generation_url, Migration, MigrationSet};
 pub use schema::{DomainEvent, SchemaError};
 pub use subscription::Subscription;
 

@@ -100,3 +100,63 @@ impl MigrationSet {
         Ok(())
     }
 }
+
+/// Where generation `generation` of a schema lives, beside the database `url` names (which
+/// is generation 0): a PostgreSQL schema of its own, chosen by the connection's search path,
+/// or an SQLite file next to the first. A rebuild fills a new generation while the old one
+/// serves.
+pub fn generation_url(url: &str, generation: u64) -> String {
+    if generation == 0 {
+        return url.to_owned();
+    }
+    let (path, query) = match url.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (url, None),
+    };
+    if url.starts_with("postgres") {
+        let option = format!(
+            "options=-c%20search_path%3D{}",
+            generation_schema(generation)
+        );
+        return match query {
+            Some(query) => format!("{path}?{query}&{option}"),
+            None => format!("{path}?{option}"),
+        };
+    }
+    let file = match path.strip_suffix(".db") {
+        Some(stem) => format!("{stem}.g{generation}.db"),
+        None => format!("{path}.g{generation}"),
+    };
+    match query {
+        Some(query) => format!("{file}?{query}"),
+        None => file,
+    }
+}
+
+/// The PostgreSQL schema of a generation after the first.
+pub fn generation_schema(generation: u64) -> String {
+    format!("generation_{generation}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_live_beside_the_configured_database() {
+        assert_eq!(generation_url("sqlite://d/rm.db", 0), "sqlite://d/rm.db");
+        assert_eq!(
+            generation_url("sqlite://d/rm.db?mode=rwc", 2),
+            "sqlite://d/rm.g2.db?mode=rwc"
+        );
+        assert_eq!(generation_url("sqlite://d/rm", 1), "sqlite://d/rm.g1");
+        assert_eq!(
+            generation_url("postgres://u@h/db", 3),
+            "postgres://u@h/db?options=-c%20search_path%3Dgeneration_3"
+        );
+        assert_eq!(
+            generation_url("postgres://u@h/db?sslmode=disable", 3),
+            "postgres://u@h/db?sslmode=disable&options=-c%20search_path%3Dgeneration_3"
+        );
+    }
+}

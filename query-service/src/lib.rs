@@ -5,10 +5,12 @@ pub mod http;
 pub mod projections;
 pub mod projector;
 pub mod read_models;
+pub mod rebuild;
 pub mod relay;
 pub mod settings;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use blob_store::OpenedStore;
@@ -18,8 +20,7 @@ use http_edge::service::HttpServer;
 use tokio::sync::watch;
 
 use crate::http::AppState;
-use crate::projections::{ArtifactsProjection, DeploymentsProjection};
-use crate::projector::{Projection, Projector};
+use crate::projector::Projector;
 use crate::read_models::ReadModels;
 use crate::settings::QuerySettings;
 
@@ -29,6 +30,8 @@ pub struct QueryService {
     pub projectors: Vec<Projector>,
     /// Publishes events to a broker, when one is configured.
     pub relay: Option<relay::Relay>,
+    /// How often to look for a generation a rebuild made live.
+    switch_check: Duration,
 }
 
 impl QueryService {
@@ -41,11 +44,7 @@ impl QueryService {
         let read_models = ReadModels::connect(&settings.read_models_url, settings.max_connections)
             .await
             .context("opening the read models")?;
-        let projections: [Arc<dyn Projection>; 2] = [
-            Arc::new(DeploymentsProjection),
-            Arc::new(ArtifactsProjection),
-        ];
-        let projectors = projections
+        let projectors = projections::all()
             .into_iter()
             .map(|projection| {
                 Projector::new(
@@ -59,6 +58,7 @@ impl QueryService {
         let relay = relay::Relay::new(log.clone(), read_models.clone(), settings.relay.clone());
         Ok(Self {
             relay,
+            switch_check: Duration::from_millis(settings.projector.switch_check_ms),
             state: AppState {
                 read_models,
                 log,
@@ -78,13 +78,20 @@ impl QueryService {
         self.projectors.iter().map(Projector::applied).collect()
     }
 
-    /// Starts every projector and the relay; they run until the returned handles are aborted.
+    /// Starts every projector, the relay and the watch for rebuilt generations; they run
+    /// until the returned handles are aborted.
     pub fn spawn_projectors(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks: Vec<_> = self
             .projectors
             .drain(..)
             .map(|projector| tokio::spawn(projector.run()))
             .collect();
+        tasks.push(tokio::spawn(
+            self.state
+                .read_models
+                .clone()
+                .follow_switches(self.switch_check),
+        ));
         if let Some(relay) = self.relay.take() {
             tasks.push(tokio::spawn(relay.run()));
         }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 use tokio::sync::watch;
 
-use crate::read_models::ReadModels;
+use crate::read_models::{Generation, ReadModels};
 
 /// Turns events into read-model rows.
 #[async_trait]
@@ -37,6 +37,8 @@ pub struct ProjectorSettings {
     pub poll_interval_ms: u64,
     /// How often an instance that does not hold a projection tries to take it over, in ms.
     pub takeover_interval_ms: u64,
+    /// How often an instance looks for a read-model generation a rebuild made live, in ms.
+    pub switch_check_ms: u64,
 }
 
 impl Default for ProjectorSettings {
@@ -45,14 +47,17 @@ impl Default for ProjectorSettings {
             batch_size: 500,
             poll_interval_ms: 500,
             takeover_interval_ms: 1000,
+            switch_check_ms: 1000,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 enum BatchError {
-    #[error("the checkpoint moved under the projector (a rebuild or a second projector)")]
+    #[error("the checkpoint moved under the projector (a second projector)")]
     CheckpointMoved,
+    #[error("a rebuild made another read-model generation live")]
+    GenerationChanged,
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -86,13 +91,20 @@ impl Projector {
         self.applied.subscribe()
     }
 
-    /// Projects until the task is dropped, taking over whenever the lock becomes free and
-    /// starting again from the stored checkpoint after any failure.
+    /// Projects until the task is dropped, taking over whenever the lock becomes free,
+    /// starting again from the stored checkpoint after any failure, and moving to a new
+    /// read-model generation when a rebuild makes one live.
     pub async fn run(self) {
         let name = self.projection.name();
         let retry = Duration::from_millis(self.settings.takeover_interval_ms);
+        let mut target = self.read_models.watch_target();
         loop {
-            let lock = match self.read_models.lock_projection(name, retry).await {
+            let generation = target.borrow_and_update().clone();
+            let locked = tokio::select! {
+                locked = self.read_models.lock_projection(name, generation.number, retry) => locked,
+                _ = target.changed() => continue,
+            };
+            let lock = match locked {
                 Ok(lock) => lock,
                 Err(error) => {
                     tracing::error!(projection = name, %error, "cannot take the projection lock");
@@ -100,10 +112,17 @@ impl Projector {
                     continue;
                 }
             };
-            tracing::info!(projection = name, "projecting");
-            match self.project().await {
+            tracing::info!(
+                projection = name,
+                generation = generation.number,
+                "projecting"
+            );
+            match self.project(&generation, &mut target).await {
                 Err(BatchError::CheckpointMoved) => {
                     tracing::info!(projection = name, "checkpoint moved; resuming from it")
+                }
+                Err(BatchError::GenerationChanged) => {
+                    tracing::info!(projection = name, "moving to a new read-model generation")
                 }
                 Err(BatchError::Failed(error)) => {
                     tracing::error!(projection = name, error = %format!("{error:#}"), "projection failed; retrying");
@@ -115,25 +134,37 @@ impl Projector {
         }
     }
 
-    async fn project(&self) -> Result<(), BatchError> {
+    async fn project(
+        &self,
+        generation: &Generation,
+        target: &mut watch::Receiver<Generation>,
+    ) -> Result<(), BatchError> {
         let name = self.projection.name();
-        let mut checkpoint = self
-            .read_models
+        let mut checkpoint = generation
             .checkpoint(name)
             .await
             .map_err(anyhow::Error::from)?;
-        self.applied.send_replace(checkpoint);
+        self.publish(generation, checkpoint);
         let mut subscription =
             Subscription::new(self.log.clone(), checkpoint, self.settings.batch_size)
                 .with_poll_interval(Duration::from_millis(self.settings.poll_interval_ms));
+        let mut serving = self.read_models.watch_serving();
         let idle_check = Duration::from_millis(self.settings.takeover_interval_ms);
         loop {
-            // While idle, look at the stored checkpoint now and then: a rebuild resets it, and
-            // an idle projector would otherwise notice only at its next batch.
-            let Ok(batch) = tokio::time::timeout(idle_check, subscription.next_batch()).await
-            else {
-                let stored = self
-                    .read_models
+            let batch = tokio::select! {
+                batch = tokio::time::timeout(idle_check, subscription.next_batch()) => batch,
+                _ = target.changed() => return Err(BatchError::GenerationChanged),
+                // Reads just moved to this generation: what it holds is now what they see.
+                _ = serving.changed() => {
+                    self.publish(generation, checkpoint);
+                    continue;
+                }
+            };
+            // While idle, look at the stored checkpoint now and then: another instance may
+            // have moved it, and an idle projector would otherwise notice only at its next
+            // batch.
+            let Ok(batch) = batch else {
+                let stored = generation
                     .checkpoint(name)
                     .await
                     .map_err(anyhow::Error::from)?;
@@ -143,22 +174,30 @@ impl Projector {
                 continue;
             };
             checkpoint = self
-                .apply_batch(checkpoint, &batch.map_err(anyhow::Error::from)?)
+                .apply_batch(generation, checkpoint, &batch.map_err(anyhow::Error::from)?)
                 .await?;
+            self.publish(generation, checkpoint);
+        }
+    }
+
+    /// Tells waiting commands how far the reads go, but only for the generation reads use:
+    /// while a new one catches up, its positions say nothing about what a read would see.
+    fn publish(&self, generation: &Generation, checkpoint: Position) {
+        if self.read_models.serving().number == generation.number {
             self.applied.send_replace(checkpoint);
         }
     }
 
     async fn apply_batch(
         &self,
+        generation: &Generation,
         checkpoint: Position,
         batch: &[RecordedEvent],
     ) -> Result<Position, BatchError> {
         let Some(last) = batch.last() else {
             return Ok(checkpoint);
         };
-        let mut transaction = self
-            .read_models
+        let mut transaction = generation
             .pool()
             .begin()
             .await
@@ -166,8 +205,8 @@ impl Projector {
         for event in batch {
             self.projection.apply(&mut transaction, event).await?;
         }
-        // Guarded by the old value: if a rebuild reset the checkpoint, or another instance
-        // advanced it, this batch is stale and must not commit.
+        // Guarded by the old value: if another instance advanced the checkpoint, this batch
+        // is stale and must not commit.
         let moved = sqlx::query(
             "UPDATE projection_checkpoints SET position = $1 WHERE projection = $2 AND position = $3",
         )

@@ -6,9 +6,12 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use events::{Migration, MigrationSet, Position};
+use std::sync::Arc;
+
+use events::{generation_schema, generation_url, Migration, MigrationSet, Position};
 use sqlx::any::{install_default_drivers, AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions};
+use tokio::sync::watch;
 
 /// The read-model migrations of one engine: the same versions and names for both, each from
 /// its engine's folder.
@@ -53,6 +56,15 @@ macro_rules! read_model_migrations {
                         "/read-models/0004_relay_checkpoints.sql"
                     )),
                 },
+                Migration {
+                    version: 5,
+                    name: "generations",
+                    sql: include_str!(concat!(
+                        "../../migrations/",
+                        $engine,
+                        "/read-models/0005_generations.sql"
+                    )),
+                },
             ],
         }
     };
@@ -61,49 +73,19 @@ macro_rules! read_model_migrations {
 const POSTGRES_MIGRATIONS: MigrationSet = read_model_migrations!("postgres");
 const SQLITE_MIGRATIONS: MigrationSet = read_model_migrations!("sqlite");
 
+/// One build of the read models, with the pool that reaches it.
 #[derive(Clone)]
-pub struct ReadModels {
+pub struct Generation {
+    pub number: u64,
     pool: AnyPool,
-    url: String,
 }
 
-impl ReadModels {
-    /// Migrates the schema if needed, then connects.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
-        install_default_drivers();
-        let url = sqlite_with_create(url);
-        let postgres = is_postgres(&url);
-        let migrations = if postgres {
-            POSTGRES_MIGRATIONS
-        } else {
-            SQLITE_MIGRATIONS
-        };
-        migrations.apply(&url).await?;
-        // SQLite gets one connection: it has one writer, and a read that meets an in-flight
-        // projection batch then waits for its commit instead of failing as "locked".
-        let pool = AnyPoolOptions::new()
-            .max_connections(if postgres { max_connections } else { 1 })
-            .acquire_timeout(Duration::from_secs(10))
-            .connect(&url)
-            .await?;
-        if !postgres {
-            // WAL is a property of the file: set once, it holds for every later connection.
-            sqlx::query("PRAGMA journal_mode = WAL")
-                .execute(&pool)
-                .await?;
-        }
-        Ok(Self { pool, url })
-    }
-
+impl Generation {
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    pub fn is_postgres(&self) -> bool {
-        is_postgres(&self.url)
-    }
-
-    /// Where a projection has got to in the log.
+    /// Where a projection has got to in the log, in this generation.
     pub async fn checkpoint(&self, projection: &str) -> Result<Position, sqlx::Error> {
         sqlx::query(
             "INSERT INTO projection_checkpoints (projection, position) VALUES ($1, 0)
@@ -129,19 +111,136 @@ impl ReadModels {
         Ok(slowest.map(|position| Position(position as u64)))
     }
 
-    /// Waits until this instance may run the projection. On PostgreSQL a session advisory
-    /// lock held by a connection of its own: when the holder dies the lock is released and a
-    /// waiting instance takes over. SQLite is one process: there is nobody to wait for.
+    async fn fastest_checkpoint(&self) -> Result<Option<Position>, sqlx::Error> {
+        let fastest: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(position) FROM projection_checkpoints")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(fastest.map(|position| Position(position as u64)))
+    }
+}
+
+/// The read models of one configured database, as this instance sees them.
+///
+/// A rebuild fills a new generation beside the live one, then marks it live. Two views
+/// follow that mark: the *target*, the generation projectors write, moves as soon as the
+/// mark does; the *serving* generation, the one reads use, moves only once the target has
+/// caught up with it, so a switch never shows a read less than it showed before.
+#[derive(Clone)]
+pub struct ReadModels {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    url: String,
+    max_connections: u32,
+    /// The configured database: generation 0, the generations table and the relay's
+    /// checkpoints, which outlive every rebuild.
+    base: AnyPool,
+    target: watch::Sender<Generation>,
+    serving: watch::Sender<Generation>,
+}
+
+impl ReadModels {
+    /// Migrates the schema if needed, then connects to the live generation.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
+        install_default_drivers();
+        let url = sqlite_with_create(url);
+        let base = open_pool(&url, max_connections).await?;
+        let live = live_generation(&base).await?;
+        let mut read_models = Self::over(url, max_connections, base.clone(), 0, base);
+        if live != 0 {
+            let generation = read_models.open_generation(live).await?;
+            read_models = read_models.pinned(generation);
+        }
+        Ok(read_models)
+    }
+
+    fn over(url: String, max_connections: u32, base: AnyPool, number: u64, pool: AnyPool) -> Self {
+        let generation = Generation { number, pool };
+        Self {
+            shared: Arc::new(Shared {
+                url,
+                max_connections,
+                base,
+                target: watch::channel(generation.clone()).0,
+                serving: watch::channel(generation).0,
+            }),
+        }
+    }
+
+    /// The same database with `generation` as both target and serving generation, followed
+    /// by nobody: what a rebuild fills.
+    pub fn pinned(&self, generation: Generation) -> Self {
+        let shared = &self.shared;
+        Self::over(
+            shared.url.clone(),
+            shared.max_connections,
+            shared.base.clone(),
+            generation.number,
+            generation.pool,
+        )
+    }
+
+    /// The pool of the generation reads use now.
+    pub fn pool(&self) -> AnyPool {
+        self.shared.serving.borrow().pool.clone()
+    }
+
+    pub fn serving(&self) -> Generation {
+        self.shared.serving.borrow().clone()
+    }
+
+    pub fn watch_serving(&self) -> watch::Receiver<Generation> {
+        self.shared.serving.subscribe()
+    }
+
+    pub fn watch_target(&self) -> watch::Receiver<Generation> {
+        self.shared.target.subscribe()
+    }
+
+    /// The configured database, whatever generation serves: for state that no rebuild
+    /// replaces, like the relay's checkpoints.
+    pub fn base(&self) -> &AnyPool {
+        &self.shared.base
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        is_postgres(&self.shared.url)
+    }
+
+    /// Where a projection has got to in the serving generation.
+    pub async fn checkpoint(&self, projection: &str) -> Result<Position, sqlx::Error> {
+        self.serving().checkpoint(projection).await
+    }
+
+    /// The position every projection of the serving generation has reached.
+    pub async fn slowest_checkpoint(&self) -> Result<Option<Position>, sqlx::Error> {
+        self.serving().slowest_checkpoint().await
+    }
+
+    /// Waits until this instance may run the projection in a generation. On PostgreSQL a
+    /// session advisory lock held by a connection of its own: when the holder dies the lock
+    /// is released and a waiting instance takes over. SQLite is one process: there is
+    /// nobody to wait for.
     pub async fn lock_projection(
         &self,
         projection: &str,
+        generation: u64,
         retry: Duration,
     ) -> Result<ProjectionLock, sqlx::Error> {
         if !self.is_postgres() {
             return Ok(ProjectionLock { _connection: None });
         }
-        let mut connection = AnyConnectOptions::from_str(&self.url)?.connect().await?;
-        let key = lock_key(projection);
+        let mut connection = AnyConnectOptions::from_str(&self.shared.url)?
+            .connect()
+            .await?;
+        // Generation 0 keeps the projection's bare name, so instances of an older release
+        // still exclude each other.
+        let key = match generation {
+            0 => lock_key(projection),
+            n => lock_key(&format!("{projection}@{n}")),
+        };
         loop {
             let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
                 .bind(key)
@@ -156,28 +255,199 @@ impl ReadModels {
         }
     }
 
-    /// Empties every read model and sets every checkpoint back to the start, in one
-    /// transaction: running projectors notice their checkpoint moved and replay from 0.
-    pub async fn reset(&self) -> Result<(), sqlx::Error> {
-        let mut transaction = self.pool.begin().await?;
-        for table in READ_MODEL_TABLES {
-            sqlx::query(&format!("DELETE FROM {table}"))
-                .execute(&mut *transaction)
-                .await?;
+    /// Connects to a generation, creating and migrating it first if it is new.
+    pub async fn open_generation(&self, number: u64) -> Result<Generation, sqlx::Error> {
+        if number == 0 {
+            return Ok(Generation {
+                number,
+                pool: self.shared.base.clone(),
+            });
         }
-        sqlx::query("UPDATE projection_checkpoints SET position = 0")
+        if self.is_postgres() {
+            sqlx::query(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}",
+                generation_schema(number)
+            ))
+            .execute(&self.shared.base)
+            .await?;
+        }
+        let url = generation_url(&self.shared.url, number);
+        Ok(Generation {
+            number,
+            pool: open_pool(&url, self.shared.max_connections).await?,
+        })
+    }
+
+    /// Follows the live mark until the task is dropped: when a rebuild marks a new
+    /// generation live, projectors move to it at once, and reads once it has caught up
+    /// with the generation they use now.
+    pub async fn follow_switches(self, interval: Duration) {
+        loop {
+            // While a switch is under way reads wait on it: look again soon.
+            let switching = self.shared.target.borrow().number != self.serving().number;
+            let pause = if switching {
+                Duration::from_millis(20).min(interval)
+            } else {
+                interval
+            };
+            tokio::time::sleep(pause).await;
+            if let Err(error) = self.follow_switch().await {
+                tracing::error!(%error, "cannot follow the live read-model generation");
+            }
+        }
+    }
+
+    async fn follow_switch(&self) -> Result<(), sqlx::Error> {
+        let live = live_generation(&self.shared.base).await?;
+        let target = self.shared.target.borrow().number;
+        if live != target {
+            let generation = self.open_generation(live).await?;
+            tracing::info!(
+                generation = live,
+                "projecting into a new read-model generation"
+            );
+            self.shared.target.send_replace(generation);
+        }
+        let target = self.shared.target.borrow().clone();
+        let serving = self.serving();
+        if target.number == serving.number {
+            return Ok(());
+        }
+        let caught_up = match (
+            target.slowest_checkpoint().await?,
+            serving.fastest_checkpoint().await?,
+        ) {
+            (Some(target), Some(serving)) => target >= serving,
+            (Some(_), None) | (None, None) => true,
+            (None, Some(_)) => false,
+        };
+        if caught_up {
+            tracing::info!(
+                generation = target.number,
+                "serving a new read-model generation"
+            );
+            self.shared.serving.send_replace(target);
+        }
+        Ok(())
+    }
+
+    /// Makes sure no other rebuild runs until the returned lock is dropped: a second one
+    /// would drop the first one's generation as stale. On PostgreSQL a session advisory
+    /// lock, on SQLite an exclusive lock on a file beside the database.
+    pub async fn lock_rebuild(&self) -> Result<RebuildLock, sqlx::Error> {
+        let busy = || sqlx::Error::Protocol("another rebuild is running".to_owned());
+        if self.is_postgres() {
+            let mut connection = AnyConnectOptions::from_str(&self.shared.url)?
+                .connect()
+                .await?;
+            let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(lock_key("read-model rebuild"))
+                .fetch_one(&mut connection)
+                .await?;
+            return match held {
+                true => Ok(RebuildLock::Session(connection)),
+                false => Err(busy()),
+            };
+        }
+        let file = sqlite_file(&self.shared.url)
+            .ok_or_else(|| sqlx::Error::Configuration("not an SQLite file URL".into()))?;
+        let file = std::fs::File::create(format!("{file}.rebuild.lock"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(RebuildLock::File(file)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(busy()),
+            Err(std::fs::TryLockError::Error(error)) => Err(error.into()),
+        }
+    }
+
+    /// The generations no instance should use any more: retired ones, and builds that
+    /// never went live.
+    pub async fn stale_generations(&self) -> Result<Vec<u64>, sqlx::Error> {
+        let stale: Vec<i64> = sqlx::query_scalar(
+            "SELECT generation FROM read_model_generations WHERE state <> 'live'
+             ORDER BY generation",
+        )
+        .fetch_all(&self.shared.base)
+        .await?;
+        Ok(stale.into_iter().map(|number| number as u64).collect())
+    }
+
+    /// Deletes a generation that is not live: its schema or file, or generation 0's rows.
+    pub async fn drop_generation(&self, number: u64) -> Result<(), sqlx::Error> {
+        let base = &self.shared.base;
+        if number == 0 {
+            let mut transaction = base.begin().await?;
+            for table in READ_MODEL_TABLES.iter().chain(&["projection_checkpoints"]) {
+                sqlx::query(&format!("DELETE FROM {table}"))
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            transaction.commit().await?;
+        } else if self.is_postgres() {
+            sqlx::query(&format!(
+                "DROP SCHEMA IF EXISTS {} CASCADE",
+                generation_schema(number)
+            ))
+            .execute(base)
+            .await?;
+        } else if let Some(file) = sqlite_file(&generation_url(&self.shared.url, number)) {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{file}{suffix}"));
+            }
+        }
+        sqlx::query("DELETE FROM read_model_generations WHERE generation = $1")
+            .bind(number as i64)
+            .execute(base)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a new generation as being built, and creates it.
+    pub async fn begin_generation(&self) -> Result<Generation, sqlx::Error> {
+        let newest: i64 = sqlx::query_scalar("SELECT MAX(generation) FROM read_model_generations")
+            .fetch_one(&self.shared.base)
+            .await?;
+        let number = newest as u64 + 1;
+        // The primary key makes a second rebuild started at the same moment fail here.
+        sqlx::query(
+            "INSERT INTO read_model_generations (generation, state) VALUES ($1, 'building')",
+        )
+        .bind(number as i64)
+        .execute(&self.shared.base)
+        .await?;
+        self.open_generation(number).await
+    }
+
+    /// Marks a built generation live and the previous one retired, in one transaction.
+    pub async fn make_live(&self, number: u64) -> Result<(), sqlx::Error> {
+        let mut transaction = self.shared.base.begin().await?;
+        sqlx::query("UPDATE read_model_generations SET state = 'retired' WHERE state = 'live'")
             .execute(&mut *transaction)
             .await?;
+        let marked = sqlx::query(
+            "UPDATE read_model_generations SET state = 'live'
+             WHERE generation = $1 AND state = 'building'",
+        )
+        .bind(number as i64)
+        .execute(&mut *transaction)
+        .await?;
+        if marked.rows_affected() != 1 {
+            transaction.rollback().await?;
+            return Err(sqlx::Error::Protocol(format!(
+                "generation {number} is no longer being built"
+            )));
+        }
         transaction.commit().await
     }
 
-    /// Every read-model row, in a stable order, to compare two builds of the same log.
+    /// Every read-model row of the serving generation, in a stable order, to compare two
+    /// builds of the same log.
     pub async fn dump(&self) -> Result<Vec<String>, sqlx::Error> {
         use sqlx::{Column, Row, ValueRef};
+        let pool = self.pool();
         let mut lines = Vec::new();
         for table in READ_MODEL_TABLES {
             let rows = sqlx::query(&format!("SELECT * FROM {table}"))
-                .fetch_all(&self.pool)
+                .fetch_all(&pool)
                 .await?;
             for row in rows {
                 let mut fields = vec![table.to_owned()];
@@ -202,8 +472,41 @@ impl ReadModels {
     }
 }
 
-/// Tables a rebuild empties, those of every projection; the checkpoints are reset, not
-/// emptied.
+/// Migrates the database behind `url` and opens a pool on it.
+async fn open_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
+    let postgres = is_postgres(url);
+    let migrations = if postgres {
+        POSTGRES_MIGRATIONS
+    } else {
+        SQLITE_MIGRATIONS
+    };
+    migrations.apply(url).await?;
+    // SQLite gets one connection: it has one writer, and a read that meets an in-flight
+    // projection batch then waits for its commit instead of failing as "locked".
+    let pool = AnyPoolOptions::new()
+        .max_connections(if postgres { max_connections } else { 1 })
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await?;
+    if !postgres {
+        // WAL is a property of the file: set once, it holds for every later connection.
+        sqlx::query("PRAGMA journal_mode = WAL")
+            .execute(&pool)
+            .await?;
+    }
+    Ok(pool)
+}
+
+async fn live_generation(base: &AnyPool) -> Result<u64, sqlx::Error> {
+    let live: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(generation) FROM read_model_generations WHERE state = 'live'",
+    )
+    .fetch_one(base)
+    .await?;
+    Ok(live.unwrap_or(0) as u64)
+}
+
+/// The tables of every projection, as a generation holds them.
 const READ_MODEL_TABLES: [&str; 10] = [
     "deployments",
     "deployment_devices",
@@ -217,6 +520,12 @@ const READ_MODEL_TABLES: [&str; 10] = [
     "storage_usage",
 ];
 
+/// Held while a rebuild runs; dropping it lets the next one start.
+pub enum RebuildLock {
+    Session(AnyConnection),
+    File(std::fs::File),
+}
+
 /// Held while this instance runs a projection; dropping it releases the lock.
 pub struct ProjectionLock {
     _connection: Option<AnyConnection>,
@@ -224,6 +533,13 @@ pub struct ProjectionLock {
 
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres")
+}
+
+/// The file behind an SQLite URL.
+fn sqlite_file(url: &str) -> Option<String> {
+    let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
+    let path = path.split('?').next()?;
+    Some(path.to_owned())
 }
 
 fn sqlite_with_create(url: &str) -> String {

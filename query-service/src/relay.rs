@@ -131,7 +131,11 @@ impl Relay {
         let first = Duration::from_millis(self.settings.retry_ms.max(1));
         let mut pause = first;
         loop {
-            let lock = match self.read_models.lock_projection("relay:amqp", first).await {
+            let lock = match self
+                .read_models
+                .lock_projection("relay:amqp", 0, first)
+                .await
+            {
                 Ok(lock) => lock,
                 Err(error) => {
                     tracing::error!(%error, "cannot take the relay lock");
@@ -160,12 +164,12 @@ impl Relay {
              ON CONFLICT (relay) DO NOTHING",
         )
         .bind(RELAY)
-        .execute(self.read_models.pool())
+        .execute(self.read_models.base())
         .await?;
         let position: i64 =
             sqlx::query_scalar("SELECT position FROM relay_checkpoints WHERE relay = $1")
                 .bind(RELAY)
-                .fetch_one(self.read_models.pool())
+                .fetch_one(self.read_models.base())
                 .await?;
         Ok(Position(position as u64))
     }
@@ -224,7 +228,7 @@ impl Relay {
             .bind(last.position.0 as i64)
             .bind(RELAY)
             .bind(checkpoint.0 as i64)
-            .execute(self.read_models.pool())
+            .execute(self.read_models.base())
             .await?;
             if moved.rows_affected() != 1 {
                 anyhow::bail!("the relay checkpoint moved under this instance");

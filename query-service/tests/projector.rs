@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use events::Position;
 use query_service::projections::DeploymentsProjection;
 use query_service::projector::{Projector, ProjectorSettings};
 use query_service::read_models::ReadModels;
+use query_service::rebuild::rebuild;
 use support::{caught_up, fresh_read_models, fresh_urls, workload, Backend};
 
 fn settings() -> ProjectorSettings {
@@ -16,6 +18,7 @@ fn settings() -> ProjectorSettings {
         batch_size: 7,
         poll_interval_ms: 100,
         takeover_interval_ms: 200,
+        switch_check_ms: 50,
     }
 }
 
@@ -77,39 +80,107 @@ async fn killed_mid_stream_resumes_to_the_same_read_models(backend: Backend) {
     assert_eq!(resumed, rebuilt_dump(&log, backend, head).await);
 }
 
-async fn a_rebuild_replays_from_zero_into_equal_read_models(backend: Backend) {
+async fn a_rebuild_fills_a_new_generation_while_the_old_one_serves(backend: Backend) {
     let (log_url, read_url) = fresh_urls(backend).await;
     let log = events::open_log(&log_url, 10).await.unwrap();
     let read_models = ReadModels::connect(&read_url, 5).await.unwrap();
     let head = workload(&log, 15, 11).await;
 
+    // The serving instance: its projectors and its watch for new generations.
     let running = projector(&log, &read_models);
     let mut applied = running.applied();
-    let task = tokio::spawn(running.run());
+    let mut tasks = vec![
+        tokio::spawn(running.run()),
+        tokio::spawn(
+            read_models
+                .clone()
+                .follow_switches(Duration::from_millis(50)),
+        ),
+    ];
     caught_up(&mut applied, head).await;
-    let before = read_models.dump().await.unwrap();
 
-    // Reset while the projector runs: it notices its checkpoint moved and replays from 0.
-    read_models.reset().await.unwrap();
-    assert_eq!(
-        read_models.checkpoint("deployments").await.unwrap(),
-        Position(0)
-    );
-    let replayed = tokio::time::timeout(Duration::from_secs(30), async {
+    // Reads go on through the rebuild and the switch: none fails, none shows less than one
+    // before it.
+    let reading = Arc::new(AtomicBool::new(true));
+    let reader = {
+        let (read_models, reading) = (read_models.clone(), reading.clone());
+        tokio::spawn(async move {
+            let (mut reads, mut most) = (0u64, 0i64);
+            while reading.load(Ordering::Relaxed) {
+                let rows: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM device_deployments WHERE finished IS NOT NULL",
+                )
+                .fetch_one(&read_models.pool())
+                .await
+                .expect("a read failed during the rebuild");
+                assert!(rows >= most, "a read showed {rows} rows after {most}");
+                most = rows;
+                reads += 1;
+            }
+            reads
+        })
+    };
+    // New events keep arriving while the rebuild runs.
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move { workload(&log, 15, 12).await })
+    };
+    let rebuilding = ReadModels::connect(&read_url, 5).await.unwrap();
+    let rebuilt = rebuild(&rebuilding, log.clone(), settings(), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(rebuilt.generation, 1);
+    assert!(rebuilt.dropped.is_empty());
+    let head = writer.await.unwrap();
+    serves(&read_models, 1, head).await;
+    caught_up(&mut applied, head).await;
+    reading.store(false, Ordering::Relaxed);
+    assert!(reader.await.unwrap() > 0);
+    let reference = rebuilt_dump(&log, backend, head).await;
+    assert_eq!(read_models.dump().await.unwrap(), reference);
+
+    // The next rebuild drops the retired generation 0 and builds generation 2.
+    let rebuilt = rebuild(&rebuilding, log.clone(), settings(), |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((rebuilt.generation, rebuilt.dropped), (2, vec![0]));
+    serves(&read_models, 2, head).await;
+    assert_eq!(read_models.dump().await.unwrap(), reference);
+    let generation_0: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM deployments")
+        .fetch_one(read_models.base())
+        .await
+        .unwrap();
+    assert_eq!(generation_0, 0, "the retired generation still holds rows");
+
+    // A rebuild while another runs is refused before it touches anything.
+    let running_rebuild = rebuilding.lock_rebuild().await.unwrap();
+    let refused = rebuild(&read_models, log.clone(), settings(), |_, _| {}).await;
+    assert!(format!("{:#}", refused.unwrap_err()).contains("another rebuild is running"));
+    assert_eq!(rebuilding.stale_generations().await.unwrap(), vec![1]);
+    assert_eq!(read_models.serving().number, 2);
+    drop(running_rebuild);
+    for task in tasks.drain(..) {
+        task.abort();
+    }
+}
+
+/// Waits until reads use `generation` and it has reached `head`.
+async fn serves(read_models: &ReadModels, generation: u64, head: Position) {
+    let switched = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
-            if read_models.checkpoint("deployments").await.unwrap() == head {
+            if read_models.serving().number == generation
+                && read_models.slowest_checkpoint().await.unwrap() >= Some(head)
+            {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
     assert!(
-        replayed.is_ok(),
-        "the running projector did not replay after the reset"
+        switched.is_ok(),
+        "reads did not move to generation {generation}"
     );
-    task.abort();
-    assert_eq!(read_models.dump().await.unwrap(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -123,13 +194,13 @@ async fn postgres_killed_mid_stream_resumes_to_the_same_read_models() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_a_rebuild_replays_from_zero_into_equal_read_models() {
-    a_rebuild_replays_from_zero_into_equal_read_models(Backend::Sqlite).await;
+async fn sqlite_a_rebuild_fills_a_new_generation_while_the_old_one_serves() {
+    a_rebuild_fills_a_new_generation_while_the_old_one_serves(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_a_rebuild_replays_from_zero_into_equal_read_models() {
-    a_rebuild_replays_from_zero_into_equal_read_models(Backend::Postgres).await;
+async fn postgres_a_rebuild_fills_a_new_generation_while_the_old_one_serves() {
+    a_rebuild_fills_a_new_generation_while_the_old_one_serves(Backend::Postgres).await;
 }
 
 /// Two instances share one PostgreSQL: one projects while the other waits; when the

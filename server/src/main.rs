@@ -37,8 +37,8 @@ enum Command {
         #[arg(long, default_value_t = 24)]
         hours: i64,
     },
-    /// Empty the read models and replay the whole log into them; a running server notices
-    /// and replays too.
+    /// Replay the whole log into a new generation of the read models while the current one
+    /// keeps serving, then make it live; running servers switch to it by themselves.
     Rebuild,
     /// Print the log, all tenants, as one JSON envelope a line (NDJSON), for auditors.
     Events {
@@ -107,11 +107,31 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Rebuild => {
             init_tracing();
+            let log = events::open_log(&settings.event_log_url(), 2).await?;
             let read_models =
-                query_service::read_models::ReadModels::connect(&settings.read_models_url(), 2)
+                query_service::read_models::ReadModels::connect(&settings.read_models_url(), 4)
                     .await?;
-            read_models.reset().await?;
-            eprintln!("Read models emptied; projectors replay the log from position 0.");
+            let mut reported = std::time::Instant::now();
+            let rebuilt = query_service::rebuild::rebuild(
+                &read_models,
+                log,
+                settings.projector.clone(),
+                |reached, head| {
+                    if reported.elapsed() >= std::time::Duration::from_secs(2) {
+                        eprintln!("replayed {} of {} events", reached.0, head.0);
+                        reported = std::time::Instant::now();
+                    }
+                },
+            )
+            .await?;
+            if !rebuilt.dropped.is_empty() {
+                eprintln!("Dropped earlier generations {:?}.", rebuilt.dropped);
+            }
+            eprintln!(
+                "Generation {} is live, built up to log position {}; running servers switch to it \
+                 within projector.switch_check_ms.",
+                rebuilt.generation, rebuilt.position.0
+            );
             Ok(())
         }
     }

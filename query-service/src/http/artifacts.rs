@@ -100,7 +100,7 @@ async fn list(
         "SELECT {COLUMNS} FROM artifacts WHERE tenant = $1 ORDER BY name, modified, id"
     ))
     .bind(user.tenant.as_str())
-    .fetch_all(state.read_models.pool())
+    .fetch_all(&state.read_models.pool())
     .await?;
     Ok(Json(rows.iter().map(view).collect::<Result<_, _>>()?))
 }
@@ -169,7 +169,7 @@ async fn list_page(
     for value in &values {
         count = count.bind(value.clone());
     }
-    let total = count.fetch_one(state.read_models.pool()).await?;
+    let total = count.fetch_one(&state.read_models.pool()).await?;
     let page_sql = format!(
         "SELECT {COLUMNS} FROM artifacts WHERE tenant = $1{conditions}
          ORDER BY {order} LIMIT {} OFFSET {}",
@@ -180,7 +180,7 @@ async fn list_page(
     for value in &values {
         page = page.bind(value.clone());
     }
-    let rows = page.fetch_all(state.read_models.pool()).await?;
+    let rows = page.fetch_all(&state.read_models.pool()).await?;
     let artifacts: Vec<Value> = rows.iter().map(view).collect::<Result<_, _>>()?;
     let headers = paging.headers(&format!("{BASE}/artifacts/list"), &query, total as u64);
     Ok((headers, Json(artifacts)).into_response())
@@ -193,7 +193,7 @@ async fn find(state: &AppState, tenant: &str, id: &str) -> Result<AnyRow, ApiErr
     ))
     .bind(tenant)
     .bind(id.to_string())
-    .fetch_optional(state.read_models.pool())
+    .fetch_optional(&state.read_models.pool())
     .await?
     .ok_or(ApiError::NotFound)
 }
@@ -273,7 +273,7 @@ async fn releases(
     if let Some(name) = query.get("name") {
         select = select.bind(name.clone());
     }
-    let rows = select.fetch_all(state.read_models.pool()).await?;
+    let rows = select.fetch_all(&state.read_models.pool()).await?;
     Ok(Json(group_releases(&rows)?))
 }
 
@@ -295,7 +295,7 @@ async fn releases_page(
     if let Some(filter) = &name_filter {
         count = count.bind(filter.clone());
     }
-    let total = count.fetch_one(state.read_models.pool()).await?;
+    let total = count.fetch_one(&state.read_models.pool()).await?;
     let names_sql = format!(
         "SELECT DISTINCT name FROM artifacts WHERE tenant = $1{condition}
          ORDER BY name LIMIT {} OFFSET {}",
@@ -306,7 +306,7 @@ async fn releases_page(
     if let Some(filter) = &name_filter {
         names = names.bind(filter.clone());
     }
-    let names = names.fetch_all(state.read_models.pool()).await?;
+    let names = names.fetch_all(&state.read_models.pool()).await?;
     let mut rows = Vec::new();
     for name in names {
         let sql = format!(
@@ -316,7 +316,7 @@ async fn releases_page(
             sqlx::query(&sql)
                 .bind(user.tenant.as_str())
                 .bind(name)
-                .fetch_all(state.read_models.pool())
+                .fetch_all(&state.read_models.pool())
                 .await?,
         );
     }
@@ -335,7 +335,7 @@ async fn storage_limit(
     let usage: Option<i64> =
         sqlx::query_scalar("SELECT bytes FROM storage_usage WHERE tenant = $1")
             .bind(user.tenant.as_str())
-            .fetch_optional(state.read_models.pool())
+            .fetch_optional(&state.read_models.pool())
             .await?;
     Ok(Json(serde_json::json!({
         "limit": state.storage.limit_for(user.tenant.as_str()),

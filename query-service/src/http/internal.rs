@@ -29,7 +29,7 @@ async fn health(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
         .await
         .map_err(|error| ApiError::Unavailable(format!("event log unavailable: {error}")))?;
     sqlx::query("SELECT 1")
-        .execute(state.read_models.pool())
+        .execute(&state.read_models.pool())
         .await
         .map_err(|error| ApiError::Unavailable(format!("read models unavailable: {error}")))?;
     Ok(StatusCode::NO_CONTENT)
@@ -60,14 +60,15 @@ async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     };
     let projections =
         sqlx::query("SELECT projection, position FROM projection_checkpoints ORDER BY projection")
-            .fetch_all(state.read_models.pool())
+            .fetch_all(&state.read_models.pool())
             .await
             .map_err(|error| ApiError::Unavailable(format!("read models unavailable: {error}")))?;
     let relays = sqlx::query("SELECT relay, position FROM relay_checkpoints ORDER BY relay")
-        .fetch_all(state.read_models.pool())
+        .fetch_all(state.read_models.base())
         .await?;
     Ok(Json(serde_json::json!({
         "head": head.0,
+        "read_model_generation": state.read_models.serving().number,
         "projections": lagging(projections)?,
         "relays": lagging(relays)?,
     })))
@@ -88,19 +89,23 @@ async fn metrics(State(state): State<AppState>) -> Result<axum::response::Respon
     );
     text.push_str("# TYPE deployments_events_appended_total counter\n");
     let _ = writeln!(text, "deployments_events_appended_total {}", head.0);
+    // Projections report on the generation reads use; the relay's checkpoint outlives
+    // every rebuild in the configured database.
     let checkpoints = [
         (
             "projection",
             "SELECT projection, position FROM projection_checkpoints ORDER BY projection",
             "deployments_projection",
+            state.read_models.pool(),
         ),
         (
             "relay",
             "SELECT relay, position FROM relay_checkpoints ORDER BY relay",
             "deployments_relay",
+            state.read_models.base().clone(),
         ),
     ];
-    for (kind, sql, metric) in checkpoints {
+    for (kind, sql, metric, pool) in checkpoints {
         let _ = writeln!(
             text,
             "# HELP {metric}_lag_events Events the {kind} has not applied yet."
@@ -111,7 +116,7 @@ async fn metrics(State(state): State<AppState>) -> Result<axum::response::Respon
             "# HELP {metric}_lag_seconds Age of the oldest event the {kind} has not applied yet."
         );
         let _ = writeln!(text, "# TYPE {metric}_lag_seconds gauge");
-        for row in sqlx::query(sql).fetch_all(state.read_models.pool()).await? {
+        for row in sqlx::query(sql).fetch_all(&pool).await? {
             let name: String = row.try_get(0)?;
             let position: i64 = row.try_get(1)?;
             let lag = head.0.saturating_sub(position as u64);

@@ -5,16 +5,12 @@
 //! read is then served from it by the same queries. The past is therefore shown exactly as the
 //! present is, at the cost of replaying the tenant's history up to that moment.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use events::{Position, TenantId};
 use serde::Deserialize;
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::projections::{ArtifactsProjection, DeploymentsProjection};
-use crate::projector::Projection;
 use crate::read_models::ReadModels;
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,10 +55,7 @@ pub async fn state_at(state: &AppState, tenant: &TenantId, as_of: &AsOf) -> Resu
     let scratch = tempfile::tempdir().map_err(anyhow::Error::from)?;
     let url = format!("sqlite://{}", scratch.path().join("past.db").display());
     let past = ReadModels::connect(&url, 1).await?;
-    let projections: [Arc<dyn Projection>; 2] = [
-        Arc::new(DeploymentsProjection),
-        Arc::new(ArtifactsProjection),
-    ];
+    let projections = crate::projections::all();
     let mut after = Position::START;
     'replay: loop {
         let page = state

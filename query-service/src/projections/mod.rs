@@ -9,7 +9,19 @@ mod device_deployments;
 pub use artifacts::ArtifactsProjection;
 pub use deployments::DeploymentsProjection;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::projector::Projection;
+
+/// Every projection the read models are built from.
+pub fn all() -> [Arc<dyn Projection>; 2] {
+    [
+        Arc::new(DeploymentsProjection),
+        Arc::new(ArtifactsProjection),
+    ]
+}
 
 /// Times in read models: RFC 3339 UTC with microseconds, so text order is time order.
 pub fn stored_time(time: DateTime<Utc>) -> String {

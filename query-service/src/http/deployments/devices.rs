@@ -99,7 +99,7 @@ async fn known_deployment(state: &AppState, tenant: &str, id: &str) -> Result<St
         sqlx::query_scalar("SELECT id FROM deployments WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(&id)
-            .fetch_optional(state.read_models.pool())
+            .fetch_optional(&state.read_models.pool())
             .await?;
     known.ok_or(ApiError::NotFound)
 }
@@ -121,7 +121,7 @@ pub async fn all(
     ))
     .bind(tenant)
     .bind(&id)
-    .fetch_all(state.read_models.pool())
+    .fetch_all(&state.read_models.pool())
     .await?;
     Ok(Json(
         rows.iter().map(device_view).collect::<Result<_, _>>()?,
@@ -141,7 +141,7 @@ pub async fn page(
     let id = known_deployment(&state, tenant, &id).await?;
     let paging = Paging::strict(&query, MAX_PER_PAGE)?;
     let (condition, statuses) = status_condition(&query, 3)?;
-    let pool = state.read_models.pool();
+    let pool = &state.read_models.pool();
     let count_sql = format!(
         "SELECT COUNT(*) FROM device_deployments dd
          WHERE dd.tenant = $1 AND dd.deployment_id = $2{condition}"
@@ -185,7 +185,7 @@ pub async fn targeted(
     )
     .bind(tenant)
     .bind(&id)
-    .fetch_all(state.read_models.pool())
+    .fetch_all(&state.read_models.pool())
     .await?;
     Ok(Json(devices))
 }
@@ -204,7 +204,7 @@ pub async fn log(
     .bind(user.tenant.as_str())
     .bind(id.to_lowercase())
     .bind(&device_id)
-    .fetch_optional(state.read_models.pool())
+    .fetch_optional(&state.read_models.pool())
     .await?;
     let messages: Vec<LogMessage> =
         serde_json::from_str(&messages.ok_or(ApiError::NotFound)?).map_err(anyhow::Error::from)?;

@@ -42,7 +42,7 @@ pub async fn history(
     let tenant = user.tenant.as_str();
     let paging = Paging::strict(&query, MAX_PER_PAGE)?;
     let (condition, statuses) = status_condition(&query, 3)?;
-    let pool = state.read_models.pool();
+    let pool = &state.read_models.pool();
     let count_sql = format!(
         "SELECT COUNT(*) FROM device_deployments dd
          WHERE dd.tenant = $1 AND dd.device_id = $2{condition}"

@@ -132,7 +132,7 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let lookup = Lookup::parse(&query)?;
     let paging = Paging::strict(&query, MAX_PER_PAGE)?;
-    let pool = state.read_models.pool();
+    let pool = &state.read_models.pool();
     let tenant = user.tenant.as_str();
     let count_sql = format!(
         "SELECT COUNT(*) FROM deployments WHERE tenant = $1{}",
@@ -169,10 +169,10 @@ async fn find(state: &AppState, tenant: &str, id: &str) -> Result<DeploymentView
     ))
     .bind(tenant)
     .bind(id.to_string())
-    .fetch_optional(state.read_models.pool())
+    .fetch_optional(&state.read_models.pool())
     .await?
     .ok_or(ApiError::NotFound)?;
-    let mut views = deployment_views(state.read_models.pool(), tenant, &[row]).await?;
+    let mut views = deployment_views(&state.read_models.pool(), tenant, &[row]).await?;
     views.pop().ok_or(ApiError::NotFound)
 }
 
@@ -196,7 +196,7 @@ async fn statistics(
     let id = parse_id(&id)?;
     let past = state_at(&state, &user.tenant, &as_of).await?;
     let tenant = user.tenant.as_str();
-    let pool = past.state.read_models.pool();
+    let pool = &past.state.read_models.pool();
     let known: Option<i64> =
         sqlx::query_scalar("SELECT max_devices FROM deployments WHERE tenant = $1 AND id = $2")
             .bind(tenant)
