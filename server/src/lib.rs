@@ -2,6 +2,7 @@
 //! log, on embedded SQLite storage unless configured otherwise.
 
 pub mod settings;
+pub mod standalone;
 
 use std::sync::Arc;
 
@@ -35,6 +36,12 @@ impl Server {
             .await
             .context("opening artifact storage")?;
         let store = storage.store.clone();
+        let standalone = standalone::routes(
+            &settings.standalone,
+            &settings.auth,
+            &settings.data_dir,
+            verifier.clone(),
+        )?;
         let mut query = QueryService::new(
             &settings.query_settings(),
             log.clone(),
@@ -52,10 +59,12 @@ impl Server {
         )?;
         let mut background = query.spawn_projectors();
         background.extend(command.background);
-        let router = http_edge::service::with_edge(
-            command_service::http::routes(command.state)
-                .merge(query_service::http::routes(query.state)),
-        );
+        let mut routes = command_service::http::routes(command.state)
+            .merge(query_service::http::routes(query.state));
+        if let Some(standalone) = standalone {
+            routes = routes.merge(standalone);
+        }
+        let router = http_edge::service::with_edge(routes);
         Ok(HttpServer::on(listener, router).with_background(background))
     }
 }

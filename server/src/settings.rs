@@ -38,6 +38,9 @@ pub struct ServerSettings {
     pub download_link_seconds: u64,
     /// Publishing events to RabbitMQ; off unless `relay.amqp_url` is set.
     pub relay: query_service::relay::RelaySettings,
+    /// Device admission, inventory attributes and the administrator's login, for a fleet
+    /// with no other Mender service; on by default.
+    pub standalone: crate::standalone::StandaloneSettings,
 }
 
 impl Default for ServerSettings {
@@ -55,6 +58,7 @@ impl Default for ServerSettings {
             read_wait_ms: 5000,
             download_link_seconds: 900,
             relay: Default::default(),
+            standalone: Default::default(),
         }
     }
 }
@@ -130,7 +134,7 @@ impl ServerSettings {
 }
 
 /// A random secret made once and kept in the data directory, readable by its owner only.
-fn kept_secret(data_dir: &Path, name: &str) -> anyhow::Result<String> {
+pub(crate) fn kept_secret(data_dir: &Path, name: &str) -> anyhow::Result<String> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     let path = data_dir.join(name);

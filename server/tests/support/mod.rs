@@ -178,18 +178,23 @@ pub fn s3_settings() -> blob_store::s3::S3Settings {
     }
 }
 
-/// Runs `mender-artifact` (Debian's package, installed by the test script) in `dir`.
-pub fn mender_artifact(dir: &Path, arguments: &[&str]) {
-    let output = Command::new("mender-artifact")
+/// Runs `program` in `dir`; a failure fails the test with what the program said.
+pub fn run_tool(program: &str, dir: &Path, arguments: &[&str]) {
+    let output = Command::new(program)
         .current_dir(dir)
         .args(arguments)
         .output()
-        .expect("mender-artifact is installed (apt-get install mender-artifact)");
+        .unwrap_or_else(|error| panic!("{program} does not run ({error}): is it installed?"));
     assert!(
         output.status.success(),
-        "mender-artifact {arguments:?} failed: {}",
+        "{program} {arguments:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+/// Runs `mender-artifact` (Debian's package, installed by the test script) in `dir`.
+pub fn mender_artifact(dir: &Path, arguments: &[&str]) {
+    run_tool("mender-artifact", dir, arguments);
 }
 
 /// Writes a rootfs-image artifact of `payload_bytes` random bytes; returns its path.

@@ -1,0 +1,160 @@
+//! What a fleet with no other Mender service needs from the all-in-one server: devices are
+//! admitted and get tokens (deviceauth's `auth_requests`), report inventory attributes, and an
+//! administrator logs in (useradm's `auth/login`) with `mender-cli`. The split services never
+//! serve these routes: behind a real Mender, deviceauth, inventory and useradm do.
+
+mod admission;
+mod device_key;
+mod inventory;
+mod login;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::extract::FromRef;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_edge::auth::{AuthSettings, Issuer, KeyError, TokenKind, Verifier};
+use serde::{Deserialize, Serialize};
+
+use self::admission::AdmissionPolicy;
+use self::inventory::Inventory;
+use self::login::AdminCredentials;
+
+/// Device admission, inventory attributes and the administrator's login.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StandaloneSettings {
+    /// Serve the routes at all; off when the server sits behind Mender's own services.
+    pub enabled: bool,
+    /// Admit every device whose request is signed by the key it presents.
+    pub auto_accept: bool,
+    /// Device identities admitted when `auto_accept` is off: `id_data` JSON objects, as text.
+    pub preauthorized_identities: Vec<String>,
+    /// PEM files of device public keys (`PUBLIC KEY` blocks, any number per file) admitted
+    /// when `auto_accept` is off.
+    pub preauthorized_keys: Vec<PathBuf>,
+    /// The administrator's login name.
+    pub admin_email: String,
+    /// The administrator's password; unset, one is made once in `<data_dir>/admin.password`.
+    pub admin_password: Option<String>,
+    /// Lifetime of device tokens, in hours.
+    pub device_token_hours: u32,
+    /// Lifetime of user tokens, in hours.
+    pub user_token_hours: u32,
+}
+
+impl Default for StandaloneSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            auto_accept: true,
+            preauthorized_identities: Vec::new(),
+            preauthorized_keys: Vec::new(),
+            admin_email: "admin@example.com".to_owned(),
+            admin_password: None,
+            // Mender's deviceauth and useradm both default to a week.
+            device_token_hours: 168,
+            user_token_hours: 168,
+        }
+    }
+}
+
+/// The password file made when none is configured.
+const ADMIN_PASSWORD_FILE: &str = "admin.password";
+
+#[derive(Clone)]
+struct StandaloneState {
+    verifier: Arc<Verifier>,
+    issuer: Arc<Issuer>,
+    admission: Arc<AdmissionPolicy>,
+    inventory: Arc<Inventory>,
+    admin: Arc<AdminCredentials>,
+    device_token_ttl: chrono::Duration,
+    user_token_ttl: chrono::Duration,
+}
+
+impl FromRef<StandaloneState> for Arc<Verifier> {
+    fn from_ref(state: &StandaloneState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+impl StandaloneState {
+    /// A token for `subject` of the single tenant, as Mender's services answer it.
+    fn token_response(&self, subject: &str, kind: TokenKind) -> Response {
+        let ttl = match kind {
+            TokenKind::Device => self.device_token_ttl,
+            TokenKind::User => self.user_token_ttl,
+        };
+        // Open-source Mender has one tenant and so has a fleet with no other Mender service:
+        // the default tenant, whatever tenant token a device sends.
+        let claims = Issuer::claims(subject, &events::TenantId::default(), kind, ttl);
+        (
+            [(header::CONTENT_TYPE, "application/jwt")],
+            self.issuer.issue(&claims),
+        )
+            .into_response()
+    }
+}
+
+/// The standalone routes, or `None` when they are switched off or nothing can sign tokens.
+pub(crate) fn routes(
+    settings: &StandaloneSettings,
+    auth: &AuthSettings,
+    data_dir: &Path,
+    verifier: Arc<Verifier>,
+) -> anyhow::Result<Option<Router>> {
+    if !settings.enabled {
+        return Ok(None);
+    }
+    // Verifying with public keys alone means another service issues the tokens; tokens this
+    // server signed with some other key would not verify anyway.
+    let issuer = match Issuer::from_settings(auth) {
+        Ok(issuer) => issuer,
+        Err(KeyError::NoKey) => {
+            tracing::warn!(
+                "device admission and login are off: no signing key (set auth.signing_key, \
+                 or standalone.enabled = false to silence this)"
+            );
+            return Ok(None);
+        }
+        Err(error) => return Err(error).context("loading the key tokens are signed with"),
+    };
+    let admission = AdmissionPolicy::from_settings(settings)?;
+    let password = match &settings.admin_password {
+        Some(password) => password.clone(),
+        None => {
+            let password = crate::settings::kept_secret(data_dir, ADMIN_PASSWORD_FILE)
+                .context("making the administrator's password")?;
+            tracing::info!(
+                email = %settings.admin_email,
+                password_file = %data_dir.join(ADMIN_PASSWORD_FILE).display(),
+                "administrator login: the password is in the file"
+            );
+            password
+        }
+    };
+    let state = StandaloneState {
+        verifier,
+        issuer: Arc::new(issuer),
+        admission: Arc::new(admission),
+        inventory: Arc::new(Inventory::default()),
+        admin: Arc::new(AdminCredentials::new(&settings.admin_email, &password)),
+        device_token_ttl: chrono::Duration::hours(settings.device_token_hours.into()),
+        user_token_ttl: chrono::Duration::hours(settings.user_token_hours.into()),
+    };
+    tracing::info!(
+        auto_accept = settings.auto_accept,
+        "device admission, inventory attributes and administrator login enabled"
+    );
+    Ok(Some(
+        Router::new()
+            .merge(admission::router())
+            .merge(inventory::router())
+            .merge(login::router())
+            .with_state(state),
+    ))
+}
