@@ -295,3 +295,60 @@ async fn the_binary_serves_with_no_configuration_and_mints_working_tokens() {
     assert_eq!(response.status(), 401);
     child.kill().await.unwrap();
 }
+
+/// mender-client's proxy sends `POST .../v2/.../next` with a chunked body that arrives after
+/// the headers, and on the 404 tries v1 on the same connection: the 404 must leave the
+/// connection usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_404_leaves_the_connection_usable_for_the_next_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(false).await;
+    let token = server.token("device-1", "", TokenKind::Device);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut connection = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let body = r#"{"artifact_name":"a","device_type":"t"}"#;
+    connection
+        .write_all(
+            format!(
+                "POST /api/devices/v2/deployments/device/deployments/next HTTP/1.1\r\n\
+                 Host: {address}\r\nAuthorization: Bearer {token}\r\n\
+                 Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    connection
+        .write_all(format!("{:x}\r\n{body}\r\n0\r\n\r\n", body.len()).as_bytes())
+        .await
+        .unwrap();
+    connection
+        .write_all(
+            format!(
+                "GET /api/devices/v1/deployments/device/deployments/next?artifact_name=a&device_type=t HTTP/1.1\r\n\
+                 Host: {address}\r\nAuthorization: Bearer {token}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answers = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut buffer = [0u8; 4096];
+        while answers.matches("HTTP/1.1 ").count() < 2 {
+            let n = connection.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            answers.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no second answer: {answers}");
+    assert!(answers.starts_with("HTTP/1.1 404"), "{answers}");
+    assert!(
+        answers.contains("HTTP/1.1 204"),
+        "the v1 request after the 404 got no answer: {answers}"
+    );
+}
