@@ -30,7 +30,8 @@ pub use schema::{DomainEvent, SchemaError};
 pub use subscription::Subscription;
 
 /// Opens the event log a URL names: `sqlite://<file>` (embedded), `postgres://...`, or with
-/// the `kurrentdb` feature `esdb://...` / `kurrentdb://...`.
+/// the `kurrentdb` feature `esdb://...` / `kurrentdb://...`. SQLite and PostgreSQL get group
+/// commit: single appends that arrive together share one durable commit.
 pub async fn open_log(
     url: &str,
     max_connections: u32,
@@ -41,13 +42,17 @@ pub async fn open_log(
             kurrentdb::KurrentEventLog::connect(url).await?,
         ));
     }
-    if url.starts_with("postgres") {
-        Ok(std::sync::Arc::new(
-            postgres::PostgresEventLog::connect(url, max_connections).await?,
-        ))
+    let log: std::sync::Arc<dyn EventLog> = if url.starts_with("postgres") {
+        std::sync::Arc::new(postgres::PostgresEventLog::connect(url, max_connections).await?)
     } else {
-        Ok(std::sync::Arc::new(
-            sqlite::SqliteEventLog::open(url).await?,
-        ))
-    }
+        std::sync::Arc::new(sqlite::SqliteEventLog::open(url).await?)
+    };
+    Ok(std::sync::Arc::new(batching::BatchingLog::new(
+        log,
+        GROUP_COMMIT_LIMIT,
+    )))
 }
+
+/// The most single appends one group commit takes: enough to absorb a burst of device
+/// reports, few enough that one commit stays short.
+const GROUP_COMMIT_LIMIT: usize = 256;

@@ -77,7 +77,12 @@ const SQLITE_MIGRATIONS: MigrationSet = read_model_migrations!("sqlite");
 #[derive(Clone)]
 pub struct Generation {
     pub number: u64,
+    /// Projection batches. One connection on SQLite: it has one writer, and a second
+    /// transaction that reads then writes would fail as "locked" rather than wait.
     pool: AnyPool,
+    /// Queries. On SQLite a pool of its own: in WAL mode readers neither wait for the
+    /// writer nor block it, so reads run side by side.
+    reads: AnyPool,
 }
 
 impl Generation {
@@ -136,7 +141,7 @@ struct Shared {
     max_connections: u32,
     /// The configured database: generation 0, the generations table and the relay's
     /// checkpoints, which outlive every rebuild.
-    base: AnyPool,
+    base: Generation,
     target: watch::Sender<Generation>,
     serving: watch::Sender<Generation>,
 }
@@ -146,9 +151,9 @@ impl ReadModels {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, sqlx::Error> {
         install_default_drivers();
         let url = sqlite_with_create(url);
-        let base = open_pool(&url, max_connections).await?;
-        let live = live_generation(&base).await?;
-        let mut read_models = Self::over(url, max_connections, base.clone(), 0, base);
+        let base = open_generation_at(&url, 0, max_connections).await?;
+        let live = live_generation(&base.pool).await?;
+        let mut read_models = Self::over(url, max_connections, base.clone(), base);
         if live != 0 {
             let generation = read_models.open_generation(live).await?;
             read_models = read_models.pinned(generation);
@@ -156,8 +161,7 @@ impl ReadModels {
         Ok(read_models)
     }
 
-    fn over(url: String, max_connections: u32, base: AnyPool, number: u64, pool: AnyPool) -> Self {
-        let generation = Generation { number, pool };
+    fn over(url: String, max_connections: u32, base: Generation, generation: Generation) -> Self {
         Self {
             shared: Arc::new(Shared {
                 url,
@@ -177,14 +181,13 @@ impl ReadModels {
             shared.url.clone(),
             shared.max_connections,
             shared.base.clone(),
-            generation.number,
-            generation.pool,
+            generation,
         )
     }
 
-    /// The pool of the generation reads use now.
+    /// The pool for queries of the generation reads use now.
     pub fn pool(&self) -> AnyPool {
-        self.shared.serving.borrow().pool.clone()
+        self.shared.serving.borrow().reads.clone()
     }
 
     pub fn serving(&self) -> Generation {
@@ -202,7 +205,7 @@ impl ReadModels {
     /// The configured database, whatever generation serves: for state that no rebuild
     /// replaces, like the relay's checkpoints.
     pub fn base(&self) -> &AnyPool {
-        &self.shared.base
+        &self.shared.base.pool
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -258,24 +261,18 @@ impl ReadModels {
     /// Connects to a generation, creating and migrating it first if it is new.
     pub async fn open_generation(&self, number: u64) -> Result<Generation, sqlx::Error> {
         if number == 0 {
-            return Ok(Generation {
-                number,
-                pool: self.shared.base.clone(),
-            });
+            return Ok(self.shared.base.clone());
         }
         if self.is_postgres() {
             sqlx::query(&format!(
                 "CREATE SCHEMA IF NOT EXISTS {}",
                 generation_schema(number)
             ))
-            .execute(&self.shared.base)
+            .execute(self.base())
             .await?;
         }
         let url = generation_url(&self.shared.url, number);
-        Ok(Generation {
-            number,
-            pool: open_pool(&url, self.shared.max_connections).await?,
-        })
+        open_generation_at(&url, number, self.shared.max_connections).await
     }
 
     /// Follows the live mark until the task is dropped: when a rebuild marks a new
@@ -298,7 +295,7 @@ impl ReadModels {
     }
 
     async fn follow_switch(&self) -> Result<(), sqlx::Error> {
-        let live = live_generation(&self.shared.base).await?;
+        let live = live_generation(self.base()).await?;
         let target = self.shared.target.borrow().number;
         if live != target {
             let generation = self.open_generation(live).await?;
@@ -366,14 +363,14 @@ impl ReadModels {
             "SELECT generation FROM read_model_generations WHERE state <> 'live'
              ORDER BY generation",
         )
-        .fetch_all(&self.shared.base)
+        .fetch_all(self.base())
         .await?;
         Ok(stale.into_iter().map(|number| number as u64).collect())
     }
 
     /// Deletes a generation that is not live: its schema or file, or generation 0's rows.
     pub async fn drop_generation(&self, number: u64) -> Result<(), sqlx::Error> {
-        let base = &self.shared.base;
+        let base = self.base();
         if number == 0 {
             let mut transaction = base.begin().await?;
             for table in READ_MODEL_TABLES.iter().chain(&["projection_checkpoints"]) {
@@ -404,7 +401,7 @@ impl ReadModels {
     /// Records a new generation as being built, and creates it.
     pub async fn begin_generation(&self) -> Result<Generation, sqlx::Error> {
         let newest: i64 = sqlx::query_scalar("SELECT MAX(generation) FROM read_model_generations")
-            .fetch_one(&self.shared.base)
+            .fetch_one(self.base())
             .await?;
         let number = newest as u64 + 1;
         // The primary key makes a second rebuild started at the same moment fail here.
@@ -412,14 +409,14 @@ impl ReadModels {
             "INSERT INTO read_model_generations (generation, state) VALUES ($1, 'building')",
         )
         .bind(number as i64)
-        .execute(&self.shared.base)
+        .execute(self.base())
         .await?;
         self.open_generation(number).await
     }
 
     /// Marks a built generation live and the previous one retired, in one transaction.
     pub async fn make_live(&self, number: u64) -> Result<(), sqlx::Error> {
-        let mut transaction = self.shared.base.begin().await?;
+        let mut transaction = self.base().begin().await?;
         sqlx::query("UPDATE read_model_generations SET state = 'retired' WHERE state = 'live'")
             .execute(&mut *transaction)
             .await?;
@@ -472,8 +469,12 @@ impl ReadModels {
     }
 }
 
-/// Migrates the database behind `url` and opens a pool on it.
-async fn open_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Error> {
+/// Migrates the database behind `url` and opens its pools.
+async fn open_generation_at(
+    url: &str,
+    number: u64,
+    max_connections: u32,
+) -> Result<Generation, sqlx::Error> {
     let postgres = is_postgres(url);
     let migrations = if postgres {
         POSTGRES_MIGRATIONS
@@ -481,20 +482,32 @@ async fn open_pool(url: &str, max_connections: u32) -> Result<AnyPool, sqlx::Err
         SQLITE_MIGRATIONS
     };
     migrations.apply(url).await?;
-    // SQLite gets one connection: it has one writer, and a read that meets an in-flight
-    // projection batch then waits for its commit instead of failing as "locked".
     let pool = AnyPoolOptions::new()
         .max_connections(if postgres { max_connections } else { 1 })
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)
         .await?;
-    if !postgres {
-        // WAL is a property of the file: set once, it holds for every later connection.
-        sqlx::query("PRAGMA journal_mode = WAL")
-            .execute(&pool)
-            .await?;
+    if postgres {
+        return Ok(Generation {
+            number,
+            reads: pool.clone(),
+            pool,
+        });
     }
-    Ok(pool)
+    // WAL is a property of the file: set once, it holds for every later connection.
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&pool)
+        .await?;
+    let reads = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await?;
+    Ok(Generation {
+        number,
+        pool,
+        reads,
+    })
 }
 
 async fn live_generation(base: &AnyPool) -> Result<u64, sqlx::Error> {
