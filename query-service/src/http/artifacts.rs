@@ -354,9 +354,12 @@ struct SignedLink {
 async fn serve_file(
     State(state): State<AppState>,
     Path(key): Path<String>,
-    Query(link): Query<SignedLink>,
+    link: Result<Query<SignedLink>, axum::extract::rejection::QueryRejection>,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let Query(link) = link.map_err(|_| {
+        ApiError::BadRequest("a download link needs a numeric expires and a signature".into())
+    })?;
     let local = state.local.as_ref().ok_or(ApiError::NotFound)?;
     let path = local.path_of(&key).ok_or(ApiError::NotFound)?;
     local
