@@ -178,6 +178,20 @@ async fn a_created_deployment_is_readable_at_its_location(server: TestServer) {
     assert_eq!(deployment["device_count"], 0);
 }
 
+/// A whole fleet by id: 100 000 UUIDs are about 4 MB of JSON, twice axum's default limit.
+async fn a_deployment_to_a_hundred_thousand_devices_is_accepted(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let devices: Vec<String> = (0..100_000)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let (status, body, id) = fleet
+        .create(json!({"name": "fleet", "artifact_name": "release-2", "devices": devices}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let deployment = fleet.deployment(&id.unwrap()).await;
+    assert_eq!(deployment["max_devices"], 100_000);
+}
+
 async fn bad_deployment_requests_are_400_and_change_nothing(server: TestServer) {
     let fleet = Fleet::new(server).await;
     let head = fleet.server.head().await;
@@ -1036,6 +1050,7 @@ async fn random_commands_keep_statistics_and_rebuilds_exact(server: TestServer) 
 
 on_both_backends!(
     a_created_deployment_is_readable_at_its_location,
+    a_deployment_to_a_hundred_thousand_devices_is_accepted,
     bad_deployment_requests_are_400_and_change_nothing,
     no_artifact_for_the_deployment_is_422,
     an_identical_active_deployment_is_409,

@@ -24,11 +24,18 @@ const BASE: &str = "/api/management/v1/deployments/deployments";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(BASE, post(create))
+        // A deployment may list a whole fleet: 100k UUIDs are 4 MB of JSON, past axum's 2 MB.
+        .route(
+            BASE,
+            post(create).layer(axum::extract::DefaultBodyLimit::max(MAX_CREATE_BYTES)),
+        )
         .route(&format!("{BASE}/{{id}}/status"), put(abort))
         .route(&format!("{BASE}/devices/{{device}}"), delete(decommission))
         .route(&format!("{BASE}/group/{{name}}"), post(create_for_group))
 }
+
+/// The largest deployment request: a million device ids of UUID length, with room to spare.
+const MAX_CREATE_BYTES: usize = 64 * 1024 * 1024;
 
 async fn create(
     State(state): State<AppState>,
