@@ -69,18 +69,22 @@ pub async fn rebuild(
         // instances' projectors apply before their reads move.
         loop {
             let head = log.head().await.context("reading the log's head")?;
-            loop {
-                let reached = applied
-                    .iter()
-                    .map(|applied| *applied.borrow())
-                    .min()
-                    .unwrap_or(head);
-                progress(reached, head);
-                if reached >= head {
-                    break;
+            for applied in &mut applied {
+                loop {
+                    let waited = tokio::time::timeout(
+                        Duration::from_millis(500),
+                        applied.wait_for(|reached| *reached >= head),
+                    )
+                    .await
+                    .map(|reached| reached.is_ok());
+                    match waited {
+                        Ok(true) => break,
+                        Ok(false) => anyhow::bail!("a projector stopped"),
+                        Err(_) => progress(*applied.borrow(), head),
+                    }
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
             }
+            progress(head, head);
             if log.head().await.context("reading the log's head")? == head {
                 return anyhow::Ok(head);
             }
