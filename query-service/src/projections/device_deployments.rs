@@ -7,7 +7,7 @@ use events::deployment::{
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
-use super::deployment_status::{count, refresh, FINAL};
+use super::deployment_status::{count, count_move, refresh, refresh_after_move, Standing, FINAL};
 
 type Tx = Transaction<'static, Any>;
 
@@ -84,24 +84,37 @@ pub async fn status_changed(
     changed: DeviceDeploymentStatusChanged,
 ) -> anyhow::Result<()> {
     let id = changed.deployment_id.to_string();
-    let previous: Option<String> = sqlx::query_scalar(
-        "SELECT status FROM device_deployments
-         WHERE tenant = $1 AND deployment_id = $2 AND device_id = $3",
+    // The entry and its deployment in one round trip: this runs for every status report.
+    let row = sqlx::query(
+        "SELECT entry.status AS previous, deployment.status, deployment.aborted,
+                deployment.max_devices
+         FROM device_deployments entry
+         JOIN deployments deployment
+           ON deployment.tenant = entry.tenant AND deployment.id = entry.deployment_id
+         WHERE entry.tenant = $1 AND entry.deployment_id = $2 AND entry.device_id = $3",
     )
     .bind(tenant)
     .bind(&id)
     .bind(&changed.device_id)
     .fetch_optional(&mut **tx)
     .await?;
-    let Some(previous) = previous.as_deref().and_then(DeviceDeploymentStatus::parse) else {
+    let Some(row) = row else {
         anyhow::bail!(
             "status change for {} in {id}, which has no entry",
             changed.device_id
         );
     };
+    let previous: String = row.try_get("previous")?;
+    let previous = DeviceDeploymentStatus::parse(&previous)
+        .ok_or_else(|| anyhow::anyhow!("unknown device status {previous:?}"))?;
+    let standing = Standing {
+        status: row.try_get("status")?,
+        aborted: row.try_get::<i64, _>("aborted")? == 1,
+        max_devices: row.try_get("max_devices")?,
+    };
     // A report that raced with an abort: the entry stays aborted unless the device really
     // finished, as the command side reads it.
-    if !changed.status.is_final() && is_aborted(tx, tenant, &id).await? {
+    if !changed.status.is_final() && standing.aborted {
         return Ok(());
     }
     // As in Mender: an empty substate keeps the last one; `started` is when the entry first
@@ -125,9 +138,8 @@ pub async fn status_changed(
     if previous == changed.status {
         return Ok(());
     }
-    count(tx, tenant, &id, previous, -1).await?;
-    count(tx, tenant, &id, changed.status, 1).await?;
-    refresh(tx, tenant, &id, at).await
+    count_move(tx, tenant, &id, previous, changed.status).await?;
+    refresh_after_move(tx, tenant, &id, at, &standing, (previous, changed.status)).await
 }
 
 /// Every unfinished entry of the device, in every deployment, becomes `decommissioned`.
