@@ -118,6 +118,7 @@ async fn upload(
                     .parse()
                     .map_err(|_| ApiError::BadRequest("size must be a number of bytes".into()))?;
                 if size > settings.max_upload_bytes {
+                    drain_rest(&mut multipart).await;
                     return Err(ApiError::TooLarge(format!(
                         "artifact file larger than the maximum of {} bytes",
                         settings.max_upload_bytes
@@ -226,13 +227,26 @@ async fn upload(
 /// the refusal; a larger rest is cut off with the connection.
 const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
 
-async fn drain(field: &mut axum::extract::multipart::Field<'_>) {
+async fn drain(field: &mut axum::extract::multipart::Field<'_>) -> usize {
     let mut drained = 0;
     while drained < DRAIN_LIMIT {
         match field.chunk().await {
             Ok(Some(chunk)) => drained += chunk.len(),
             _ => break,
         }
+    }
+    drained
+}
+
+/// Drains the fields not yet read, up to [`DRAIN_LIMIT`] in all: a refusal decided from an
+/// early field (the declared `size`) comes while the artifact itself is still arriving.
+async fn drain_rest(multipart: &mut Multipart) {
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT {
+        let Ok(Some(mut field)) = multipart.next_field().await else {
+            return;
+        };
+        drained += drain(&mut field).await;
     }
 }
 
