@@ -553,3 +553,26 @@ pub async fn a_tenant_reads_only_its_own_events_in_order(log: Arc<dyn EventLog>)
     assert_eq!(numbers, vec![1, 2, 4, 5, 7, 8, 10, 11]);
     assert_strictly_increasing(&seen);
 }
+
+/// A plain uploaded artifact (a Raspberry Pi 4 image of `size` bytes), for other crates' tests
+/// that need one in a log.
+pub fn artifact_uploaded(id: Uuid, name: &str, size: u64) -> crate::DomainEvent {
+    use crate::artifact::{ArtifactInfo, ArtifactUploaded};
+    crate::DomainEvent::ArtifactUploaded(ArtifactUploaded {
+        artifact_id: id,
+        name: name.into(),
+        description: "nightly".into(),
+        device_types_compatible: vec!["raspberrypi4".into()],
+        info: ArtifactInfo {
+            format: "mender".into(),
+            version: 3,
+        },
+        signed: false,
+        updates: vec![],
+        artifact_provides: Default::default(),
+        artifact_depends: Default::default(),
+        clears_artifact_provides: vec![],
+        size,
+        modified: chrono::Utc::now(),
+    })
+}

@@ -19,11 +19,12 @@ pub trait Projection: Send + Sync + 'static {
     /// Names the projection's checkpoint; never renamed once deployed.
     fn name(&self) -> &'static str;
 
-    /// Applies one event inside the batch's transaction.
+    /// Applies a batch's events, in order, inside the batch's transaction; the result must be
+    /// the same however the log is cut into batches.
     async fn apply(
         &self,
         transaction: &mut Transaction<'static, Any>,
-        event: &RecordedEvent,
+        events: &[RecordedEvent],
     ) -> anyhow::Result<()>;
 }
 
@@ -202,9 +203,7 @@ impl Projector {
             .begin()
             .await
             .map_err(anyhow::Error::from)?;
-        for event in batch {
-            self.projection.apply(&mut transaction, event).await?;
-        }
+        self.projection.apply(&mut transaction, batch).await?;
         // Guarded by the old value: if another instance advanced the checkpoint, this batch
         // is stale and must not commit.
         let moved = sqlx::query(

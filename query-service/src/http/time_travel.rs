@@ -65,23 +65,19 @@ pub async fn state_at(state: &AppState, tenant: &TenantId, as_of: &AsOf) -> Resu
             .map_err(anyhow::Error::from)?;
         let Some(last) = page.last() else { break };
         after = last.position;
+        let before = page
+            .iter()
+            .take_while(|event| match moment {
+                Moment::Position(position) => event.position <= position,
+                Moment::Time(time) => event.metadata.occurred_at <= time,
+            })
+            .count();
         let mut transaction = past.pool().begin().await?;
-        let mut reached = false;
-        for event in &page {
-            let later = match moment {
-                Moment::Position(position) => event.position > position,
-                Moment::Time(time) => event.metadata.occurred_at > time,
-            };
-            if later {
-                reached = true;
-                break;
-            }
-            for projection in &projections {
-                projection.apply(&mut transaction, event).await?;
-            }
+        for projection in &projections {
+            projection.apply(&mut transaction, &page[..before]).await?;
         }
         transaction.commit().await?;
-        if reached {
+        if before < page.len() {
             break 'replay;
         }
     }

@@ -18,35 +18,41 @@ impl Projection for ArtifactsProjection {
         "artifacts"
     }
 
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> anyhow::Result<()> {
-        let tenant = event.tenant.as_str();
-        match event.decode()? {
-            DomainEvent::ArtifactUploaded(uploaded) => {
-                artifact_uploaded(tx, tenant, uploaded).await
-            }
-            DomainEvent::ArtifactDescriptionChanged(changed) => {
-                sqlx::query(
-                    "UPDATE artifacts SET description = $3, modified = $4
+    async fn apply(&self, tx: &mut Tx, events: &[RecordedEvent]) -> anyhow::Result<()> {
+        // Artifact events are few and far between: one at a time is fast enough.
+        for event in events {
+            apply_one(tx, event).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn apply_one(tx: &mut Tx, event: &RecordedEvent) -> anyhow::Result<()> {
+    let tenant = event.tenant.as_str();
+    match event.decode()? {
+        DomainEvent::ArtifactUploaded(uploaded) => artifact_uploaded(tx, tenant, uploaded).await,
+        DomainEvent::ArtifactDescriptionChanged(changed) => {
+            sqlx::query(
+                "UPDATE artifacts SET description = $3, modified = $4
                      WHERE tenant = $1 AND id = $2",
-                )
+            )
+            .bind(tenant)
+            .bind(changed.artifact_id.to_string())
+            .bind(changed.description)
+            .bind(stored_time(event.metadata.occurred_at))
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+        DomainEvent::ArtifactDeleted(deleted) => {
+            sqlx::query("DELETE FROM artifacts WHERE tenant = $1 AND id = $2")
                 .bind(tenant)
-                .bind(changed.artifact_id.to_string())
-                .bind(changed.description)
-                .bind(stored_time(event.metadata.occurred_at))
+                .bind(deleted.artifact_id.to_string())
                 .execute(&mut **tx)
                 .await?;
-                Ok(())
-            }
-            DomainEvent::ArtifactDeleted(deleted) => {
-                sqlx::query("DELETE FROM artifacts WHERE tenant = $1 AND id = $2")
-                    .bind(tenant)
-                    .bind(deleted.artifact_id.to_string())
-                    .execute(&mut **tx)
-                    .await?;
-                add_usage(tx, tenant, -(deleted.size as i64)).await
-            }
-            _ => Ok(()),
+            add_usage(tx, tenant, -(deleted.size as i64)).await
         }
+        _ => Ok(()),
     }
 }
 

@@ -63,30 +63,6 @@ pub async fn count(
     Ok(())
 }
 
-/// Moves one device from one status's count to another's, in one statement.
-pub async fn count_move(
-    tx: &mut Tx,
-    tenant: &str,
-    deployment: &str,
-    from: DeviceDeploymentStatus,
-    to: DeviceDeploymentStatus,
-) -> anyhow::Result<()> {
-    // Two different keys, so the upsert touches each row once, as both engines require.
-    sqlx::query(
-        "INSERT INTO deployment_statistics (tenant, deployment_id, status, devices)
-         VALUES ($1, $2, $3, -1), ($1, $2, $4, 1)
-         ON CONFLICT (tenant, deployment_id, status)
-         DO UPDATE SET devices = deployment_statistics.devices + excluded.devices",
-    )
-    .bind(tenant)
-    .bind(deployment)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Counts a deployment's entries afresh, after a change that moved many at once (an abort).
 pub async fn recount(tx: &mut Tx, tenant: &str, deployment: &str) -> anyhow::Result<()> {
     sqlx::query("DELETE FROM deployment_statistics WHERE tenant = $1 AND deployment_id = $2")
@@ -108,10 +84,10 @@ pub async fn recount(tx: &mut Tx, tenant: &str, deployment: &str) -> anyhow::Res
 }
 
 /// What deriving a deployment's status needs to know of the deployment itself.
-pub struct Standing {
-    pub status: String,
-    pub aborted: bool,
-    pub max_devices: i64,
+struct Standing {
+    status: String,
+    aborted: bool,
+    max_devices: i64,
 }
 
 /// Derives the deployment's status afresh from its counts and stores it if it changed.
@@ -139,41 +115,6 @@ pub async fn refresh(tx: &mut Tx, tenant: &str, deployment: &str, at: &str) -> a
         max_devices: row.try_get("max_devices")?,
     };
     settle(tx, tenant, deployment, at, &standing).await
-}
-
-/// After one entry moved from `from` to `to`: derives the status again unless the move cannot
-/// change it, which is what most status reports are (one active status to another), so they
-/// skip reading the counts back.
-pub async fn refresh_after_move(
-    tx: &mut Tx,
-    tenant: &str,
-    deployment: &str,
-    at: &str,
-    standing: &Standing,
-    (from, to): (DeviceDeploymentStatus, DeviceDeploymentStatus),
-) -> anyhow::Result<()> {
-    if cannot_change_status(&standing.status, from, to) {
-        return Ok(());
-    }
-    settle(tx, tenant, deployment, at, standing).await
-}
-
-/// Whether moving one entry from `from` to `to` leaves `deployment_status` as it is: a
-/// finished deployment stays finished; an in-progress one stays in progress while the final
-/// count does not move and the entry lands in a status that counts as started.
-pub fn cannot_change_status(
-    current: &str,
-    from: DeviceDeploymentStatus,
-    to: DeviceDeploymentStatus,
-) -> bool {
-    current == "finished"
-        || (current == "inprogress"
-            && !from.is_final()
-            && !to.is_final()
-            && !matches!(
-                to,
-                DeviceDeploymentStatus::Pending | DeviceDeploymentStatus::Decommissioned
-            ))
 }
 
 async fn settle(
@@ -265,39 +206,5 @@ mod tests {
             deployment_status("finished", false, 4, &[(Pending, 1)]),
             "finished"
         );
-    }
-
-    #[test]
-    fn a_move_said_not_to_change_the_status_never_does() {
-        // Every move of one entry, over deployments with entries in every pair of statuses.
-        for current in ["pending", "inprogress", "finished"] {
-            for (a, b) in DeviceDeploymentStatus::ALL
-                .into_iter()
-                .flat_map(|a| DeviceDeploymentStatus::ALL.map(move |b| (a, b)))
-            {
-                for (from, to) in DeviceDeploymentStatus::ALL
-                    .into_iter()
-                    .flat_map(|f| DeviceDeploymentStatus::ALL.map(move |t| (f, t)))
-                {
-                    if from == to || !cannot_change_status(current, from, to) {
-                        continue;
-                    }
-                    for max_devices in 2..5 {
-                        let before = [(a, 1), (b, 1), (from, 1)];
-                        // Only states the derivation can be in: the stored status is what
-                        // it derived from these counts (or finished, which sticks).
-                        if deployment_status(current, false, max_devices, &before) != current {
-                            continue;
-                        }
-                        let after = [(a, 1), (b, 1), (to, 1)];
-                        assert_eq!(
-                            deployment_status(current, false, max_devices, &after),
-                            current,
-                            "{current}: {from:?} -> {to:?} beside {a:?}, {b:?}, max {max_devices}"
-                        );
-                    }
-                }
-            }
-        }
     }
 }

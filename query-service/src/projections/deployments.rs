@@ -3,12 +3,12 @@
 
 use async_trait::async_trait;
 use events::artifact::ArtifactUploaded;
-use events::deployment::{DeploymentAborted, DeploymentCreated, DeviceAdmittedToPhase};
+use events::deployment::{DeploymentAborted, DeploymentCreated};
 use events::{DomainEvent, RecordedEvent};
 use sqlx::{Any, Transaction};
 
 use super::deployment_status::{recount, refresh, FINAL};
-use super::device_deployments;
+use super::device_deployments::{self, DeviceEvent, DeviceRun};
 use super::stored_time;
 use crate::projector::Projection;
 
@@ -27,44 +27,61 @@ impl Projection for DeploymentsProjection {
         "deployments"
     }
 
-    async fn apply(&self, tx: &mut Tx, event: &RecordedEvent) -> anyhow::Result<()> {
-        let tenant = event.tenant.as_str();
-        let at = stored_time(event.metadata.occurred_at);
-        match event.decode()? {
-            DomainEvent::DeploymentCreated(created) => {
-                deployment_created(tx, tenant, created).await
-            }
-            DomainEvent::DeploymentAborted(aborted) => {
-                deployment_aborted(tx, tenant, &at, aborted).await
-            }
-            DomainEvent::DeviceAdmittedToPhase(admitted) => {
-                device_admitted(tx, tenant, admitted).await
-            }
-            DomainEvent::DeviceJoinedDeployment(joined) => {
-                device_deployments::joined(tx, tenant, &at, event.event_id, joined).await
-            }
-            DomainEvent::DeviceDeploymentStatusChanged(changed) => {
-                device_deployments::status_changed(tx, tenant, &at, changed).await
-            }
-            DomainEvent::DeviceDecommissioned(decommissioned) => {
-                device_deployments::decommissioned(tx, tenant, &at, decommissioned).await
-            }
-            DomainEvent::DeviceDeploymentLogSaved(saved) => {
-                device_deployments::log_saved(tx, tenant, saved).await
-            }
-            DomainEvent::ArtifactUploaded(uploaded) => {
-                artifact_uploaded(tx, tenant, uploaded).await
-            }
-            DomainEvent::ArtifactDeleted(deleted) => {
-                sqlx::query("DELETE FROM deployment_known_artifacts WHERE tenant = $1 AND id = $2")
-                    .bind(tenant)
-                    .bind(deleted.artifact_id.to_string())
-                    .execute(&mut **tx)
-                    .await?;
-                Ok(())
-            }
-            DomainEvent::ArtifactDescriptionChanged(_) => Ok(()),
+    async fn apply(&self, tx: &mut Tx, events: &[RecordedEvent]) -> anyhow::Result<()> {
+        let mut run = DeviceRun::default();
+        for event in events {
+            let tenant = event.tenant.as_str();
+            let at = stored_time(event.metadata.occurred_at);
+            let device_event = match event.decode()? {
+                DomainEvent::DeviceJoinedDeployment(joined) => DeviceEvent::Joined {
+                    at,
+                    entry_id: event.event_id,
+                    joined,
+                },
+                DomainEvent::DeviceDeploymentStatusChanged(changed) => {
+                    DeviceEvent::StatusChanged { at, changed }
+                }
+                DomainEvent::DeviceAdmittedToPhase(admitted) => {
+                    DeviceEvent::AdmittedToPhase(admitted)
+                }
+                DomainEvent::DeviceDeploymentLogSaved(saved) => DeviceEvent::LogSaved(saved),
+                other => {
+                    // Everything else reads or writes what the run holds: the run goes first.
+                    run.write(tx).await?;
+                    apply_one(tx, tenant, &at, other).await?;
+                    continue;
+                }
+            };
+            run.push(tenant, device_event);
         }
+        run.write(tx).await
+    }
+}
+
+/// An event that is not a device's, applied on its own.
+async fn apply_one(tx: &mut Tx, tenant: &str, at: &str, event: DomainEvent) -> anyhow::Result<()> {
+    match event {
+        DomainEvent::DeploymentCreated(created) => deployment_created(tx, tenant, created).await,
+        DomainEvent::DeploymentAborted(aborted) => {
+            deployment_aborted(tx, tenant, at, aborted).await
+        }
+        DomainEvent::DeviceDecommissioned(decommissioned) => {
+            device_deployments::decommissioned(tx, tenant, at, decommissioned).await
+        }
+        DomainEvent::ArtifactUploaded(uploaded) => artifact_uploaded(tx, tenant, uploaded).await,
+        DomainEvent::ArtifactDeleted(deleted) => {
+            sqlx::query("DELETE FROM deployment_known_artifacts WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(deleted.artifact_id.to_string())
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+        DomainEvent::ArtifactDescriptionChanged(_)
+        | DomainEvent::DeviceJoinedDeployment(_)
+        | DomainEvent::DeviceDeploymentStatusChanged(_)
+        | DomainEvent::DeviceAdmittedToPhase(_)
+        | DomainEvent::DeviceDeploymentLogSaved(_) => Ok(()),
     }
 }
 
@@ -159,23 +176,6 @@ async fn deployment_aborted(
         .await?;
     recount(tx, tenant, &id).await?;
     refresh(tx, tenant, &id, at).await
-}
-
-async fn device_admitted(
-    tx: &mut Tx,
-    tenant: &str,
-    admitted: DeviceAdmittedToPhase,
-) -> anyhow::Result<()> {
-    sqlx::query(
-        "UPDATE deployment_phases SET device_count = device_count + 1
-         WHERE tenant = $1 AND deployment_id = $2 AND number = $3",
-    )
-    .bind(tenant)
-    .bind(admitted.deployment_id.to_string())
-    .bind(admitted.phase as i64)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// Remembers the artifact, and adds it to the unfinished deployments of its name, as Mender

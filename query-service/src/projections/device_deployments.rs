@@ -1,145 +1,610 @@
-//! Each device's entry in a deployment: joining, status changes, decommissioning and logs.
+//! Each device's entry in a deployment: joining, status changes, phase admissions, logs and
+//! decommissioning.
+//!
+//! Joins, status reports, admissions and logs arrive by the thousand per deployment, so a
+//! batch's run of them is folded: every entry, count and deployment the run touches is read
+//! once, changed in memory in event order by the same rules as one event at a time, and
+//! written once in multi-row statements. A run costs a handful of round trips however long it
+//! is, which is what lets status reports and rebuilds go at the database's pace rather than at
+//! one round trip per statement per event.
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use events::deployment::{
-    DeviceDecommissioned, DeviceDeploymentLogSaved, DeviceDeploymentStatus,
+    DeviceAdmittedToPhase, DeviceDecommissioned, DeviceDeploymentLogSaved, DeviceDeploymentStatus,
     DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
 };
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
-use super::deployment_status::{count, count_move, refresh, refresh_after_move, Standing, FINAL};
+use super::deployment_status::{count, deployment_status, refresh, FINAL};
 
 type Tx = Transaction<'static, Any>;
 
-/// Whether the deployment was aborted; an error when the read model does not know it.
-async fn is_aborted(tx: &mut Tx, tenant: &str, deployment: &str) -> anyhow::Result<bool> {
-    let aborted: Option<i64> =
-        sqlx::query_scalar("SELECT aborted FROM deployments WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(deployment)
-            .fetch_optional(&mut **tx)
+/// Rows per multi-row statement: few statements for a long run, and well under either
+/// engine's limit of bound parameters (14 columns × 200 rows = 2 800).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// One device event of a run, with what the projection needs of its envelope.
+pub enum DeviceEvent {
+    Joined {
+        at: String,
+        entry_id: Uuid,
+        joined: DeviceJoinedDeployment,
+    },
+    StatusChanged {
+        at: String,
+        changed: DeviceDeploymentStatusChanged,
+    },
+    AdmittedToPhase(DeviceAdmittedToPhase),
+    LogSaved(DeviceDeploymentLogSaved),
+}
+
+impl DeviceEvent {
+    fn deployment(&self) -> Uuid {
+        match self {
+            Self::Joined { joined, .. } => joined.deployment_id,
+            Self::StatusChanged { changed, .. } => changed.deployment_id,
+            Self::AdmittedToPhase(admitted) => admitted.deployment_id,
+            Self::LogSaved(saved) => saved.deployment_id,
+        }
+    }
+
+    fn device(&self) -> &str {
+        match self {
+            Self::Joined { joined, .. } => &joined.device_id,
+            Self::StatusChanged { changed, .. } => &changed.device_id,
+            Self::AdmittedToPhase(admitted) => &admitted.device_id,
+            Self::LogSaved(saved) => &saved.device_id,
+        }
+    }
+}
+
+/// A tenant and a deployment id, as the read models key deployments.
+type DeploymentKey = (String, String);
+/// A tenant, a deployment id and a device id, as the read models key entries.
+type EntryKey = (String, String, String);
+
+/// A run of device events, applied together by [`DeviceRun::write`].
+#[derive(Default)]
+pub struct DeviceRun {
+    events: Vec<(String, DeviceEvent)>,
+}
+
+impl DeviceRun {
+    pub fn push(&mut self, tenant: &str, event: DeviceEvent) {
+        self.events.push((tenant.to_owned(), event));
+    }
+
+    /// Applies the run and empties it; the caller does so before any other kind of event, so
+    /// that what the run reads is what the events before it left.
+    pub async fn write(&mut self, tx: &mut Tx) -> anyhow::Result<()> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let events = std::mem::take(&mut self.events);
+        let mut fold = Fold::load(tx, &events).await?;
+        for (tenant, event) in events {
+            fold.apply(tenant, event)?;
+        }
+        fold.store(tx).await
+    }
+}
+
+/// An entry as stored, plus whether the run changed it.
+struct Entry {
+    id: String,
+    status: DeviceDeploymentStatus,
+    substate: Option<String>,
+    artifact_id: Option<String>,
+    device_type: String,
+    installed_artifact_name: String,
+    phase: Option<i64>,
+    created: String,
+    started: Option<String>,
+    finished: Option<String>,
+    has_log: bool,
+    changed: bool,
+}
+
+/// What the run needs of a deployment, and what it changed.
+struct Deployment {
+    status: String,
+    aborted: bool,
+    max_devices: i64,
+    /// Devices per status, and which statuses the run touched (each is written back, as
+    /// one event at a time would, even when its moves cancel out).
+    counts: BTreeMap<DeviceDeploymentStatus, i64>,
+    count_changes: BTreeMap<DeviceDeploymentStatus, i64>,
+    devices_joined: i64,
+    size_added: i64,
+    status_changed: bool,
+    finished_at: Option<String>,
+}
+
+impl Deployment {
+    fn count(&mut self, status: DeviceDeploymentStatus, delta: i64) {
+        *self.counts.entry(status).or_default() += delta;
+        *self.count_changes.entry(status).or_default() += delta;
+    }
+
+    /// Derives the status again after a change at `at`, as Mender does after every one.
+    fn settle(&mut self, at: &str) {
+        let counts: Vec<_> = self.counts.iter().map(|(s, n)| (*s, *n)).collect();
+        let status = deployment_status(&self.status, self.aborted, self.max_devices, &counts);
+        if status != self.status {
+            self.status = status.to_owned();
+            self.status_changed = true;
+            if status == "finished" {
+                self.finished_at = Some(at.to_owned());
+            }
+        }
+    }
+}
+
+/// The state a run reads, changes in memory, and writes back.
+struct Fold {
+    deployments: BTreeMap<DeploymentKey, Deployment>,
+    entries: BTreeMap<EntryKey, Entry>,
+    artifact_sizes: BTreeMap<(String, String), i64>,
+    phase_admissions: BTreeMap<(String, String, i64), i64>,
+    logs: BTreeMap<EntryKey, String>,
+}
+
+impl Fold {
+    async fn load(tx: &mut Tx, events: &[(String, DeviceEvent)]) -> anyhow::Result<Self> {
+        let mut deployment_ids: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        let mut device_ids: BTreeMap<(&str, String), BTreeSet<&str>> = BTreeMap::new();
+        let mut artifact_ids: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for (tenant, event) in events {
+            let deployment = event.deployment().to_string();
+            match event {
+                DeviceEvent::AdmittedToPhase(_) => continue,
+                DeviceEvent::Joined { joined, .. } => {
+                    if let Some(artifact) = joined.artifact_id {
+                        artifact_ids
+                            .entry(tenant.as_str())
+                            .or_default()
+                            .insert(artifact.to_string());
+                    }
+                    deployment_ids
+                        .entry(tenant.as_str())
+                        .or_default()
+                        .insert(deployment.clone());
+                }
+                DeviceEvent::StatusChanged { .. } => {
+                    deployment_ids
+                        .entry(tenant.as_str())
+                        .or_default()
+                        .insert(deployment.clone());
+                }
+                DeviceEvent::LogSaved(_) => {}
+            }
+            device_ids
+                .entry((tenant.as_str(), deployment))
+                .or_default()
+                .insert(event.device());
+        }
+
+        let mut fold = Fold {
+            deployments: BTreeMap::new(),
+            entries: BTreeMap::new(),
+            artifact_sizes: BTreeMap::new(),
+            phase_admissions: BTreeMap::new(),
+            logs: BTreeMap::new(),
+        };
+        for (tenant, ids) in &deployment_ids {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let rows = select_in(
+                tx,
+                "SELECT id, status, aborted, max_devices FROM deployments
+                 WHERE tenant = $1 AND id",
+                &[*tenant],
+                &ids,
+            )
             .await?;
-    aborted
-        .map(|aborted| aborted == 1)
-        .ok_or_else(|| anyhow::anyhow!("device event for unknown deployment {deployment}"))
+            for row in rows {
+                fold.deployments.insert(
+                    (tenant.to_string(), row.try_get("id")?),
+                    Deployment {
+                        status: row.try_get("status")?,
+                        aborted: row.try_get::<i64, _>("aborted")? == 1,
+                        max_devices: row.try_get("max_devices")?,
+                        counts: BTreeMap::new(),
+                        count_changes: BTreeMap::new(),
+                        devices_joined: 0,
+                        size_added: 0,
+                        status_changed: false,
+                        finished_at: None,
+                    },
+                );
+            }
+            let rows = select_in(
+                tx,
+                "SELECT deployment_id, status, devices FROM deployment_statistics
+                 WHERE tenant = $1 AND deployment_id",
+                &[*tenant],
+                &ids,
+            )
+            .await?;
+            for row in rows {
+                let key = (tenant.to_string(), row.try_get("deployment_id")?);
+                if let Some(deployment) = fold.deployments.get_mut(&key) {
+                    let status = parse_status(&row.try_get::<String, _>("status")?)?;
+                    deployment.counts.insert(status, row.try_get("devices")?);
+                }
+            }
+        }
+        for (tenant, ids) in &artifact_ids {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let rows = select_in(
+                tx,
+                "SELECT id, size FROM deployment_known_artifacts WHERE tenant = $1 AND id",
+                &[*tenant],
+                &ids,
+            )
+            .await?;
+            for row in rows {
+                fold.artifact_sizes.insert(
+                    (tenant.to_string(), row.try_get("id")?),
+                    row.try_get("size")?,
+                );
+            }
+        }
+        for ((tenant, deployment), devices) in &device_ids {
+            let devices: Vec<&str> = devices.iter().copied().collect();
+            let rows = select_in(
+                tx,
+                "SELECT device_id, id, status, substate, artifact_id, device_type,
+                        installed_artifact_name, phase, created, started, finished, has_log
+                 FROM device_deployments WHERE tenant = $1 AND deployment_id = $2 AND device_id",
+                &[*tenant, deployment.as_str()],
+                &devices,
+            )
+            .await?;
+            for row in rows {
+                let key = (
+                    tenant.to_string(),
+                    deployment.clone(),
+                    row.try_get("device_id")?,
+                );
+                let entry = Entry {
+                    id: row.try_get("id")?,
+                    status: parse_status(&row.try_get::<String, _>("status")?)?,
+                    substate: row.try_get("substate")?,
+                    artifact_id: row.try_get("artifact_id")?,
+                    device_type: row.try_get("device_type")?,
+                    installed_artifact_name: row.try_get("installed_artifact_name")?,
+                    phase: row.try_get("phase")?,
+                    created: row.try_get("created")?,
+                    started: row.try_get("started")?,
+                    finished: row.try_get("finished")?,
+                    has_log: row.try_get::<i64, _>("has_log")? == 1,
+                    changed: false,
+                };
+                fold.entries.insert(key, entry);
+            }
+        }
+        Ok(fold)
+    }
+
+    fn apply(&mut self, tenant: String, event: DeviceEvent) -> anyhow::Result<()> {
+        let deployment = event.deployment().to_string();
+        let key = (tenant, deployment, event.device().to_owned());
+        match event {
+            DeviceEvent::Joined {
+                at,
+                entry_id,
+                joined,
+            } => self.joined(key, &at, entry_id, joined),
+            DeviceEvent::StatusChanged { at, changed } => self.status_changed(key, &at, changed),
+            DeviceEvent::AdmittedToPhase(admitted) => {
+                let (tenant, deployment, _) = key;
+                *self
+                    .phase_admissions
+                    .entry((tenant, deployment, admitted.phase as i64))
+                    .or_default() += 1;
+                Ok(())
+            }
+            DeviceEvent::LogSaved(saved) => {
+                // The latest log is the one kept; an entry, if there is one, notes it has one.
+                self.logs
+                    .insert(key.clone(), serde_json::to_string(&saved.messages)?);
+                if let Some(entry) = self.entries.get_mut(&key) {
+                    entry.has_log = true;
+                    entry.changed = true;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Creates the device's entry; `entry_id` (the event's id) names it for good.
+    fn joined(
+        &mut self,
+        key: EntryKey,
+        at: &str,
+        entry_id: Uuid,
+        joined: DeviceJoinedDeployment,
+    ) -> anyhow::Result<()> {
+        let (tenant, id, device) = &key;
+        let Some(deployment) = self.deployments.get_mut(&(tenant.clone(), id.clone())) else {
+            anyhow::bail!("device event for unknown deployment {id}");
+        };
+        if self.entries.contains_key(&key) {
+            anyhow::bail!("{device} joined {id} twice");
+        }
+        // The device joins on its own stream, so the join can land after an abort it raced
+        // with; the command side then treats the unfinished entry as aborted, and so does this.
+        let status = if deployment.aborted && !joined.status.is_final() {
+            DeviceDeploymentStatus::Aborted
+        } else {
+            joined.status
+        };
+        let artifact_id = joined.artifact_id.map(|artifact| artifact.to_string());
+        // Mender adds the assigned artifact's size once per device that gets it.
+        deployment.devices_joined += 1;
+        if let Some(artifact) = &artifact_id {
+            deployment.size_added += self
+                .artifact_sizes
+                .get(&(tenant.clone(), artifact.clone()))
+                .copied()
+                .unwrap_or(0);
+        }
+        deployment.count(status, 1);
+        deployment.settle(at);
+        let entry = Entry {
+            id: entry_id.to_string(),
+            status,
+            substate: None,
+            artifact_id,
+            device_type: joined.device_type,
+            installed_artifact_name: joined.installed_artifact_name,
+            phase: joined.phase.map(|phase| phase as i64),
+            created: at.to_owned(),
+            started: (status != DeviceDeploymentStatus::Pending).then(|| at.to_owned()),
+            finished: status.is_final().then(|| at.to_owned()),
+            has_log: false,
+            changed: true,
+        };
+        self.entries.insert(key, entry);
+        Ok(())
+    }
+
+    /// Moves the entry to its new status, keeping the deployment's counts and status in step.
+    fn status_changed(
+        &mut self,
+        key: EntryKey,
+        at: &str,
+        changed: DeviceDeploymentStatusChanged,
+    ) -> anyhow::Result<()> {
+        let (tenant, id, device) = &key;
+        let (Some(entry), Some(deployment)) = (
+            self.entries.get_mut(&key),
+            self.deployments.get_mut(&(tenant.clone(), id.clone())),
+        ) else {
+            anyhow::bail!("status change for {device} in {id}, which has no entry");
+        };
+        // A report that raced with an abort: the entry stays aborted unless the device really
+        // finished, as the command side reads it.
+        if !changed.status.is_final() && deployment.aborted {
+            return Ok(());
+        }
+        // As in Mender: an empty substate keeps the last one; `started` is when the entry first
+        // left pending; `finished` is the time of the latest final status.
+        if let Some(substate) = changed.substate.filter(|substate| !substate.is_empty()) {
+            entry.substate = Some(substate);
+        }
+        if entry.started.is_none() && changed.status != DeviceDeploymentStatus::Pending {
+            entry.started = Some(at.to_owned());
+        }
+        if changed.status.is_final() {
+            entry.finished = Some(at.to_owned());
+        }
+        entry.changed = true;
+        let previous = std::mem::replace(&mut entry.status, changed.status);
+        if previous != changed.status {
+            deployment.count(previous, -1);
+            deployment.count(changed.status, 1);
+            deployment.settle(at);
+        }
+        Ok(())
+    }
+
+    async fn store(self, tx: &mut Tx) -> anyhow::Result<()> {
+        let entries: Vec<Vec<Param>> = self
+            .entries
+            .into_iter()
+            .filter(|(_, entry)| entry.changed)
+            .map(|((tenant, deployment, device), entry)| {
+                vec![
+                    Param::text(tenant),
+                    Param::text(deployment),
+                    Param::text(device),
+                    Param::text(entry.id),
+                    Param::text(entry.status.as_str()),
+                    Param::Text(entry.substate),
+                    Param::Text(entry.artifact_id),
+                    Param::text(entry.device_type),
+                    Param::text(entry.installed_artifact_name),
+                    Param::Int(entry.phase),
+                    Param::text(entry.created),
+                    Param::Text(entry.started),
+                    Param::Text(entry.finished),
+                    Param::Int(Some(i64::from(entry.has_log))),
+                ]
+            })
+            .collect();
+        insert_rows(
+            tx,
+            "INSERT INTO device_deployments (tenant, deployment_id, device_id, id, status,
+                 substate, artifact_id, device_type, installed_artifact_name, phase, created,
+                 started, finished, has_log)",
+            "ON CONFLICT (tenant, deployment_id, device_id) DO UPDATE SET
+                 status = excluded.status, substate = excluded.substate,
+                 started = excluded.started, finished = excluded.finished,
+                 has_log = excluded.has_log",
+            entries,
+        )
+        .await?;
+
+        let mut counts = Vec::new();
+        for ((tenant, id), deployment) in &self.deployments {
+            for (status, delta) in &deployment.count_changes {
+                counts.push(vec![
+                    Param::text(tenant.as_str()),
+                    Param::text(id.as_str()),
+                    Param::text(status.as_str()),
+                    Param::Int(Some(*delta)),
+                ]);
+            }
+        }
+        insert_rows(
+            tx,
+            "INSERT INTO deployment_statistics (tenant, deployment_id, status, devices)",
+            "ON CONFLICT (tenant, deployment_id, status)
+             DO UPDATE SET devices = deployment_statistics.devices + excluded.devices",
+            counts,
+        )
+        .await?;
+
+        for ((tenant, id), deployment) in &self.deployments {
+            if deployment.devices_joined == 0 && !deployment.status_changed {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE deployments SET device_count = device_count + $3,
+                        total_size = total_size + $4, status = $5,
+                        finished = COALESCE($6, finished)
+                 WHERE tenant = $1 AND id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(deployment.devices_joined)
+            .bind(deployment.size_added)
+            .bind(&deployment.status)
+            .bind(&deployment.finished_at)
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        for ((tenant, id, phase), devices) in &self.phase_admissions {
+            sqlx::query(
+                "UPDATE deployment_phases SET device_count = device_count + $4
+                 WHERE tenant = $1 AND deployment_id = $2 AND number = $3",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(phase)
+            .bind(devices)
+            .execute(&mut **tx)
+            .await?;
+        }
+
+        let logs = self
+            .logs
+            .into_iter()
+            .map(|((tenant, deployment, device), messages)| {
+                vec![
+                    Param::text(tenant),
+                    Param::text(deployment),
+                    Param::text(device),
+                    Param::text(messages),
+                ]
+            })
+            .collect();
+        insert_rows(
+            tx,
+            "INSERT INTO device_deployment_logs (tenant, deployment_id, device_id, messages)",
+            "ON CONFLICT (tenant, deployment_id, device_id)
+             DO UPDATE SET messages = excluded.messages",
+            logs,
+        )
+        .await
+    }
 }
 
-/// Creates the device's entry; `entry_id` (the event's id) names it for good.
-pub async fn joined(
-    tx: &mut Tx,
-    tenant: &str,
-    at: &str,
-    entry_id: Uuid,
-    joined: DeviceJoinedDeployment,
-) -> anyhow::Result<()> {
-    let id = joined.deployment_id.to_string();
-    // The device joins on its own stream, so the join can land after an abort it raced with;
-    // the command side then treats the unfinished entry as aborted, and so does this.
-    let status = if is_aborted(tx, tenant, &id).await? && !joined.status.is_final() {
-        DeviceDeploymentStatus::Aborted
-    } else {
-        joined.status
-    };
-    sqlx::query(
-        "INSERT INTO device_deployments (tenant, deployment_id, device_id, id, status, substate,
-                                         artifact_id, device_type, installed_artifact_name,
-                                         phase, created, started, finished, has_log)
-         VALUES ($1, $2, $3, $4, $5, NULL, $6, $7, $8, $9, $10, $11, $12, 0)",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(&joined.device_id)
-    .bind(entry_id.to_string())
-    .bind(status.as_str())
-    .bind(joined.artifact_id.map(|artifact| artifact.to_string()))
-    .bind(&joined.device_type)
-    .bind(&joined.installed_artifact_name)
-    .bind(joined.phase.map(|phase| phase as i64))
-    .bind(at)
-    .bind((status != DeviceDeploymentStatus::Pending).then_some(at))
-    .bind(status.is_final().then_some(at))
-    .execute(&mut **tx)
-    .await?;
-    // Mender adds the assigned artifact's size once per device that gets it.
-    sqlx::query(
-        "UPDATE deployments SET device_count = device_count + 1,
-                total_size = total_size + COALESCE(
-                    (SELECT size FROM deployment_known_artifacts WHERE tenant = $1 AND id = $3), 0)
-         WHERE tenant = $1 AND id = $2",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(joined.artifact_id.map(|artifact| artifact.to_string()))
-    .execute(&mut **tx)
-    .await?;
-    count(tx, tenant, &id, status, 1).await?;
-    refresh(tx, tenant, &id, at).await
+fn parse_status(status: &str) -> anyhow::Result<DeviceDeploymentStatus> {
+    DeviceDeploymentStatus::parse(status)
+        .ok_or_else(|| anyhow::anyhow!("unknown device status {status:?}"))
 }
 
-/// Moves the entry to its new status, keeping the deployment's counts and status in step.
-pub async fn status_changed(
+/// A value bound into a multi-row statement.
+enum Param {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl Param {
+    fn text(value: impl Into<String>) -> Self {
+        Self::Text(Some(value.into()))
+    }
+
+    fn bind<'q>(self, query: Query<'q, Any, AnyArguments<'q>>) -> Query<'q, Any, AnyArguments<'q>> {
+        match self {
+            Self::Text(value) => query.bind(value),
+            Self::Int(value) => query.bind(value),
+        }
+    }
+}
+
+/// `$from, $from+1, …` for `count` parameters.
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Runs `{select} IN (…)` over `values`, a statement per chunk, after the `fixed` parameters.
+async fn select_in(
     tx: &mut Tx,
-    tenant: &str,
-    at: &str,
-    changed: DeviceDeploymentStatusChanged,
-) -> anyhow::Result<()> {
-    let id = changed.deployment_id.to_string();
-    // The entry and its deployment in one round trip: this runs for every status report.
-    let row = sqlx::query(
-        "SELECT entry.status AS previous, deployment.status, deployment.aborted,
-                deployment.max_devices
-         FROM device_deployments entry
-         JOIN deployments deployment
-           ON deployment.tenant = entry.tenant AND deployment.id = entry.deployment_id
-         WHERE entry.tenant = $1 AND entry.deployment_id = $2 AND entry.device_id = $3",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(&changed.device_id)
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(row) = row else {
-        anyhow::bail!(
-            "status change for {} in {id}, which has no entry",
-            changed.device_id
+    select: &str,
+    fixed: &[&str],
+    values: &[&str],
+) -> anyhow::Result<Vec<AnyRow>> {
+    let mut rows = Vec::new();
+    for chunk in values.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "{select} IN ({})",
+            placeholders(fixed.len() + 1, chunk.len())
         );
-    };
-    let previous: String = row.try_get("previous")?;
-    let previous = DeviceDeploymentStatus::parse(&previous)
-        .ok_or_else(|| anyhow::anyhow!("unknown device status {previous:?}"))?;
-    let standing = Standing {
-        status: row.try_get("status")?,
-        aborted: row.try_get::<i64, _>("aborted")? == 1,
-        max_devices: row.try_get("max_devices")?,
-    };
-    // A report that raced with an abort: the entry stays aborted unless the device really
-    // finished, as the command side reads it.
-    if !changed.status.is_final() && standing.aborted {
-        return Ok(());
+        let mut query = sqlx::query(&sql);
+        for value in fixed.iter().chain(chunk) {
+            query = query.bind(*value);
+        }
+        rows.extend(query.fetch_all(&mut **tx).await?);
     }
-    // As in Mender: an empty substate keeps the last one; `started` is when the entry first
-    // left pending; `finished` is the time of the latest final status.
-    let substate = changed.substate.filter(|substate| !substate.is_empty());
-    sqlx::query(
-        "UPDATE device_deployments SET status = $4, substate = COALESCE($5, substate),
-                started = CASE WHEN started IS NULL AND $4 <> 'pending' THEN $6 ELSE started END,
-                finished = CASE WHEN $7 = 1 THEN $6 ELSE finished END
-         WHERE tenant = $1 AND deployment_id = $2 AND device_id = $3",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(&changed.device_id)
-    .bind(changed.status.as_str())
-    .bind(substate)
-    .bind(at)
-    .bind(i64::from(changed.status.is_final()))
-    .execute(&mut **tx)
-    .await?;
-    if previous == changed.status {
+    Ok(rows)
+}
+
+/// Writes `rows` as `{insert} VALUES (…), (…) {conflict}`, a statement per chunk. Each key
+/// appears once in `rows`, as an upsert touching a row twice in one statement is an error.
+async fn insert_rows(
+    tx: &mut Tx,
+    insert: &str,
+    conflict: &str,
+    rows: Vec<Vec<Param>>,
+) -> anyhow::Result<()> {
+    let Some(width) = rows.first().map(Vec::len) else {
         return Ok(());
+    };
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let chunk: Vec<Vec<Param>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
+        let values: Vec<String> = (0..chunk.len())
+            .map(|row| format!("({})", placeholders(1 + row * width, width)))
+            .collect();
+        let sql = format!("{insert} VALUES {} {conflict}", values.join(", "));
+        let mut query = sqlx::query(&sql);
+        for param in chunk.into_iter().flatten() {
+            query = param.bind(query);
+        }
+        query.execute(&mut **tx).await?;
     }
-    count_move(tx, tenant, &id, previous, changed.status).await?;
-    refresh_after_move(tx, tenant, &id, at, &standing, (previous, changed.status)).await
+    Ok(())
 }
 
 /// Every unfinished entry of the device, in every deployment, becomes `decommissioned`.
@@ -169,9 +634,7 @@ pub async fn decommissioned(
     .await?;
     for row in unfinished {
         let deployment: String = row.try_get("deployment_id")?;
-        let status: String = row.try_get("status")?;
-        let previous = DeviceDeploymentStatus::parse(&status)
-            .ok_or_else(|| anyhow::anyhow!("unknown device status {status:?}"))?;
+        let previous = parse_status(&row.try_get::<String, _>("status")?)?;
         count(tx, tenant, &deployment, previous, -1).await?;
         count(
             tx,
@@ -183,35 +646,5 @@ pub async fn decommissioned(
         .await?;
         refresh(tx, tenant, &deployment, at).await?;
     }
-    Ok(())
-}
-
-/// Keeps the device's latest log for the deployment.
-pub async fn log_saved(
-    tx: &mut Tx,
-    tenant: &str,
-    saved: DeviceDeploymentLogSaved,
-) -> anyhow::Result<()> {
-    let id = saved.deployment_id.to_string();
-    sqlx::query(
-        "INSERT INTO device_deployment_logs (tenant, deployment_id, device_id, messages)
-         VALUES ($1, $2, $3, $4)
-         ON CONFLICT (tenant, deployment_id, device_id) DO UPDATE SET messages = excluded.messages",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(&saved.device_id)
-    .bind(serde_json::to_string(&saved.messages)?)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE device_deployments SET has_log = 1
-         WHERE tenant = $1 AND deployment_id = $2 AND device_id = $3",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .bind(&saved.device_id)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }

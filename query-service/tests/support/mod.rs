@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use events::deployment::{
-    DeploymentAborted, DeploymentCreated, DeviceDeploymentLogSaved, DeviceDeploymentStatus,
-    DeviceDeploymentStatusChanged, DeviceJoinedDeployment, LogMessage,
+    DeploymentAborted, DeploymentCreated, DeviceAdmittedToPhase, DeviceDecommissioned,
+    DeviceDeploymentLogSaved, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
+    DeviceJoinedDeployment, LogMessage, Phase,
 };
 use events::{
     AppendRequest, DomainEvent, EventLog, EventMetadata, ExpectedVersion, NewEvent, Position,
@@ -198,4 +199,139 @@ pub async fn caught_up(applied: &mut watch::Receiver<Position>, position: Positi
     .await
     .expect("the projector catches up")
     .unwrap();
+}
+
+/// What [`workload`] leaves out: artifact sizes, phases, a deployment that finishes because
+/// every device did, repeated reports and empty substates, a join with a final status,
+/// decommissioning, reports and a join racing an abort, and a log with no entry.
+pub async fn fleet_workload(log: &Arc<dyn EventLog>) -> Position {
+    let tenant = TenantId::new("acme");
+    let artifact = Uuid::new_v4();
+    append(
+        log,
+        &tenant,
+        artifact,
+        events::conformance::artifact_uploaded(artifact, "fleet", 1234),
+    )
+    .await;
+
+    // Phased, and every device finishes: the deployment finishes on the last success.
+    let phased = Uuid::new_v4();
+    let mut create = created(phased, "fleet", 6);
+    if let DomainEvent::DeploymentCreated(created) = &mut create {
+        created.artifact_name = "fleet".into();
+        created.phases = (0..2)
+            .map(|_| Phase {
+                id: Uuid::new_v4(),
+                batch_size: Some(50),
+                start_ts: Utc::now(),
+                max_devices: 3,
+            })
+            .collect();
+    }
+    append(log, &tenant, phased, create).await;
+    for device in 0..6 {
+        let device_id = format!("device-{device}");
+        append(
+            log,
+            &tenant,
+            phased,
+            DomainEvent::DeviceAdmittedToPhase(DeviceAdmittedToPhase {
+                deployment_id: phased,
+                device_id: device_id.clone(),
+                phase: device / 3,
+            }),
+        )
+        .await;
+        let mut join = joined(phased, &device_id, DeviceDeploymentStatus::Pending);
+        if let DomainEvent::DeviceJoinedDeployment(joined) = &mut join {
+            joined.artifact_id = Some(artifact);
+            joined.phase = Some(device / 3);
+        }
+        append(log, &tenant, phased, join).await;
+    }
+    // Devices report in turn, so one device's reports interleave with the others'.
+    for status in [
+        DeviceDeploymentStatus::Downloading,
+        DeviceDeploymentStatus::Downloading,
+        DeviceDeploymentStatus::Installing,
+        DeviceDeploymentStatus::Success,
+    ] {
+        for device in 0..6 {
+            let mut report = changed(phased, &format!("device-{device}"), status);
+            if let DomainEvent::DeviceDeploymentStatusChanged(changed) = &mut report {
+                if device % 2 == 0 {
+                    changed.substate = Some(String::new());
+                }
+            }
+            append(log, &tenant, phased, report).await;
+        }
+    }
+
+    // Joins, a decommissioning and reports around an abort.
+    let aborted = Uuid::new_v4();
+    append(log, &tenant, aborted, created(aborted, "doomed", 4)).await;
+    let mut join = joined(aborted, "device-0", DeviceDeploymentStatus::NoArtifact);
+    if let DomainEvent::DeviceJoinedDeployment(joined) = &mut join {
+        joined.artifact_id = None;
+    }
+    append(log, &tenant, aborted, join).await;
+    for device in ["device-1", "device-2"] {
+        append(
+            log,
+            &tenant,
+            aborted,
+            joined(aborted, device, DeviceDeploymentStatus::Pending),
+        )
+        .await;
+    }
+    append(
+        log,
+        &tenant,
+        aborted,
+        changed(aborted, "device-1", DeviceDeploymentStatus::Downloading),
+    )
+    .await;
+    append(
+        log,
+        &tenant,
+        Uuid::new_v4(),
+        DomainEvent::DeviceDecommissioned(DeviceDecommissioned {
+            device_id: "device-1".into(),
+        }),
+    )
+    .await;
+    append(
+        log,
+        &tenant,
+        aborted,
+        DomainEvent::DeploymentAborted(DeploymentAborted {
+            deployment_id: aborted,
+        }),
+    )
+    .await;
+    append(
+        log,
+        &tenant,
+        aborted,
+        joined(aborted, "device-3", DeviceDeploymentStatus::Pending),
+    )
+    .await;
+    for status in [
+        DeviceDeploymentStatus::Installing,
+        DeviceDeploymentStatus::Success,
+    ] {
+        append(log, &tenant, aborted, changed(aborted, "device-2", status)).await;
+    }
+    append(
+        log,
+        &tenant,
+        aborted,
+        DomainEvent::DeviceDeploymentLogSaved(DeviceDeploymentLogSaved {
+            deployment_id: aborted,
+            device_id: "device-9".into(),
+            messages: vec![],
+        }),
+    )
+    .await
 }

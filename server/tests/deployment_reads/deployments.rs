@@ -1,32 +1,9 @@
 //! `GET /deployments/{id}` and `/statistics`: Mender's fields and the status derivation.
 
-use std::collections::BTreeMap;
-
-use chrono::Utc;
-use events::artifact::{ArtifactInfo, ArtifactUploaded};
+use events::conformance::artifact_uploaded as uploaded;
 use uuid::Uuid;
 
 use super::*;
-
-fn uploaded(id: Uuid, name: &str, size: u64) -> DomainEvent {
-    DomainEvent::ArtifactUploaded(ArtifactUploaded {
-        artifact_id: id,
-        name: name.into(),
-        description: "nightly".into(),
-        device_types_compatible: vec!["raspberrypi4".into()],
-        info: ArtifactInfo {
-            format: "mender".into(),
-            version: 3,
-        },
-        signed: false,
-        updates: vec![],
-        artifact_provides: BTreeMap::new(),
-        artifact_depends: BTreeMap::new(),
-        clears_artifact_provides: vec![],
-        size,
-        modified: Utc::now(),
-    })
-}
 
 pub async fn deployment_shows_menders_fields(fixture: Fixture) {
     let (first, later, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
