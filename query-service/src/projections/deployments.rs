@@ -9,6 +9,7 @@ use sqlx::{Any, Transaction};
 
 use super::deployment_status::{recount, refresh, FINAL};
 use super::device_deployments::{self, DeviceEvent, DeviceRun};
+use super::statements::{insert_rows, Param};
 use super::stored_time;
 use crate::projector::Projection;
 
@@ -16,10 +17,6 @@ use crate::projector::Projection;
 pub struct DeploymentsProjection;
 
 type Tx = Transaction<'static, Any>;
-
-/// Targeted devices written per statement: few statements for a large deployment, and well
-/// under either engine's limit of bound parameters.
-const DEVICES_PER_INSERT: usize = 500;
 
 #[async_trait]
 impl Projection for DeploymentsProjection {
@@ -108,22 +105,26 @@ async fn deployment_created(
     .bind(i64::from(created.force_installation))
     .execute(&mut **tx)
     .await?;
-    for (chunk_number, chunk) in created.devices.chunks(DEVICES_PER_INSERT).enumerate() {
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|n| format!("($1, $2, ${}, ${})", 3 + 2 * n, 4 + 2 * n))
-            .collect();
-        let sql = format!(
-            "INSERT INTO deployment_devices (tenant, deployment_id, number, device_id) VALUES {}",
-            rows.join(", ")
-        );
-        let mut insert = sqlx::query(&sql).bind(tenant).bind(&id);
-        for (n, device) in chunk.iter().enumerate() {
-            insert = insert
-                .bind((chunk_number * DEVICES_PER_INSERT + n) as i64)
-                .bind(device.as_str());
-        }
-        insert.execute(&mut **tx).await?;
-    }
+    let devices = created
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(number, device)| {
+            vec![
+                Param::text(tenant),
+                Param::text(id.as_str()),
+                Param::Int(Some(number as i64)),
+                Param::text(device.as_str()),
+            ]
+        })
+        .collect();
+    insert_rows(
+        tx,
+        "INSERT INTO deployment_devices (tenant, deployment_id, number, device_id)",
+        "",
+        devices,
+    )
+    .await?;
     for (number, phase) in created.phases.iter().enumerate() {
         sqlx::query(
             "INSERT INTO deployment_phases (tenant, deployment_id, number, id, batch_size,

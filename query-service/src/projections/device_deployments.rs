@@ -14,18 +14,13 @@ use events::deployment::{
     DeviceAdmittedToPhase, DeviceDecommissioned, DeviceDeploymentLogSaved, DeviceDeploymentStatus,
     DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
 };
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
 use super::deployment_status::{count, deployment_status, refresh, FINAL};
+use super::statements::{insert_rows, select_in, Param};
 
 type Tx = Transaction<'static, Any>;
-
-/// Rows per multi-row statement: few statements for a long run, and well under either
-/// engine's limit of bound parameters (14 columns × 200 rows = 2 800).
-const ROWS_PER_STATEMENT: usize = 200;
 
 /// One device event of a run, with what the projection needs of its envelope.
 pub enum DeviceEvent {
@@ -199,10 +194,9 @@ impl Fold {
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             let rows = select_in(
                 tx,
-                "SELECT id, status, aborted, max_devices FROM deployments
-                 WHERE tenant = $1 AND id",
-                &[*tenant],
-                &ids,
+                "SELECT id, status, aborted, max_devices FROM deployments",
+                &[("tenant", tenant)],
+                ("id", &ids),
             )
             .await?;
             for row in rows {
@@ -223,10 +217,9 @@ impl Fold {
             }
             let rows = select_in(
                 tx,
-                "SELECT deployment_id, status, devices FROM deployment_statistics
-                 WHERE tenant = $1 AND deployment_id",
-                &[*tenant],
-                &ids,
+                "SELECT deployment_id, status, devices FROM deployment_statistics",
+                &[("tenant", tenant)],
+                ("deployment_id", &ids),
             )
             .await?;
             for row in rows {
@@ -241,9 +234,9 @@ impl Fold {
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             let rows = select_in(
                 tx,
-                "SELECT id, size FROM deployment_known_artifacts WHERE tenant = $1 AND id",
-                &[*tenant],
-                &ids,
+                "SELECT id, size FROM deployment_known_artifacts",
+                &[("tenant", tenant)],
+                ("id", &ids),
             )
             .await?;
             for row in rows {
@@ -259,9 +252,9 @@ impl Fold {
                 tx,
                 "SELECT device_id, id, status, substate, artifact_id, device_type,
                         installed_artifact_name, phase, created, started, finished, has_log
-                 FROM device_deployments WHERE tenant = $1 AND deployment_id = $2 AND device_id",
-                &[*tenant, deployment.as_str()],
-                &devices,
+                 FROM device_deployments",
+                &[("tenant", tenant), ("deployment_id", deployment)],
+                ("device_id", &devices),
             )
             .await?;
             for row in rows {
@@ -529,82 +522,6 @@ impl Fold {
 fn parse_status(status: &str) -> anyhow::Result<DeviceDeploymentStatus> {
     DeviceDeploymentStatus::parse(status)
         .ok_or_else(|| anyhow::anyhow!("unknown device status {status:?}"))
-}
-
-/// A value bound into a multi-row statement.
-enum Param {
-    Text(Option<String>),
-    Int(Option<i64>),
-}
-
-impl Param {
-    fn text(value: impl Into<String>) -> Self {
-        Self::Text(Some(value.into()))
-    }
-
-    fn bind<'q>(self, query: Query<'q, Any, AnyArguments<'q>>) -> Query<'q, Any, AnyArguments<'q>> {
-        match self {
-            Self::Text(value) => query.bind(value),
-            Self::Int(value) => query.bind(value),
-        }
-    }
-}
-
-/// `$from, $from+1, …` for `count` parameters.
-fn placeholders(from: usize, count: usize) -> String {
-    (from..from + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Runs `{select} IN (…)` over `values`, a statement per chunk, after the `fixed` parameters.
-async fn select_in(
-    tx: &mut Tx,
-    select: &str,
-    fixed: &[&str],
-    values: &[&str],
-) -> anyhow::Result<Vec<AnyRow>> {
-    let mut rows = Vec::new();
-    for chunk in values.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "{select} IN ({})",
-            placeholders(fixed.len() + 1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql);
-        for value in fixed.iter().chain(chunk) {
-            query = query.bind(*value);
-        }
-        rows.extend(query.fetch_all(&mut **tx).await?);
-    }
-    Ok(rows)
-}
-
-/// Writes `rows` as `{insert} VALUES (…), (…) {conflict}`, a statement per chunk. Each key
-/// appears once in `rows`, as an upsert touching a row twice in one statement is an error.
-async fn insert_rows(
-    tx: &mut Tx,
-    insert: &str,
-    conflict: &str,
-    rows: Vec<Vec<Param>>,
-) -> anyhow::Result<()> {
-    let Some(width) = rows.first().map(Vec::len) else {
-        return Ok(());
-    };
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<Vec<Param>> = rows.by_ref().take(ROWS_PER_STATEMENT).collect();
-        let values: Vec<String> = (0..chunk.len())
-            .map(|row| format!("({})", placeholders(1 + row * width, width)))
-            .collect();
-        let sql = format!("{insert} VALUES {} {conflict}", values.join(", "));
-        let mut query = sqlx::query(&sql);
-        for param in chunk.into_iter().flatten() {
-            query = param.bind(query);
-        }
-        query.execute(&mut **tx).await?;
-    }
-    Ok(())
 }
 
 /// Every unfinished entry of the device, in every deployment, becomes `decommissioned`.

@@ -5,6 +5,7 @@ mod artifacts;
 mod deployment_status;
 mod deployments;
 mod device_deployments;
+mod statements;
 
 pub use artifacts::ArtifactsProjection;
 pub use deployments::DeploymentsProjection;
