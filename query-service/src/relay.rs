@@ -14,9 +14,12 @@ use anyhow::Context;
 use events::{EventLog, Position, RecordedEvent, Subscription};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
+};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
 
 use crate::read_models::ReadModels;
 
@@ -28,7 +31,8 @@ pub struct RelaySettings {
     pub amqp_url: Option<String>,
     /// The durable topic exchange events are published to.
     pub exchange: String,
-    /// Messages in flight before the relay waits for the broker's confirms.
+    /// Events published per window; the relay keeps two windows in flight, and moves its
+    /// checkpoint past a window once the broker has confirmed all of it.
     pub window: usize,
     /// Pause before reconnecting after a failure, in milliseconds (doubling up to 30 s).
     pub retry_ms: u64,
@@ -64,7 +68,8 @@ pub fn routing_key(event_type: &str) -> String {
     format!("deployments.v1.{aggregate}.{event}")
 }
 
-fn properties(event: &RecordedEvent) -> BasicProperties {
+/// The AMQP properties of an event's message: its id, type, time and where it sits in the log.
+pub fn properties(event: &RecordedEvent) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(
         "tenant".into(),
@@ -195,37 +200,74 @@ impl Relay {
             )
             .await
             .context("declaring the exchange")?;
-        let mut checkpoint = self.checkpoint().await?;
+        let checkpoint = self.checkpoint().await?;
         self.published.send_replace(checkpoint);
+        // Two windows in flight: while the broker confirms one, the next is read from the log
+        // and published, so neither the confirms nor the checkpoint's commit stalls the
+        // stream. The checkpoint still moves only past events the broker confirmed.
+        let (to_confirm, confirming) = mpsc::channel(1);
+        tokio::try_join!(
+            self.publish_windows(&channel, &exchange, checkpoint, to_confirm),
+            self.confirm_windows(checkpoint, confirming),
+        )?;
+        Ok(())
+    }
+
+    /// Publishes the log from `from` on, a window at a time, once the previous window but
+    /// one is confirmed.
+    async fn publish_windows(
+        &self,
+        channel: &Channel,
+        exchange: &ShortString,
+        from: Position,
+        to_confirm: mpsc::Sender<Published>,
+    ) -> anyhow::Result<()> {
         let mut subscription =
-            Subscription::new(self.log.clone(), checkpoint, self.settings.window.max(1));
+            Subscription::new(self.log.clone(), from, self.settings.window.max(1));
         loop {
             let batch = subscription.next_batch().await?;
+            let Some(last) = batch.last().map(|event| event.position) else {
+                continue;
+            };
+            let slot = to_confirm
+                .reserve()
+                .await
+                .context("the confirming side stopped")?;
             let mut confirms = Vec::with_capacity(batch.len());
             for event in &batch {
                 let payload = serde_json::to_vec(event)?;
-                confirms.push(
-                    channel
-                        .basic_publish(
-                            exchange.clone(),
-                            ShortString::from(routing_key(&event.event_type)),
-                            BasicPublishOptions::default(),
-                            &payload,
-                            properties(event),
-                        )
-                        .await?,
-                );
+                let confirm = channel
+                    .basic_publish(
+                        exchange.clone(),
+                        ShortString::from(routing_key(&event.event_type)),
+                        BasicPublishOptions::default(),
+                        &payload,
+                        properties(event),
+                    )
+                    .await?;
+                confirms.push((confirm, event.event_id));
             }
-            for (confirm, event) in confirms.into_iter().zip(&batch) {
+            slot.send(Published { confirms, last });
+        }
+    }
+
+    /// Waits for each published window's confirms, then moves the checkpoint past it.
+    async fn confirm_windows(
+        &self,
+        from: Position,
+        mut confirming: mpsc::Receiver<Published>,
+    ) -> anyhow::Result<()> {
+        let mut checkpoint = from;
+        while let Some(published) = confirming.recv().await {
+            for (confirm, event_id) in published.confirms {
                 if !confirm.await?.is_ack() {
-                    anyhow::bail!("the broker refused event {}", event.event_id);
+                    anyhow::bail!("the broker refused event {event_id}");
                 }
             }
-            let Some(last) = batch.last() else { continue };
             let moved = sqlx::query(
                 "UPDATE relay_checkpoints SET position = $1 WHERE relay = $2 AND position = $3",
             )
-            .bind(last.position.0 as i64)
+            .bind(published.last.0 as i64)
             .bind(RELAY)
             .bind(checkpoint.0 as i64)
             .execute(self.read_models.base())
@@ -233,20 +275,17 @@ impl Relay {
             if moved.rows_affected() != 1 {
                 anyhow::bail!("the relay checkpoint moved under this instance");
             }
-            checkpoint = last.position;
+            checkpoint = published.last;
             self.published.send_replace(checkpoint);
-            let lag = self
-                .log
-                .head()
-                .await
-                .map(|head| head.0.saturating_sub(checkpoint.0));
-            if let Ok(lag) = lag {
-                if lag > 0 {
-                    tracing::debug!(lag, position = %checkpoint, "relay behind the log");
-                }
-            }
         }
+        Ok(())
     }
+}
+
+/// A published window: the broker's pending confirms, and the position of its last event.
+struct Published {
+    confirms: Vec<(PublisherConfirm, Uuid)>,
+    last: Position,
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! AMQP relay throughput next to raw lapin publishing with the same window, same run, same
-//! broker, same messages.
+//! AMQP relay throughput next to raw lapin publishing the same messages (bodies, properties,
+//! routing keys) with the same window (two windows in flight, each confirmed in full), same
+//! run, same broker.
 //!
 //!   cargo run --release -p bench --bin relay -- [events]
 
@@ -12,7 +13,7 @@ use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareO
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use query_service::read_models::ReadModels;
-use query_service::relay::{Relay, RelaySettings};
+use query_service::relay::{properties, routing_key, Relay, RelaySettings};
 
 const WINDOW: usize = 256;
 
@@ -25,10 +26,17 @@ async fn main() -> anyhow::Result<()> {
     let log = events::open_log(&url, 10).await?;
     fill(&log, count).await?;
     let recorded = log.read_all(Position::START, count).await?;
-    let payloads: Vec<Vec<u8>> = recorded
+    // The relay's messages exactly: the same bodies, properties and routing keys.
+    let messages: Vec<(Vec<u8>, BasicProperties, String)> = recorded
         .iter()
-        .map(serde_json::to_vec)
-        .collect::<Result<_, _>>()?;
+        .map(|event| {
+            Ok((
+                serde_json::to_vec(event)?,
+                properties(event),
+                routing_key(&event.event_type),
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
 
     // The limit: lapin alone publishing the same bodies, WINDOW in flight, every one confirmed.
     let exchange = format!("bench-raw-{}", uuid::Uuid::new_v4().simple());
@@ -46,24 +54,31 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     let start = Instant::now();
-    for window in payloads.chunks(WINDOW) {
+    let mut in_flight = None;
+    for window in messages.chunks(WINDOW) {
         let mut confirms = Vec::with_capacity(window.len());
-        for payload in window {
+        for (payload, properties, routing_key) in window {
             confirms.push(
                 channel
                     .basic_publish(
                         exchange.as_str().into(),
-                        "deployments.v1.device.deployment_status_changed".into(),
+                        routing_key.as_str().into(),
                         BasicPublishOptions::default(),
                         payload,
-                        BasicProperties::default().with_delivery_mode(2),
+                        properties.clone(),
                     )
                     .await?,
             );
         }
-        for confirm in confirms {
-            anyhow::ensure!(confirm.await?.is_ack(), "raw publish refused");
+        // Two windows in flight, as the relay keeps them.
+        if let Some(previous) = in_flight.replace(confirms) {
+            for confirm in previous {
+                anyhow::ensure!(confirm.await?.is_ack(), "raw publish refused");
+            }
         }
+    }
+    for confirm in in_flight.into_iter().flatten() {
+        anyhow::ensure!(confirm.await?.is_ack(), "raw publish refused");
     }
     let raw = seconds(start);
     channel
