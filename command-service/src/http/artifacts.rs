@@ -19,7 +19,7 @@ use crate::application::{execute, execute_guarded, Caller};
 use crate::domain::artifacts::{self, ArtifactCommand, ArtifactsState};
 use crate::domain::deployments;
 use crate::error::{parse_id, ApiError};
-use crate::upload::{receive, UploadError, UploadLimits};
+use crate::upload::{receive, UploadLimits};
 
 const BASE: &str = "/api/management/v1/deployments/artifacts";
 
@@ -162,12 +162,8 @@ async fn upload(
                 let parsed = match parsed {
                     Ok(parsed) => parsed,
                     Err(error) => {
-                        if matches!(
-                            error,
-                            UploadError::TooLarge { .. } | UploadError::OverStorageLimit { .. }
-                        ) {
-                            drain(&mut field).await;
-                        }
+                        // Whatever the refusal, the rest of the part may still be arriving.
+                        drain(&mut field).await;
                         return Err(error.into());
                     }
                 };
