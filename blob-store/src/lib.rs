@@ -27,6 +27,9 @@ pub enum BlobError {
     /// The body stream failed: the client went away, or the reader refused the content.
     #[error("upload aborted: {0}")]
     Aborted(std::io::Error),
+    /// The store has no room (a full disk, a quota): nothing was kept.
+    #[error("no space left in artifact storage: {0}")]
+    Full(String),
     #[error("artifact storage failed: {0}")]
     Storage(String),
 }

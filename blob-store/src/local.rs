@@ -15,8 +15,15 @@ pub struct LocalDirectory {
     signer: UrlSigner,
 }
 
-fn storage(error: impl std::fmt::Display) -> BlobError {
-    BlobError::Storage(error.to_string())
+fn storage(error: std::io::Error) -> BlobError {
+    // ENOSPC, and EDQUOT, which Rust reports as the same kind.
+    if error.kind() == std::io::ErrorKind::StorageFull
+        || error.kind() == std::io::ErrorKind::QuotaExceeded
+    {
+        BlobError::Full(error.to_string())
+    } else {
+        BlobError::Storage(error.to_string())
+    }
 }
 
 impl LocalDirectory {

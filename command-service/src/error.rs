@@ -1,6 +1,6 @@
 //! The one place this service's failures become HTTP answers.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use http_edge::{current_request_id, error_response};
@@ -30,19 +30,53 @@ pub enum ApiError {
     Busy,
     #[error("{0}")]
     Unavailable(String),
+    /// A server fault: storage (the log's or the artifacts') has no room. Nothing was kept.
+    #[error("{0}")]
+    InsufficientStorage(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl From<events::LogError> for ApiError {
     fn from(error: events::LogError) -> Self {
-        Self::Internal(error.into())
+        use events::LogError;
+        // Logged here, once, with the detail; the client gets a message that names the fault.
+        match &error {
+            LogError::Full(_) => {
+                tracing::error!(%error, "the event log is full; refusing the change");
+                Self::InsufficientStorage(
+                    "the event log's storage is full: the change was not recorded".into(),
+                )
+            }
+            LogError::Unavailable(_) | LogError::Backend(_) => {
+                tracing::error!(%error, "the event log is unavailable; refusing the change");
+                Self::Unavailable(
+                    "the event log is unavailable: the change was not recorded; try again".into(),
+                )
+            }
+            LogError::Storage(_) | LogError::Corrupt(_) => Self::Internal(error.into()),
+        }
     }
 }
 
 impl From<events::AppendError> for ApiError {
     fn from(error: events::AppendError) -> Self {
-        Self::Internal(error.into())
+        match error {
+            events::AppendError::Log(error) => error.into(),
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<blob_store::BlobError> for ApiError {
+    fn from(error: blob_store::BlobError) -> Self {
+        match error {
+            blob_store::BlobError::Full(_) => {
+                tracing::error!(%error, "artifact storage is full");
+                Self::InsufficientStorage(format!("artifact storage is full: {error}"))
+            }
+            other => Self::Internal(other.into()),
+        }
     }
 }
 
@@ -96,10 +130,12 @@ impl From<crate::domain::device::DeviceError> for ApiError {
         let message = error.to_string();
         match error {
             DeviceError::NotFound => Self::NotFound,
-            DeviceError::Aborted | DeviceError::Decommissioned => Self::Conflict {
-                message,
-                with: None,
-            },
+            DeviceError::Aborted | DeviceError::Decommissioned | DeviceError::Finished(_) => {
+                Self::Conflict {
+                    message,
+                    with: None,
+                }
+            }
         }
     }
 }
@@ -113,8 +149,10 @@ impl From<UploadError> for ApiError {
             UploadError::Invalid(_) => {
                 Self::BadRequest(format!("reading artifact error: {message}"))
             }
-            UploadError::Interrupted(_) => Self::BadRequest(message),
-            UploadError::Storage(error) => Self::Internal(error.into()),
+            UploadError::Interrupted(_) | UploadError::SizeMismatch { .. } => {
+                Self::BadRequest(message)
+            }
+            UploadError::Storage(error) => error.into(),
         }
     }
 }

@@ -27,6 +27,11 @@ pub enum UploadError {
     Invalid(FormatError),
     #[error("upload interrupted: {0}")]
     Interrupted(String),
+    /// The `size` part said one thing and the file another.
+    #[error(
+        "size: the artifact file is {received} bytes, not the {declared} the size part declares"
+    )]
+    SizeMismatch { declared: u64, received: u64 },
     #[error(transparent)]
     Storage(BlobError),
 }
@@ -35,6 +40,8 @@ pub enum UploadError {
 #[derive(Debug, Clone, Copy)]
 pub struct UploadLimits {
     pub max_bytes: u64,
+    /// The size the client declared in the `size` part, if it sent one.
+    pub declared: Option<u64>,
     /// The tenant's limit and its current usage, when it has a limit.
     pub storage: Option<(u64, u64)>,
 }
@@ -89,6 +96,9 @@ pub async fn receive(
                 Err(error) => break Err(UploadError::Interrupted(error.body_text())),
             };
             received += chunk.len() as u64;
+            if let Some(declared) = limits.declared.filter(|declared| received > *declared) {
+                break Err(UploadError::SizeMismatch { declared, received });
+            }
             if received > limits.max_bytes {
                 break Err(UploadError::TooLarge {
                     max: limits.max_bytes,
@@ -111,6 +121,12 @@ pub async fn receive(
                 break Ok(());
             }
         };
+        let outcome = match (outcome, limits.declared) {
+            (Ok(()), Some(declared)) if declared != received => {
+                Err(UploadError::SizeMismatch { declared, received })
+            }
+            (outcome, _) => outcome,
+        };
         if let Err(error) = &outcome {
             let _ = to_store
                 .send(Err(std::io::Error::other(error.to_string())))
@@ -126,6 +142,11 @@ pub async fn receive(
 
     let outcome = match (copied, parsed, stored) {
         (Err(error), _, _) => Err(error),
+        // A store that failed stops the copy, and the reader then sees a truncated file:
+        // the store's failure is the cause, and it is ours, not the client's.
+        (Ok(()), _, Err(error @ (BlobError::Full(_) | BlobError::Storage(_)))) => {
+            Err(UploadError::Storage(error))
+        }
         (Ok(()), Err(error), _) => Err(UploadError::Invalid(error)),
         (Ok(()), Ok(_), Err(error)) => Err(UploadError::Storage(error)),
         (Ok(()), Ok(parsed), Ok(_)) => Ok(parsed),

@@ -24,7 +24,10 @@ pub mod conformance;
 pub mod kurrentdb;
 
 pub use envelope::{EventMetadata, NewEvent, Position, RecordedEvent, StreamName, TenantId};
-pub use log::{AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, LogError};
+pub use log::{
+    storage_fault, AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, LogError,
+    StorageFault,
+};
 pub use migrate::{generation_schema, generation_url, Migration, MigrationSet};
 pub use schema::{DomainEvent, SchemaError};
 pub use subscription::Subscription;

@@ -57,14 +57,85 @@ pub enum AppendError {
     Log(#[from] LogError),
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LogError {
+    /// The log's storage has no room left: nothing was written.
+    #[error("event log storage is full: {0}")]
+    Full(String),
+    /// The log cannot be reached now (connection lost, server shutting down, file locked);
+    /// nothing was acknowledged, and trying again later may succeed.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
     #[error("event log storage failed: {0}")]
-    Storage(#[from] sqlx::Error),
+    Storage(String),
     #[error("event log backend failed: {0}")]
     Backend(String),
     #[error("event log holds a malformed row: {0}")]
     Corrupt(String),
+}
+
+impl From<sqlx::Error> for LogError {
+    fn from(error: sqlx::Error) -> Self {
+        let message = error.to_string();
+        match storage_fault(&error) {
+            StorageFault::Full => Self::Full(message),
+            StorageFault::Unavailable => Self::Unavailable(message),
+            StorageFault::Other => Self::Storage(message),
+        }
+    }
+}
+
+/// What a database failure means for the request that met it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// Out of disk space (SQLite `SQLITE_FULL`, PostgreSQL `53100`).
+    Full,
+    /// The database cannot be reached or refuses work for now: a lost or terminated
+    /// connection, a server shutting down, a busy file. Worth trying again.
+    Unavailable,
+    /// Anything else: a bug, a constraint, corrupt data.
+    Other,
+}
+
+/// Classifies a database error by what the client should be told, so that no service
+/// answers a full disk or a lost connection as if the request were at fault.
+pub fn storage_fault(error: &sqlx::Error) -> StorageFault {
+    match error {
+        sqlx::Error::Database(database) => {
+            let code = database.code().unwrap_or_default();
+            if let Ok(sqlite) = code.parse::<i32>() {
+                // SQLite result codes: the primary code is the low byte of the extended one.
+                return match sqlite & 0xff {
+                    13 => StorageFault::Full,
+                    // BUSY, LOCKED, READONLY, IOERR, CANTOPEN
+                    5 | 6 | 8 | 10 | 14 => StorageFault::Unavailable,
+                    _ => StorageFault::Other,
+                };
+            }
+            match code.as_ref() {
+                "53100" => StorageFault::Full,
+                // Insufficient resources, connection exceptions, operator intervention
+                // (a terminated backend, a shutdown), serialization failures and deadlocks.
+                code if code.starts_with("53")
+                    || code.starts_with("08")
+                    || code.starts_with("57P")
+                    || code == "40001"
+                    || code == "40P01" =>
+                {
+                    StorageFault::Unavailable
+                }
+                _ => StorageFault::Other,
+            }
+        }
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => StorageFault::Full,
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => StorageFault::Unavailable,
+        _ => StorageFault::Other,
+    }
 }
 
 /// The append-only log every change goes through.

@@ -147,14 +147,10 @@ pub(crate) fn settle(
     match outcome {
         Ok(results) => results,
         Err(error) => {
+            let error = crate::log::LogError::from(error);
             tracing::error!(%error, "event log append failed");
-            let message = error.to_string();
             (0..count)
-                .map(|_| {
-                    Err(AppendError::Log(crate::log::LogError::Storage(
-                        sqlx::Error::Protocol(message.clone()),
-                    )))
-                })
+                .map(|_| Err(AppendError::Log(error.clone())))
                 .collect()
         }
     }

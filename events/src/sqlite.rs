@@ -14,7 +14,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::{Row, SqliteConnection, SqlitePool, TransactionManager as _};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -55,17 +55,36 @@ pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
         .busy_timeout(Duration::from_secs(10)))
 }
 
+/// A pool that never hands out a connection a failed transaction left behind.
+///
+/// When a write fails on a full disk, SQLite may roll the transaction back by itself; the
+/// ROLLBACK that follows then fails, and sqlx goes on believing the connection is inside a
+/// transaction. Its next BEGIN becomes a SAVEPOINT within a transaction that is never
+/// committed, so every later append would be acknowledged and lost. Such a connection is
+/// closed when it comes back (closing rolls back whatever it holds); the next one starts clean.
+pub fn pool_options(max_connections: u32) -> SqlitePoolOptions {
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .after_release(|connection, _| {
+            Box::pin(async move {
+                // Runs the rollback a dropped transaction queued before looking at the depth.
+                sqlx::Connection::ping(&mut *connection).await?;
+                let depth =
+                    <sqlx::Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(
+                        connection,
+                    );
+                Ok(depth == 0)
+            })
+        })
+}
+
 impl SqliteEventLog {
     /// Opens (creating if needed) the log at `url`, e.g. `sqlite://data/events.db`.
     pub async fn open(url: &str) -> Result<Self, LogError> {
         let options = connect_options(url)?;
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
+        let writer = pool_options(1).connect_with(options.clone()).await?;
         MIGRATIONS.apply(url).await?;
-        let readers = SqlitePoolOptions::new()
-            .max_connections(4)
+        let readers = pool_options(4)
             .connect_with(options.read_only(true))
             .await?;
         let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use events::{generation_schema, generation_url, Migration, MigrationSet, Position};
 use sqlx::any::{install_default_drivers, AnyConnectOptions, AnyPoolOptions};
+use sqlx::TransactionManager as _;
 use sqlx::{AnyConnection, AnyPool, ConnectOptions};
 use tokio::sync::watch;
 
@@ -482,11 +483,25 @@ async fn open_generation_at(
         SQLITE_MIGRATIONS
     };
     migrations.apply(url).await?;
-    let pool = AnyPoolOptions::new()
+    let mut options = AnyPoolOptions::new()
         .max_connections(if postgres { max_connections } else { 1 })
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
-        .await?;
+        .acquire_timeout(Duration::from_secs(10));
+    if !postgres {
+        // As for the event log's writer (`events::sqlite::pool_options`): a transaction that
+        // failed on a full disk can leave the connection inside a transaction sqlx no longer
+        // tracks, whose later "commits" would never reach the file. Close it instead.
+        options = options.after_release(|connection, _| {
+            Box::pin(async move {
+                sqlx::Connection::ping(&mut *connection).await?;
+                let depth =
+                    <sqlx::Any as sqlx::Database>::TransactionManager::get_transaction_depth(
+                        connection,
+                    );
+                Ok(depth == 0)
+            })
+        });
+    }
+    let pool = options.connect(url).await?;
     if postgres {
         return Ok(Generation {
             number,

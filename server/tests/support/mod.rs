@@ -1,6 +1,8 @@
 //! What the server's API tests share: a server on a fresh backend, tokens, and requests.
 #![allow(dead_code)]
 
+pub mod process;
+
 /// Makes each case a test on the embedded backends (SQLite, local files) and one on
 /// PostgreSQL with S3. A case takes the started server, or with `@with (f)` whatever the async
 /// function `f` makes of it.
