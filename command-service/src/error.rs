@@ -189,7 +189,16 @@ impl IntoResponse for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too many concurrent changes; try again",
             ),
-            Self::Unavailable(message) => error_response(StatusCode::SERVICE_UNAVAILABLE, message),
+            Self::Unavailable(message) => {
+                let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, message);
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            Self::InsufficientStorage(message) => {
+                error_response(StatusCode::INSUFFICIENT_STORAGE, message)
+            }
             Self::Internal(error) => {
                 // The detail stays in the log; the client learns only that it was our fault.
                 tracing::error!(error = %format!("{error:#}"), "request failed");

@@ -190,6 +190,22 @@ async fn a_deployment_to_a_hundred_thousand_devices_is_accepted(server: TestServ
     assert_eq!(status, 201, "{body}");
     let deployment = fleet.deployment(&id.unwrap()).await;
     assert_eq!(deployment["max_devices"], 100_000);
+    // One more than the limit (max_deployment_devices, 100 000 by default) is refused,
+    // with nothing appended.
+    let head = fleet.server.head().await;
+    let devices: Vec<String> = (0..100_001)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let (status, body, _) = fleet
+        .create(json!({"name": "too many", "artifact_name": "release-2", "devices": devices}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("100000"),
+        "the error names the limit: {body}"
+    );
+    assert!(body["request_id"].is_string());
+    assert_eq!(fleet.server.head().await, head);
 }
 
 async fn bad_deployment_requests_are_400_and_change_nothing(server: TestServer) {
@@ -206,6 +222,12 @@ async fn bad_deployment_requests_are_400_and_change_nothing(server: TestServer) 
         json!({"name": "x", "artifact_name": "release-2", "devices": "d1"}),
         json!({"name": "x", "artifact_name": "release-2", "devices": ["a", "b", "c"],
                "phases": [{"batch_size": 10}, {"start_ts": "2030-01-01T00:00:00Z"}]}),
+        json!({"name": "   ", "artifact_name": "release-2", "devices": ["d1"]}),
+        json!({"name": "nul\u{0}", "artifact_name": "release-2", "devices": ["d1"]}),
+        json!({"name": "bell\u{7}", "artifact_name": "release-2", "devices": ["d1"]}),
+        json!({"name": "x", "artifact_name": "release-2", "devices": ["d1", "d\u{0}"]}),
+        json!({"name": "x", "artifact_name": "release-2", "devices": ["d1", "line\nbreak"]}),
+        json!({"name": "x", "artifact_name": "release-2", "devices": [" "]}),
     ] {
         let (status, response, _) = fleet.create(body.clone()).await;
         assert_eq!(status, 400, "{body} → {response}");
@@ -436,9 +458,24 @@ async fn status_reports_move_the_entry_and_finish_the_deployment(server: TestSer
     let deployment = fleet.deployment(&id).await;
     assert_eq!(deployment["status"], "finished");
     assert!(deployment["finished"].is_string());
-    // No order is enforced: success → failure is accepted.
-    assert_eq!(fleet.report("d1", &id, "failure").await.0, 204);
-    assert_eq!(fleet.statistics(&id).await["failure"], 2);
+    // A finished entry is final: the same final status again changes nothing, any other is
+    // 409 and appends nothing, and the finished deployment's statistics stay as they were.
+    let head = fleet.server.head().await;
+    assert_eq!(fleet.report("d1", &id, "success").await.0, 204);
+    for status in ["failure", "downloading", "installing", "already-installed"] {
+        let (code, body) = fleet.report("d1", &id, status).await;
+        assert_eq!(code, 409, "{status}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("already finished"),
+            "{body}"
+        );
+        assert!(body["request_id"].is_string(), "{body}");
+    }
+    assert_eq!(fleet.report("d2", &id, "success").await.0, 409);
+    assert_eq!(fleet.server.head().await, head, "nothing was appended");
+    let after = fleet.statistics(&id).await;
+    assert_eq!(after, statistics);
+    assert_eq!(fleet.deployment(&id).await["status"], "finished");
 }
 
 async fn bad_status_reports_are_refused(server: TestServer) {

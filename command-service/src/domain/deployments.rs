@@ -63,11 +63,16 @@ fn invalid(message: impl Into<String>) -> DeploymentError {
 
 fn text(value: &Option<String>, field: &str) -> Result<String, DeploymentError> {
     match value {
-        Some(text) if !text.is_empty() && text.chars().count() <= MAX_TEXT => Ok(text.clone()),
-        Some(text) if !text.is_empty() => Err(invalid(format!(
+        Some(text) if text.trim().is_empty() => Err(invalid(format!("{field}: cannot be blank"))),
+        // Names end up in lists, logs and consoles, where a NUL or an escape does harm.
+        Some(text) if text.chars().any(char::is_control) => Err(invalid(format!(
+            "{field}: must not contain control characters"
+        ))),
+        Some(text) if text.chars().count() <= MAX_TEXT => Ok(text.clone()),
+        Some(_) => Err(invalid(format!(
             "{field}: the length must be between 1 and {MAX_TEXT}"
         ))),
-        _ => Err(invalid(format!("{field}: cannot be blank"))),
+        None => Err(invalid(format!("{field}: cannot be blank"))),
     }
 }
 
@@ -141,11 +146,13 @@ fn plan_phases(
     Ok(phases)
 }
 
-/// Validates a request and decides the deployment it creates.
+/// Validates a request and decides the deployment it creates; `max_devices` is the most
+/// devices one deployment may list.
 pub fn decide_creation(
     request: &NewDeployment,
     id: Uuid,
     now: DateTime<Utc>,
+    max_devices: usize,
     catalog: &TenantCatalog,
 ) -> Result<Vec<DomainEvent>, DeploymentError> {
     let name = text(&request.name, "name")?;
@@ -162,11 +169,16 @@ pub fn decide_creation(
         (Some(devices), _) if !devices.is_empty() => devices.clone(),
         _ => return Err(invalid("devices: cannot be blank")),
     };
-    if let Some(blank) = devices
-        .iter()
-        .position(|device| device.is_empty() || device.len() > MAX_TEXT)
-    {
-        return Err(invalid(format!("devices[{blank}]: not a device id")));
+    if devices.len() > max_devices {
+        return Err(invalid(format!(
+            "devices: {} listed, more than the {max_devices} one deployment may have",
+            devices.len()
+        )));
+    }
+    if let Some(bad) = devices.iter().position(|device| {
+        device.trim().is_empty() || device.len() > MAX_TEXT || device.chars().any(char::is_control)
+    }) {
+        return Err(invalid(format!("devices[{bad}]: not a device id")));
     }
     let mut unique = devices.clone();
     unique.sort();

@@ -216,6 +216,9 @@ pub enum DeviceError {
     Aborted,
     #[error("Device decommissioned")]
     Decommissioned,
+    /// The entry reached a final status; it never changes again.
+    #[error("Device deployment already finished with status {0}")]
+    Finished(&'static str),
 }
 
 fn live_entry<'a>(
@@ -235,7 +238,9 @@ fn live_entry<'a>(
 }
 
 /// A status the device reports. Repeating the current status changes nothing; no order is
-/// enforced between the statuses a device may report.
+/// enforced between the statuses of an unfinished entry, but a finished entry is final: a
+/// device cannot turn a success into a failure, or restart a finished deployment, after the
+/// statistics counted it.
 pub fn decide_status(
     state: &DeviceState,
     device: &str,
@@ -247,6 +252,9 @@ pub fn decide_status(
     let entry = live_entry(state, deployment, catalog)?;
     if entry.status == status {
         return Ok(Vec::new());
+    }
+    if entry.status.is_final() {
+        return Err(DeviceError::Finished(entry.status.as_str()));
     }
     Ok(vec![DomainEvent::DeviceDeploymentStatusChanged(
         DeviceDeploymentStatusChanged {

@@ -54,7 +54,9 @@ async fn create(
         &StreamName::new(deployments::CREATION_STREAM),
         &[StreamName::new(artifacts::STREAM)],
         |(), _| (),
-        |(), catalog| deployments::decide_creation(&request, id, now, catalog),
+        |(), catalog| {
+            deployments::decide_creation(&request, id, now, state.max_deployment_devices, catalog)
+        },
     )
     .await?;
     let mut response = state.answered_if(position, StatusCode::CREATED).await;

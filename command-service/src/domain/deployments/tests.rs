@@ -54,6 +54,11 @@ fn created(events: Vec<DomainEvent>) -> DeploymentCreated {
     }
 }
 
+/// The most devices a deployment may list, in these tests.
+const LIMIT: usize = 10;
+const DEVICES_AT_LIMIT: [&str; LIMIT] =
+    ["d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10"];
+
 fn now() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
 }
@@ -62,7 +67,18 @@ fn now() -> chrono::DateTime<Utc> {
 fn a_deployment_needs_a_name_an_artifact_name_and_devices() {
     let known = catalog(vec![artifact("release-1", &["pi"], 10)]);
     let id = Uuid::new_v4();
-    assert!(decide_creation(&request(&["d1"]), id, now(), &known).is_ok());
+    assert!(decide_creation(&request(&["d1"]), id, now(), LIMIT, &known).is_ok());
+    assert!(
+        decide_creation(
+            &request(&["d1", "d2", "d3", "d4", "d5"]),
+            id,
+            now(),
+            LIMIT,
+            &known
+        )
+        .is_ok(),
+        "as many devices as the limit"
+    );
     for broken in [
         NewDeployment {
             name: None,
@@ -80,6 +96,26 @@ fn a_deployment_needs_a_name_an_artifact_name_and_devices() {
             name: Some("x".repeat(4097)),
             ..request(&["d1"])
         },
+        NewDeployment {
+            name: Some(" \t\n ".into()),
+            ..request(&["d1"])
+        },
+        NewDeployment {
+            name: Some("nul\0inside".into()),
+            ..request(&["d1"])
+        },
+        NewDeployment {
+            name: Some("escape\u{1b}[31m".into()),
+            ..request(&["d1"])
+        },
+        NewDeployment {
+            artifact_name: Some("   ".into()),
+            ..request(&["d1"])
+        },
+        request(&["d1", "bad\u{7}bell"]),
+        request(&["d1", "nul\0"]),
+        request(&["d1", "  "]),
+        request(&[DEVICES_AT_LIMIT.as_slice(), &["d11"]].concat()),
         request(&[]),
         NewDeployment {
             devices: None,
@@ -97,7 +133,7 @@ fn a_deployment_needs_a_name_an_artifact_name_and_devices() {
     ] {
         assert!(
             matches!(
-                decide_creation(&broken, id, now(), &known),
+                decide_creation(&broken, id, now(), LIMIT, &known),
                 Err(DeploymentError::Invalid(_))
             ),
             "{broken:?}"
@@ -109,7 +145,7 @@ fn a_deployment_needs_a_name_an_artifact_name_and_devices() {
 fn no_artifact_of_that_name_is_unprocessable() {
     let known = catalog(vec![artifact("other", &["pi"], 10)]);
     assert_eq!(
-        decide_creation(&request(&["d1"]), Uuid::new_v4(), now(), &known),
+        decide_creation(&request(&["d1"]), Uuid::new_v4(), now(), LIMIT, &known),
         Err(DeploymentError::NoArtifact)
     );
 }
@@ -123,25 +159,33 @@ fn an_identical_active_deployment_is_a_conflict_until_it_finishes() {
             &request(&["d2", "d1"]),
             first,
             now(),
+            LIMIT,
             &catalog(history.clone()),
         )
         .unwrap(),
     );
     let known = catalog(history.clone());
     assert_eq!(
-        decide_creation(&request(&["d1", "d2"]), Uuid::new_v4(), now(), &known),
+        decide_creation(
+            &request(&["d1", "d2"]),
+            Uuid::new_v4(),
+            now(),
+            LIMIT,
+            &known
+        ),
         Err(DeploymentError::Identical { existing: first })
     );
     let forced = NewDeployment {
         force_installation: Some(true),
         ..request(&["d1", "d2"])
     };
-    assert!(decide_creation(&forced, Uuid::new_v4(), now(), &known).is_ok());
+    assert!(decide_creation(&forced, Uuid::new_v4(), now(), LIMIT, &known).is_ok());
     history.extend(decide_abort(first, &known).unwrap());
     assert!(decide_creation(
         &request(&["d1", "d2"]),
         Uuid::new_v4(),
         now(),
+        LIMIT,
         &catalog(history)
     )
     .is_ok());
@@ -170,7 +214,7 @@ fn phases_take_floor_percentages_and_the_last_the_remainder() {
         ]),
         ..request(&device_refs)
     };
-    let plan = created(decide_creation(&phased, Uuid::new_v4(), now(), &known).unwrap());
+    let plan = created(decide_creation(&phased, Uuid::new_v4(), now(), LIMIT, &known).unwrap());
     let sizes: Vec<u64> = plan.phases.iter().map(|phase| phase.max_devices).collect();
     assert_eq!(sizes, vec![1, 2, 7]);
     assert_eq!(plan.phases[0].start_ts, now());
@@ -241,7 +285,7 @@ fn bad_phases_are_refused() {
         ],
     ] {
         assert!(matches!(
-            decide_creation(&with(phases), Uuid::new_v4(), now(), &known),
+            decide_creation(&with(phases), Uuid::new_v4(), now(), LIMIT, &known),
             Err(DeploymentError::Invalid(_))
         ));
     }
@@ -251,8 +295,16 @@ fn bad_phases_are_refused() {
 fn aborting_twice_or_an_unknown_deployment_is_refused() {
     let id = Uuid::new_v4();
     let mut history = vec![artifact("release-1", &["pi"], 10)];
-    history
-        .extend(decide_creation(&request(&["d1"]), id, now(), &catalog(history.clone())).unwrap());
+    history.extend(
+        decide_creation(
+            &request(&["d1"]),
+            id,
+            now(),
+            LIMIT,
+            &catalog(history.clone()),
+        )
+        .unwrap(),
+    );
     let events = decide_abort(id, &catalog(history.clone())).unwrap();
     history.extend(events);
     assert_eq!(
@@ -306,7 +358,7 @@ fn deploy(
         devices: Some(devices.iter().map(|d| d.to_string()).collect()),
         ..NewDeployment::default()
     };
-    history.extend(decide_creation(&request, id, at, &catalog(history.clone())).unwrap());
+    history.extend(decide_creation(&request, id, at, LIMIT, &catalog(history.clone())).unwrap());
     id
 }
 
@@ -469,6 +521,30 @@ fn status_reports_follow_the_entry() {
     );
     let downloading = report(&state, DeviceDeploymentStatus::Downloading, &known).unwrap();
     assert_eq!(downloading.len(), 1);
+    // Unfinished entries take any order; a finished one is final.
+    let succeeded = device_after(
+        &[
+            joined.clone(),
+            report(&state, DeviceDeploymentStatus::Success, &known).unwrap(),
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        report(&succeeded, DeviceDeploymentStatus::Success, &known),
+        Ok(vec![]),
+        "the same final status again changes nothing"
+    );
+    for status in [
+        DeviceDeploymentStatus::Failure,
+        DeviceDeploymentStatus::Downloading,
+        DeviceDeploymentStatus::AlreadyInstalled,
+    ] {
+        assert_eq!(
+            report(&succeeded, status, &known),
+            Err(device::DeviceError::Finished("success")),
+            "{status:?}"
+        );
+    }
     assert_eq!(
         device::decide_status(
             &state,
