@@ -123,6 +123,12 @@ pub enum AuthError {
     Expired,
     #[error("token signature does not verify")]
     BadSignature,
+    #[error("token not valid yet")]
+    NotYetValid,
+    /// A token is a user's or a device's, never both: one that claims both could cross
+    /// from one API to the other.
+    #[error("token claims to be both a user's and a device's")]
+    BothKinds,
     #[error("{0} token required")]
     WrongKind(&'static str),
 }
@@ -235,18 +241,24 @@ fn validation(alg: Algorithm, leeway: u64) -> Validation {
     let mut validation = Validation::new(alg);
     validation.set_required_spec_claims(&["exp", "sub"]);
     validation.validate_aud = false;
+    validation.validate_nbf = true;
     validation.leeway = leeway;
     validation
 }
 
 fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Claims, AuthError> {
-    jsonwebtoken::decode::<Claims>(token, key, validation)
+    let claims = jsonwebtoken::decode::<Claims>(token, key, validation)
         .map(|data| data.claims)
         .map_err(|error| match error.kind() {
             ErrorKind::ExpiredSignature => AuthError::Expired,
+            ErrorKind::ImmatureSignature => AuthError::NotYetValid,
             ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => AuthError::BadSignature,
             _ => AuthError::Malformed,
-        })
+        })?;
+    if claims.user == Some(true) && claims.device == Some(true) {
+        return Err(AuthError::BothKinds);
+    }
+    Ok(claims)
 }
 
 fn public_key(pem: &[u8]) -> Option<(Algorithm, DecodingKey)> {

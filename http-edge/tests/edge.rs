@@ -300,3 +300,48 @@ async fn a_remembered_token_is_still_refused_once_it_expires() {
     forged.push(if last == 'A' { 'B' } else { 'A' });
     assert_eq!(call(&format!("{base}/device"), Some(&forged)).await.0, 401);
 }
+
+/// Signs arbitrary claims with the development secret the test server accepts.
+fn hs256_raw(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(b"development secret"),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_token_not_valid_yet_is_401() {
+    let base = serve(AuthMode::Verify).await;
+    let now = chrono::Utc::now().timestamp();
+    let early = hs256_raw(serde_json::json!({
+        "sub": "alice", "exp": now + 3600, "nbf": now + 600, "mender.user": true,
+    }));
+    let (status, headers, body) = call(&format!("{base}/management"), Some(&early)).await;
+    assert_refused(status, &headers, &body, "ManagementJWT");
+    assert_eq!(body["error"], "token not valid yet");
+    // The same claims with nbf in the past are let in: the refusal is the nbf's.
+    let valid = hs256_raw(serde_json::json!({
+        "sub": "alice", "exp": now + 3600, "nbf": now - 60, "mender.user": true,
+    }));
+    assert_eq!(
+        call(&format!("{base}/management"), Some(&valid)).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_token_claiming_both_a_user_and_a_device_is_401_on_both_sides() {
+    for mode in [AuthMode::Verify, AuthMode::TrustedGateway] {
+        let base = serve(mode).await;
+        let now = chrono::Utc::now().timestamp();
+        let both = hs256_raw(serde_json::json!({
+            "sub": "alice", "exp": now + 3600, "mender.user": true, "mender.device": true,
+        }));
+        let (status, headers, body) = call(&format!("{base}/management"), Some(&both)).await;
+        assert_refused(status, &headers, &body, "ManagementJWT");
+        let (status, headers, body) = call(&format!("{base}/device"), Some(&both)).await;
+        assert_refused(status, &headers, &body, "DeviceJWT");
+    }
+}
