@@ -40,10 +40,15 @@ impl Compression {
     pub(crate) fn decoder<'a, R: Read + 'a>(self, input: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(input),
-            Compression::Gzip => Box::new(flate2::read::GzDecoder::new(input)),
+            // Several gzip members, or xz streams, one after another are one valid file
+            // (`cat a.gz b.gz`, parallel compressors write them); read them all.
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
             Compression::Xz => {
-                let stream = xz2::stream::Stream::new_stream_decoder(XZ_MEMORY_LIMIT, 0)
-                    .map_err(io::Error::other)?;
+                let stream = xz2::stream::Stream::new_stream_decoder(
+                    XZ_MEMORY_LIMIT,
+                    xz2::stream::CONCATENATED,
+                )
+                .map_err(io::Error::other)?;
                 Box::new(xz2::read::XzDecoder::new_stream(input, stream))
             }
             // zstd's default window limit (128 MiB) already bounds its memory.

@@ -46,7 +46,15 @@ pub(crate) fn read_payload<R: Read>(
             }
         }
         let path = format!("data/{:04}/{}", ctx.index, entry.path);
-        if entry.path.is_empty() || !names.insert(entry.path.clone()) {
+        if !safe_file_name(&entry.path) {
+            // mender-artifact writes base names only; a name that climbs out of its
+            // directory would reach a device's update module as written.
+            return Err(FormatError::Structure(format!(
+                "{} contains the file name {:?}, which no artifact may hold",
+                ctx.member, entry.path
+            )));
+        }
+        if !names.insert(entry.path.clone()) {
             return Err(FormatError::Structure(format!(
                 "{path} appears more than once"
             )));
@@ -84,4 +92,41 @@ pub(crate) fn read_payload<R: Read>(
         }
     }
     Ok(files)
+}
+
+/// A payload file name that stays in its directory: relative, no `.` or `..` component, no
+/// backslash, no control character.
+fn safe_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('/')
+        && !name.contains('\\')
+        && !name.chars().any(char::is_control)
+        && name
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_file_name;
+
+    #[test]
+    fn only_names_that_stay_in_their_directory_are_safe() {
+        for name in ["rootfs.ext4", "update.sh", "dir/file", "a..b"] {
+            assert!(safe_file_name(name), "{name}");
+        }
+        for name in [
+            "",
+            "../etc/passwd",
+            "a/../../b",
+            "/abs",
+            "./x",
+            "..",
+            "a//b",
+            "a\\b",
+            "nul\0",
+        ] {
+            assert!(!safe_file_name(name), "{name:?}");
+        }
+    }
 }

@@ -315,3 +315,56 @@ fn trailing_bytes_after_the_tar_are_counted() {
     assert_eq!(parsed.size, bytes.len() as u64);
     assert_eq!(parsed.updates, clean.updates);
 }
+
+/// Recompresses the data member of an artifact as several gzip members or xz streams, one
+/// after another: valid files (`cat a.gz b.gz`, parallel compressors), which must be read
+/// whole.
+#[test]
+fn payloads_of_several_gzip_members_or_xz_streams() {
+    use std::io::{Read, Write};
+    let work = Work::new();
+    let image = noise(300_000, 9);
+    work.file("rootfs.ext4", &image);
+    for (compression, member) in [("gzip", "data/0000.tar.gz"), ("lzma", "data/0000.tar.xz")] {
+        let path = work.write(
+            &format!("{compression}.mender"),
+            &format!("rootfs-image -n multi -t pi -f rootfs.ext4 --compression {compression}"),
+        );
+        let split = work.path(&format!("{compression}-split.mender"));
+        let mut rewritten = false;
+        rewrite(&path, &split, |name, bytes| {
+            if name != member {
+                return Some((name.to_string(), bytes));
+            }
+            let mut tar = Vec::new();
+            if compression == "gzip" {
+                flate2::read::GzDecoder::new(bytes.as_slice())
+                    .read_to_end(&mut tar)
+                    .unwrap();
+            } else {
+                xz2::read::XzDecoder::new(bytes.as_slice())
+                    .read_to_end(&mut tar)
+                    .unwrap();
+            }
+            let mut joined = Vec::new();
+            for part in tar.chunks(tar.len() / 3 + 1) {
+                if compression == "gzip" {
+                    let mut encoder =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    encoder.write_all(part).unwrap();
+                    joined.extend(encoder.finish().unwrap());
+                } else {
+                    let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 1);
+                    encoder.write_all(part).unwrap();
+                    joined.extend(encoder.finish().unwrap());
+                }
+            }
+            rewritten = true;
+            Some((name.to_string(), joined))
+        });
+        assert!(rewritten, "no {member} in the {compression} artifact");
+        let parsed = parse_ok(&split);
+        assert_eq!(parsed.updates[0].files[0].checksum, sha256_hex(&image));
+        assert_eq!(parsed.updates[0].files[0].size, image.len() as u64);
+    }
+}

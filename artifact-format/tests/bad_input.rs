@@ -344,3 +344,48 @@ fn malformed_header_info() {
         assert_eq!(err.to_string(), message);
     }
 }
+
+/// A payload file named to climb out of its directory: mender-artifact never writes one,
+/// and a device's update module would see it as written.
+#[test]
+fn payload_file_names_that_leave_their_directory() {
+    use std::io::Read;
+    let work = Work::new();
+    let path = rootfs(&work, "plain.mender", "none");
+    for evil in ["../escape.ext4", "/etc/rootfs.ext4", "a/../../b"] {
+        let edited = work.path("edited.mender");
+        rewrite(&path, &edited, |name, bytes| match name {
+            "data/0000.tar" => {
+                let mut inner = tar::Archive::new(bytes.as_slice());
+                let mut builder = tar::Builder::new(Vec::new());
+                for entry in inner.entries().unwrap() {
+                    let mut entry = entry.unwrap();
+                    let mut content = Vec::new();
+                    entry.read_to_end(&mut content).unwrap();
+                    let mut header = tar::Header::new_gnu();
+                    header.set_size(content.len() as u64);
+                    header.set_mode(0o644);
+                    header.set_mtime(1_700_000_000);
+                    // `append_data` refuses `..`; write the name into the header by hand.
+                    let raw = header.as_old_mut();
+                    raw.name = [0; 100];
+                    raw.name[..evil.len()].copy_from_slice(evil.as_bytes());
+                    header.set_cksum();
+                    builder.append(&header, content.as_slice()).unwrap();
+                }
+                Some((name.into(), builder.into_inner().unwrap()))
+            }
+            "manifest" => {
+                let text = String::from_utf8(bytes).unwrap();
+                let text = text.replace("data/0000/rootfs.ext4", &format!("data/0000/{evil}"));
+                Some((name.into(), text.into_bytes()))
+            }
+            _ => Some((name.into(), bytes)),
+        });
+        let err = read_file(&edited, &ReadOptions::default()).unwrap_err();
+        assert!(
+            matches!(&err, FormatError::Structure(message) if message.contains(evil)),
+            "{evil}: {err}"
+        );
+    }
+}

@@ -752,6 +752,29 @@ async fn bad_uploads_are_refused_and_store_nothing(server: TestServer) {
     let (status, _, body) = upload(&server, bad_id).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "artifact_id is not a valid UUID");
+    // Two files in one upload: the second would be silently dropped.
+    let two = Form::new()
+        .part("artifact", Part::bytes(good.clone()).file_name("a.mender"))
+        .part("artifact", Part::bytes(good.clone()).file_name("b.mender"));
+    let (status, _, body) = upload(&server, two).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"],
+        "the request contains more than one artifact file"
+    );
+    // A declared size the file does not have, smaller or larger.
+    for declared in [good.len() - 100, good.len() + 100] {
+        let form = Form::new()
+            .text("size", declared.to_string())
+            .part("artifact", Part::bytes(good.clone()).file_name("a.mender"));
+        let (status, _, body) = upload(&server, form).await;
+        assert_eq!(status, 400, "size {declared}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().starts_with("size: "),
+            "size {declared}: {body}"
+        );
+        assert!(body["request_id"].is_string());
+    }
 
     assert_eq!(
         server.head().await,

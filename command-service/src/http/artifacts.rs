@@ -92,6 +92,7 @@ async fn upload(
     })?;
     let mut description = String::new();
     let mut artifact_id = Uuid::new_v4();
+    let mut declared = None;
     loop {
         let field = multipart.next_field().await.map_err(|error| {
             ApiError::BadRequest(format!("malformed multipart body: {}", error.body_text()))
@@ -124,6 +125,7 @@ async fn upload(
                         settings.max_upload_bytes
                     )));
                 }
+                declared = Some(size);
             }
             "description" => {
                 description = field
@@ -154,6 +156,7 @@ async fn upload(
                     &key,
                     UploadLimits {
                         max_bytes: settings.max_upload_bytes,
+                        declared,
                         storage: usage,
                     },
                     state.artifacts.reader_options.clone(),
@@ -167,6 +170,14 @@ async fn upload(
                         return Err(error.into());
                     }
                 };
+                drop(field);
+                // The artifact is the last part; a second one would be silently dropped.
+                if let Err(refusal) = only_artifact(&mut multipart).await {
+                    if let Err(error) = state.artifacts.store.delete(&key).await {
+                        tracing::error!(%error, key, "cannot remove a refused upload");
+                    }
+                    return Err(refusal);
+                }
                 let event = ArtifactUploaded {
                     artifact_id,
                     name: parsed.name,
@@ -216,6 +227,30 @@ async fn upload(
             }
             _ => {}
         }
+    }
+}
+
+/// Reads the parts after the artifact: a second `artifact` is refused, anything else is
+/// read and dropped, as Mender ignores parts after the file.
+async fn only_artifact(multipart: &mut Multipart) -> Result<(), ApiError> {
+    loop {
+        let field = multipart.next_field().await.map_err(|error| {
+            ApiError::BadRequest(format!("malformed multipart body: {}", error.body_text()))
+        })?;
+        let Some(mut field) = field else {
+            return Ok(());
+        };
+        if field
+            .name()
+            .is_some_and(|name| name.eq_ignore_ascii_case("artifact"))
+        {
+            drain(&mut field).await;
+            drain_rest(multipart).await;
+            return Err(ApiError::BadRequest(
+                "the request contains more than one artifact file".into(),
+            ));
+        }
+        drain(&mut field).await;
     }
 }
 
