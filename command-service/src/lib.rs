@@ -39,7 +39,10 @@ impl CommandService {
         read_side: Arc<dyn ReadSide>,
     ) -> anyhow::Result<Self> {
         let catalog = Arc::new(Catalog::default());
-        let background = vec![tokio::spawn(catalog.clone().follow(log.clone()))];
+        let background = vec![
+            tokio::spawn(catalog.clone().follow(log.clone())),
+            tokio::spawn(remove_incomplete_uploads(store.clone())),
+        ];
         Ok(Self {
             state: AppState {
                 log,
@@ -52,9 +55,24 @@ impl CommandService {
                 catalog,
                 read_side,
                 read_wait: Duration::from_millis(settings.read_wait_ms),
+                max_deployment_devices: settings.max_deployment_devices,
             },
             background,
         })
+    }
+}
+
+/// At start and every hour, removes what uploads cut short by a crash left in the store:
+/// they hold space no event accounts for.
+async fn remove_incomplete_uploads(store: Arc<dyn BlobStore>) {
+    let mut every_hour = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every_hour.tick().await;
+        match store.remove_incomplete().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed what interrupted uploads left"),
+            Err(error) => tracing::warn!(%error, "cannot look for interrupted uploads"),
+        }
     }
 }
 
@@ -85,6 +103,8 @@ impl Application {
         let server = HttpServer::bind(settings.listen, http::router(service.state))
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
-        Ok(server.with_background(service.background))
+        Ok(server
+            .with_settings(settings.http.clone())
+            .with_background(service.background))
     }
 }

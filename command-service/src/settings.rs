@@ -24,7 +24,15 @@ pub struct CommandSettings {
     pub auth: AuthSettings,
     pub storage: StorageSettings,
     pub artifacts: ArtifactSettings,
+    /// Connection limits, timeouts and the shutdown grace period.
+    pub http: http_edge::serve::HttpSettings,
+    /// The most devices one deployment may list; more is 400.
+    pub max_deployment_devices: usize,
 }
+
+/// Enough for a large fleet in one deployment, small enough that one request cannot make
+/// the catalog hold millions of entries.
+pub const DEFAULT_MAX_DEPLOYMENT_DEVICES: usize = 100_000;
 
 /// How uploaded artifacts are checked.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -46,6 +54,8 @@ impl Default for CommandSettings {
             auth: AuthSettings::default(),
             storage: StorageSettings::default(),
             artifacts: ArtifactSettings::default(),
+            http: Default::default(),
+            max_deployment_devices: DEFAULT_MAX_DEPLOYMENT_DEVICES,
         }
     }
 }

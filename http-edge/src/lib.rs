@@ -7,6 +7,7 @@ mod error;
 mod json;
 pub mod metrics;
 mod request_id;
+pub mod serve;
 pub mod service;
 
 pub use error::{error_response, fallback_not_found, method_not_allowed};

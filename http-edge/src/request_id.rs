@@ -1,7 +1,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -57,6 +57,9 @@ pub async fn with_request_id(mut request: Request, next: Next) -> Response {
         .scope(RequestId(id.clone()), next.run(request))
         .instrument(span.clone())
         .await;
+    if is_plain_error(&response) {
+        response = as_json_error(response, &id).await;
+    }
     let seconds = started.elapsed().as_secs_f64();
     crate::metrics::record_request(&route, method.as_str(), response.status().as_u16(), seconds);
     span.in_scope(|| {
@@ -70,4 +73,39 @@ pub async fn with_request_id(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
     response
+}
+
+/// An error answered in plain text: axum's own rejections (a body over its limit, a path that
+/// does not parse) are, and clients expect Mender's JSON body on every error.
+fn is_plain_error(response: &Response) -> bool {
+    (response.status().is_client_error() || response.status().is_server_error())
+        && response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.starts_with("text/plain"))
+}
+
+/// The same answer as `{"error", "request_id"}`; the text, when short, becomes the message.
+async fn as_json_error(response: Response, id: &str) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes.to_vec()).ok())
+        .filter(|text| !text.trim().is_empty())
+        .unwrap_or_else(|| {
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_owned()
+        });
+    let body = serde_json::json!({ "error": text.trim(), "request_id": id }).to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }

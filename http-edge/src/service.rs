@@ -78,6 +78,7 @@ pub struct HttpServer {
     listener: tokio::net::TcpListener,
     router: Router,
     background: Vec<tokio::task::JoinHandle<()>>,
+    settings: crate::serve::HttpSettings,
 }
 
 impl HttpServer {
@@ -95,7 +96,14 @@ impl HttpServer {
             listener,
             router,
             background: Vec::new(),
+            settings: crate::serve::HttpSettings::default(),
         }
+    }
+
+    /// Connection limits, timeouts and the shutdown grace period.
+    pub fn with_settings(mut self, settings: crate::serve::HttpSettings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// Tasks (projectors, relays) stopped when serving ends.
@@ -110,15 +118,14 @@ impl HttpServer {
             .map_or(0, |address| address.port())
     }
 
-    /// Serves until `shutdown` completes, finishes in-flight requests, then stops the
-    /// background tasks.
+    /// Serves until `shutdown` completes, lets in-flight requests finish within the grace
+    /// period, then stops the background tasks.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served =
+            crate::serve::serve(self.listener, self.router, &self.settings, shutdown).await;
         for task in self.background {
             task.abort();
         }

@@ -68,6 +68,10 @@ impl QueryService {
                 storage: Arc::new(settings.storage.clone()),
                 download_link_seconds: settings.download_link_seconds,
                 read_wait_ms: settings.read_wait_ms,
+                replays: Arc::new(http::time_travel::Replays::new(
+                    settings.time_travel_concurrency,
+                    Duration::from_millis(settings.read_wait_ms),
+                )),
             },
             projectors,
         })
@@ -118,6 +122,8 @@ impl Application {
         let server = HttpServer::bind(settings.listen, http::router(service.state))
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
-        Ok(server.with_background(projectors))
+        Ok(server
+            .with_settings(settings.http.clone())
+            .with_background(projectors))
     }
 }

@@ -28,6 +28,11 @@ pub struct QuerySettings {
     pub read_wait_ms: u64,
     /// Publishing events to RabbitMQ; off unless `relay.amqp_url` is set.
     pub relay: RelaySettings,
+    /// Connection limits, timeouts and the shutdown grace period.
+    pub http: http_edge::serve::HttpSettings,
+    /// Reads of the past (`as_of`) replayed at once, at most one per tenant; more wait
+    /// `read_wait_ms`, then get 503.
+    pub time_travel_concurrency: usize,
 }
 
 impl Default for QuerySettings {
@@ -43,6 +48,8 @@ impl Default for QuerySettings {
             download_link_seconds: 900,
             read_wait_ms: 5000,
             relay: RelaySettings::default(),
+            http: Default::default(),
+            time_travel_concurrency: 2,
         }
     }
 }

@@ -65,6 +65,8 @@ impl Server {
             routes = routes.merge(standalone);
         }
         let router = http_edge::service::with_edge(routes);
-        Ok(HttpServer::on(listener, router).with_background(background))
+        Ok(HttpServer::on(listener, router)
+            .with_settings(settings.http.clone())
+            .with_background(background))
     }
 }

@@ -41,6 +41,12 @@ pub struct ServerSettings {
     /// Device admission, inventory attributes and the administrator's login, for a fleet
     /// with no other Mender service; on by default.
     pub standalone: crate::standalone::StandaloneSettings,
+    /// Connection limits, timeouts and the shutdown grace period.
+    pub http: http_edge::serve::HttpSettings,
+    /// The most devices one deployment may list.
+    pub max_deployment_devices: usize,
+    /// Reads of the past (`as_of`) replayed at once, at most one per tenant.
+    pub time_travel_concurrency: usize,
 }
 
 impl Default for ServerSettings {
@@ -59,6 +65,9 @@ impl Default for ServerSettings {
             download_link_seconds: 900,
             relay: Default::default(),
             standalone: Default::default(),
+            http: Default::default(),
+            max_deployment_devices: command_service::settings::DEFAULT_MAX_DEPLOYMENT_DEVICES,
+            time_travel_concurrency: 2,
         }
     }
 }
@@ -88,6 +97,8 @@ impl ServerSettings {
             download_link_seconds: self.download_link_seconds,
             read_wait_ms: self.read_wait_ms,
             relay: self.relay.clone(),
+            http: self.http.clone(),
+            time_travel_concurrency: self.time_travel_concurrency,
         }
     }
 
@@ -101,6 +112,8 @@ impl ServerSettings {
             auth: self.auth.clone(),
             storage: self.storage.clone(),
             artifacts: self.artifacts.clone(),
+            http: self.http.clone(),
+            max_deployment_devices: self.max_deployment_devices,
         }
     }
 

@@ -10,10 +10,11 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use events::{Position, RecordedEvent, Subscription};
 use futures::Stream;
 use http_edge::auth::User;
+use http_edge::serve::ShuttingDown;
 
 use super::AppState;
 use crate::error::ApiError;
@@ -77,6 +78,7 @@ fn sse_event(event: &RecordedEvent) -> Event {
 async fn tail(
     State(state): State<AppState>,
     User(user): User,
+    shutting_down: Option<Extension<ShuttingDown>>,
     headers: HeaderMap,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
@@ -113,6 +115,12 @@ async fn tail(
             }
         }
     });
-    Ok(Sse::new(futures::StreamExt::flatten(events))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    // The stream never ends by itself; a server shutting down ends it, and the client
+    // resumes elsewhere with Last-Event-ID.
+    let shutting_down = shutting_down.map_or_else(ShuttingDown::never, |Extension(s)| s);
+    let events = futures::StreamExt::take_until(
+        futures::StreamExt::flatten(events),
+        Box::pin(shutting_down.wait()),
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
