@@ -49,6 +49,11 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// A link that lets anyone holding it GET (and HEAD) the object until `expires`.
     async fn download_link(&self, key: &str, expires: DateTime<Utc>) -> Result<String, BlobError>;
+
+    /// Removes what uploads cut short by a crash left behind (partial files, unfinished
+    /// multipart uploads) and returns how many it removed. Never touches an upload that may
+    /// still be under way.
+    async fn remove_incomplete(&self) -> Result<usize, BlobError>;
 }
 
 /// The storage key of a tenant's artifact. Tenant ids come from verified tokens; anything

@@ -13,6 +13,9 @@ use crate::{valid_key, BlobError, BlobStore, ByteStream};
 pub struct LocalDirectory {
     root: PathBuf,
     signer: UrlSigner,
+    /// Partial files older than this were left by an earlier run: one process writes to a
+    /// local store, and its own uploads clean up after themselves.
+    opened_at: std::time::SystemTime,
 }
 
 fn storage(error: std::io::Error) -> BlobError {
@@ -30,10 +33,22 @@ impl LocalDirectory {
     /// Files live under `root`; download links are signed by `signer`.
     pub async fn open(root: impl Into<PathBuf>, signer: UrlSigner) -> Result<Self, BlobError> {
         let root = root.into();
-        tokio::fs::create_dir_all(root.join(".incoming"))
+        let incoming = root.join(".incoming");
+        tokio::fs::create_dir_all(&incoming).await.map_err(storage)?;
+        // The file system's own clock, which is coarser than the system's: a file written
+        // after this moment can never look older than it.
+        let probe = incoming.join(format!(".opened-{}", uuid::Uuid::new_v4()));
+        tokio::fs::write(&probe, b"").await.map_err(storage)?;
+        let opened_at = tokio::fs::metadata(&probe)
             .await
+            .and_then(|metadata| metadata.modified())
             .map_err(storage)?;
-        Ok(Self { root, signer })
+        remove_if_present(&probe).await?;
+        Ok(Self {
+            root,
+            signer,
+            opened_at,
+        })
     }
 
     /// The file behind a key, for the route that serves signed links; `None` for keys no
@@ -119,6 +134,25 @@ impl BlobStore for LocalDirectory {
         self.path(key)?;
         Ok(self.signer.link(key, expires))
     }
+
+    async fn remove_incomplete(&self) -> Result<usize, BlobError> {
+        let mut removed = 0;
+        let mut entries = tokio::fs::read_dir(self.root.join(".incoming"))
+            .await
+            .map_err(storage)?;
+        while let Some(entry) = entries.next_entry().await.map_err(storage)? {
+            let modified = entry
+                .metadata()
+                .await
+                .and_then(|metadata| metadata.modified())
+                .map_err(storage)?;
+            if modified < self.opened_at {
+                remove_if_present(&entry.path()).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +226,23 @@ mod tests {
         assert!(matches!(outcome, Err(BlobError::Aborted(_))));
         assert!(!store.exists(&key).await.unwrap());
         assert_eq!(files_under(dir.path()), 0);
+    }
+
+    #[tokio::test]
+    async fn partial_files_of_an_earlier_run_are_removed_and_current_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let incoming = dir.path().join(".incoming");
+        std::fs::create_dir_all(&incoming).unwrap();
+        std::fs::write(incoming.join("crashed"), b"partial").unwrap();
+        // Past the file system's clock tick.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let store = LocalDirectory::open(dir.path(), UrlSigner::new(b"k".to_vec(), "http://x"))
+            .await
+            .unwrap();
+        std::fs::write(incoming.join("under-way"), b"partial").unwrap();
+        assert_eq!(store.remove_incomplete().await.unwrap(), 1);
+        assert!(!incoming.join("crashed").exists());
+        assert!(incoming.join("under-way").exists());
     }
 
     #[tokio::test]

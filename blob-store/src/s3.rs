@@ -35,6 +35,8 @@ pub struct S3Store {
     presigner: Client,
     bucket: String,
     part_size: usize,
+    /// Unfinished multipart uploads older than this were abandoned by a crash.
+    abandoned_after: Duration,
 }
 
 fn storage(what: &str, key: &str, error: impl std::error::Error) -> BlobError {
@@ -112,6 +114,7 @@ impl S3Store {
             presigner: Client::from_conf(presign.build()),
             bucket: settings.bucket.clone(),
             part_size,
+            abandoned_after: Duration::from_secs(settings.abandoned_upload_hours * 3600),
         };
         store.ensure_bucket(settings).await?;
         Ok(store)
@@ -390,5 +393,53 @@ impl BlobStore for S3Store {
             .await
             .map_err(|error| storage("presign", key, error))?;
         Ok(request.uri().to_owned())
+    }
+
+    async fn remove_incomplete(&self) -> Result<usize, BlobError> {
+        // Other instances upload into the same bucket; only an upload begun this long ago
+        // can no longer be anyone's.
+        let before = aws_sdk_s3::primitives::DateTime::from(
+            std::time::SystemTime::now() - self.abandoned_after,
+        );
+        let (mut removed, mut key_marker, mut id_marker) = (0, None, None);
+        loop {
+            let listed = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|error| storage("list uploads of", &self.bucket, error))?;
+            for upload in listed.uploads() {
+                let (Some(key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let abandoned = upload
+                    .initiated()
+                    .is_some_and(|initiated| initiated.secs() < before.secs());
+                if !valid_key(key) || !abandoned {
+                    continue;
+                }
+                self.client
+                    .abort_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                    .map_err(|error| storage("abort upload of", key, error))?;
+                removed += 1;
+            }
+            if !listed.is_truncated().unwrap_or(false) {
+                return Ok(removed);
+            }
+            key_marker = listed.next_key_marker().map(str::to_owned);
+            id_marker = listed.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(removed);
+            }
+        }
     }
 }

@@ -212,6 +212,9 @@ impl DeploymentUse for TenantCatalog {
 pub struct Catalog {
     tenants: RwLock<HashMap<TenantId, TenantCatalog>>,
     applied: watch::Sender<Position>,
+    /// Whether the tables hold at least the log as it was when this process started: before
+    /// that, `/next` would answer 204 to a device that has work.
+    loaded: watch::Sender<bool>,
 }
 
 impl Catalog {
@@ -230,6 +233,18 @@ impl Catalog {
 
     /// Folds the log into the tables for as long as the task runs.
     pub async fn follow(self: Arc<Self>, log: Arc<dyn EventLog>) {
+        let started_at = loop {
+            match log.head().await {
+                Ok(head) => break head,
+                Err(error) => {
+                    tracing::error!(%error, "the catalog cannot read the log's head; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        if started_at == Position::START {
+            self.loaded.send_replace(true);
+        }
         let mut subscription = Subscription::new(log, Position::START, 1000);
         loop {
             match subscription.next_batch().await {
@@ -240,6 +255,10 @@ impl Catalog {
                         }
                     }
                     self.applied.send_replace(subscription.position());
+                    if subscription.position() >= started_at && !*self.loaded.borrow() {
+                        tracing::info!(position = %subscription.position(), "catalog loaded");
+                        self.loaded.send_replace(true);
+                    }
                 }
                 Err(error) => {
                     tracing::error!(%error, "the catalog cannot read the log; retrying");
@@ -247,6 +266,18 @@ impl Catalog {
                 }
             }
         }
+    }
+
+    /// Waits (at most `limit`) until the tables hold the log as it was at start; says
+    /// whether they do.
+    pub async fn loaded(&self, limit: Duration) -> bool {
+        if *self.loaded.borrow() {
+            return true;
+        }
+        let mut loaded = self.loaded.subscribe();
+        tokio::time::timeout(limit, loaded.wait_for(|loaded| *loaded))
+            .await
+            .is_ok_and(|outcome| outcome.is_ok())
     }
 
     /// Waits until the tables reflect `position`.

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::envelope::{Position, RecordedEvent, StreamName, TenantId};
-use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError};
+use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selection};
 
 struct Waiting {
     request: AppendRequest,
@@ -106,6 +106,27 @@ impl EventLog for BatchingLog {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
         self.inner.read_all(after, limit).await
+    }
+
+    async fn read_tenant(
+        &self,
+        tenant: &TenantId,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.inner.read_tenant(tenant, after, limit).await
+    }
+
+    async fn read_tenant_selected(
+        &self,
+        tenant: &TenantId,
+        after: Position,
+        limit: usize,
+        selection: &Selection,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.inner
+            .read_tenant_selected(tenant, after, limit, selection)
+            .await
     }
 
     async fn head(&self) -> Result<Position, LogError> {

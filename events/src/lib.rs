@@ -26,7 +26,7 @@ pub mod kurrentdb;
 pub use envelope::{EventMetadata, NewEvent, Position, RecordedEvent, StreamName, TenantId};
 pub use log::{
     storage_fault, AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, LogError,
-    StorageFault,
+    Selection, StorageFault,
 };
 pub use migrate::{generation_schema, generation_url, Migration, MigrationSet};
 pub use schema::{DomainEvent, SchemaError};

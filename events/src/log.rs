@@ -231,9 +231,56 @@ pub trait EventLog: Send + Sync + 'static {
         Ok(found)
     }
 
+    /// Up to `limit` of one tenant's events after `after` that `selection` picks, in log
+    /// order: a slice of a long history read without bringing the rest of it into memory.
+    /// Backends with SQL filter in the database; the default filters page by page.
+    async fn read_tenant_selected(
+        &self,
+        tenant: &TenantId,
+        after: Position,
+        limit: usize,
+        selection: &Selection,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let mut found = Vec::new();
+        let mut cursor = after;
+        while found.len() < limit {
+            let page = self.read_tenant(tenant, cursor, 1000).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.position;
+            found.extend(page.into_iter().filter(|event| selection.picks(event)));
+        }
+        found.truncate(limit);
+        Ok(found)
+    }
+
     /// The position of the last committed event.
     async fn head(&self) -> Result<Position, LogError>;
 
     /// Changes whenever this process learns of new events: a hint to read again, never proof.
     fn head_changes(&self) -> watch::Receiver<Position>;
+}
+
+/// Which events [`EventLog::read_tenant_selected`] returns: those whose payload has `value`
+/// at the top-level field `field`, and every event of `streams` and of `event_types`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub field: String,
+    pub value: String,
+    pub streams: Vec<String>,
+    pub event_types: Vec<String>,
+}
+
+impl Selection {
+    pub fn picks(&self, event: &RecordedEvent) -> bool {
+        event
+            .payload
+            .get(&self.field)
+            .and_then(|value| value.as_str())
+            == Some(&self.value)
+            || self
+                .streams
+                .iter()
+                .any(|stream| stream == event.stream.as_str())
+            || self.event_types.contains(&event.event_type)
+    }
 }

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::envelope::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
-use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError};
+use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selection};
 use crate::migrate::{Migration, MigrationSet};
 use crate::plan::{self, LogFacts};
 
@@ -360,6 +360,32 @@ impl EventLog for PostgresEventLog {
         ))
         .bind(tenant.as_str())
         .bind(after.0 as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(recorded)
+        .collect()
+    }
+
+    async fn read_tenant_selected(
+        &self,
+        tenant: &TenantId,
+        after: Position,
+        limit: usize,
+        selection: &Selection,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events WHERE tenant = $1 AND position > $2
+               AND (payload->>$3 = $4 OR stream = ANY($5) OR event_type = ANY($6))
+             ORDER BY position LIMIT $7"
+        ))
+        .bind(tenant.as_str())
+        .bind(after.0 as i64)
+        .bind(&selection.field)
+        .bind(&selection.value)
+        .bind(&selection.streams)
+        .bind(&selection.event_types)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await?

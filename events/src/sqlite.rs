@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::envelope::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
-use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError};
+use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selection};
 use crate::migrate::{Migration, MigrationSet};
 use crate::plan::{self, LogFacts};
 use crate::postgres::advance;
@@ -304,6 +304,35 @@ impl EventLog for SqliteEventLog {
         ))
         .bind(tenant.as_str())
         .bind(after.0 as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.readers)
+        .await?
+        .into_iter()
+        .map(recorded)
+        .collect()
+    }
+
+    async fn read_tenant_selected(
+        &self,
+        tenant: &TenantId,
+        after: Position,
+        limit: usize,
+        selection: &Selection,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM events WHERE tenant = $1 AND position > $2
+               AND (json_extract(payload, $3) = $4
+                    OR stream IN (SELECT value FROM json_each($5))
+                    OR event_type IN (SELECT value FROM json_each($6)))
+             ORDER BY position LIMIT $7"
+        ))
+        .bind(tenant.as_str())
+        .bind(after.0 as i64)
+        // A JSON path, bound like any value: the field name never becomes SQL.
+        .bind(format!("$.\"{}\"", selection.field.replace('"', "")))
+        .bind(&selection.value)
+        .bind(serde_json::to_string(&selection.streams).unwrap_or_default())
+        .bind(serde_json::to_string(&selection.event_types).unwrap_or_default())
         .bind(limit as i64)
         .fetch_all(&self.readers)
         .await?

@@ -48,7 +48,8 @@ macro_rules! suite {
                 a_subscription_resumes_from_its_checkpoint_and_goes_live,
                 concurrent_writers_and_a_subscriber_agree_on_one_order,
                 an_atomic_batch_commits_all_or_nothing,
-                a_tenant_reads_only_its_own_events_in_order
+                a_tenant_reads_only_its_own_events_in_order,
+                a_selection_reads_only_the_events_it_picks
             );
         }
     };
@@ -106,6 +107,7 @@ mod kurrentdb {
         read_all_pages_in_one_total_order,
         a_subscription_resumes_from_its_checkpoint_and_goes_live,
         concurrent_writers_and_a_subscriber_agree_on_one_order,
-        a_tenant_reads_only_its_own_events_in_order
+        a_tenant_reads_only_its_own_events_in_order,
+        a_selection_reads_only_the_events_it_picks
     );
 }

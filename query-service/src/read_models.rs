@@ -66,6 +66,15 @@ macro_rules! read_model_migrations {
                         "/read-models/0005_generations.sql"
                     )),
                 },
+                Migration {
+                    version: 6,
+                    name: "device list order",
+                    sql: include_str!(concat!(
+                        "../../migrations/",
+                        $engine,
+                        "/read-models/0006_device_list_order.sql"
+                    )),
+                },
             ],
         }
     };

@@ -6,6 +6,8 @@
 mod support;
 
 use std::collections::BTreeSet;
+
+use futures::StreamExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -337,4 +339,351 @@ async fn terminated_postgres_backends_never_lose_an_acknowledged_command() {
         assert!(Instant::now() < deadline, "commands did not come back");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Appends `count` deployments of `release-1` to other devices straight into the log, so that
+/// loading it at start takes a while.
+async fn fill_log(data: &Path, count: usize) {
+    let log = events::open_log(&format!("sqlite://{}", data.join("events.db").display()), 2)
+        .await
+        .unwrap();
+    let metadata = events::EventMetadata::now();
+    for chunk in 0..count.div_ceil(500) {
+        let events: Vec<_> = (0..500)
+            .map(|n| {
+                let created =
+                    events::DomainEvent::DeploymentCreated(events::deployment::DeploymentCreated {
+                        deployment_id: uuid::Uuid::new_v4(),
+                        name: format!("filler-{chunk}-{n}"),
+                        artifact_name: "release-1".into(),
+                        devices: vec![format!("filler-device-{chunk}-{n}")],
+                        phases: Vec::new(),
+                        force_installation: false,
+                        created: chrono::Utc::now(),
+                    });
+                events::NewEvent::new(uuid::Uuid::new_v4(), &created, metadata.clone())
+            })
+            .collect();
+        log.append(events::AppendRequest {
+            tenant: events::TenantId::default(),
+            stream: events::StreamName::new("deployments"),
+            expected: events::ExpectedVersion::Any,
+            events,
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// Right after a start, the device API answers from the whole log, not from the part of it
+/// loaded so far: a device with a pending deployment is served it, never told there is none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn right_after_a_restart_devices_are_answered_from_the_whole_log() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(data.path(), &[]).await;
+    let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
+    assert_eq!(upload(&server, &release).await.0, 201);
+    server.kill();
+    fill_log(data.path(), 60_000).await;
+    server.restart().await;
+    // The device's deployment comes last in the log.
+    let (status, body) = create(&server, "for the late device", &["late-device"]).await;
+    assert_eq!(status, 201, "{body}");
+    server.kill();
+    server.restart_in_background();
+    let device = server.token("late-device", TokenKind::Device);
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, body) = loop {
+        let asked = client
+            .post(server.url(&format!("{DEVICE}/next")))
+            .bearer_auth(&device)
+            .json(&json!({"artifact_name": "factory", "device_type": "pi"}))
+            .send()
+            .await;
+        match asked {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                break (
+                    status,
+                    response.json::<Value>().await.unwrap_or(Value::Null),
+                );
+            }
+            // Not listening yet.
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(error) => panic!("the server never answered: {error}"),
+        }
+    };
+    assert_eq!(status, 200, "the first answer after a restart: {body}");
+    assert_eq!(body["artifact"]["artifact_name"], "release-1");
+}
+
+/// SIGTERM with a live event stream and an upload under way: the upload finishes, the
+/// stream ends, and the process exits well within the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_ends_streams_and_exits() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(data.path(), &[]).await;
+    let client = reqwest::Client::new();
+    let mut stream = client
+        .get(server.url(&format!("{MANAGEMENT}/events/stream")))
+        .bearer_auth(server.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // An upload that takes a second and a half to arrive.
+    let release = std::fs::read(rootfs_artifact(
+        files.path(),
+        "release-1",
+        &["pi"],
+        256 * 1024,
+    ))
+    .unwrap();
+    let chunks: Vec<Vec<u8>> = release.chunks(16 * 1024).map(<[u8]>::to_vec).collect();
+    let pieces = chunks.len() as u64;
+    let body = futures::stream::iter(chunks).then(move |chunk| async move {
+        tokio::time::sleep(Duration::from_millis(1500 / pieces)).await;
+        Ok::<_, std::io::Error>(chunk)
+    });
+    let upload = tokio::spawn({
+        let url = server.url(&format!("{MANAGEMENT}/artifacts"));
+        let token = server.admin();
+        let length = release.len() as u64;
+        async move {
+            let form = Form::new().part(
+                "artifact",
+                Part::stream_with_length(reqwest::Body::wrap_stream(body), length)
+                    .file_name("a.mender"),
+            );
+            let response = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .multipart(form)
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let exited = tokio::task::spawn_blocking(move || {
+        let took = server.terminate(Duration::from_secs(30));
+        (took, server)
+    });
+    assert_eq!(
+        upload.await.unwrap(),
+        201,
+        "the in-flight upload was cut off"
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(_)) = stream.chunk().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the event stream did not end");
+    let (took, server) = exited.await.unwrap();
+    let took =
+        took.unwrap_or_else(|| panic!("still running 30 s after SIGTERM:\n{}", server.log_text()));
+    assert!(
+        took < Duration::from_secs(8),
+        "the process took {took:?} to exit"
+    );
+}
+
+fn http_settings(
+    header_seconds: u64,
+    idle_seconds: u64,
+    connections: usize,
+) -> http_edge::serve::HttpSettings {
+    http_edge::serve::HttpSettings {
+        header_read_timeout_seconds: header_seconds,
+        idle_timeout_seconds: idle_seconds,
+        max_connections: connections,
+        ..Default::default()
+    }
+}
+
+/// Reads from a raw connection until the server closes it; how long that took, or `None`
+/// if it stayed open for `limit`.
+async fn closed_within(socket: &mut tokio::net::TcpStream, limit: Duration) -> Option<Duration> {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buffer = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(
+            tokio::time::Instant::from_std(started + limit),
+            socket.read(&mut buffer),
+        )
+        .await
+        {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A client that never finishes its headers, one that sits idle after connecting, and one
+/// whose body stalls are all cut off; the cap on connections holds the rest in the backlog
+/// until one closes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_connections_are_closed_and_capped() {
+    use tokio::io::AsyncWriteExt;
+    let server = support::TestServer::start_with(false, |settings| {
+        settings.http = http_settings(1, 1, 100);
+    })
+    .await;
+    let address = server.base.trim_start_matches("http://").to_owned();
+    // A live event stream reads nothing from its client for as long as it lasts; it is not
+    // idle and must stay open.
+    let mut stream = server
+        .client
+        .get(server.url(&format!("{MANAGEMENT}/events/stream")))
+        .bearer_auth(server.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    // Headers that never end.
+    let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
+    slow.write_all(b"GET /api/internal/v1/deployments/alive HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let took = closed_within(&mut slow, Duration::from_secs(10)).await;
+    assert!(
+        took.is_some(),
+        "a connection that never finished its headers stayed open"
+    );
+    // Nothing at all.
+    let mut silent = tokio::net::TcpStream::connect(&address).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "an idle connection stayed open"
+    );
+    // A body that stops arriving.
+    let mut stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!(
+        "POST {MANAGEMENT}/deployments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"name\": ",
+        server.admin()
+    );
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    assert!(
+        closed_within(&mut stalled, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "a stalled body held its connection"
+    );
+
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), stream.chunk())
+            .await
+            .is_err(),
+        "the event stream was cut off"
+    );
+    drop(stream);
+
+    let capped = support::TestServer::start_with(false, |settings| {
+        settings.http = http_settings(30, 30, 2);
+    })
+    .await;
+    let address = capped.base.trim_start_matches("http://").to_owned();
+    let held: Vec<_> =
+        futures::future::join_all((0..2).map(|_| tokio::net::TcpStream::connect(address.clone())))
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let alive = |timeout| {
+        reqwest::Client::new()
+            .get(capped.url("/api/internal/v1/deployments/alive"))
+            .timeout(timeout)
+            .send()
+    };
+    assert!(
+        alive(Duration::from_millis(800)).await.is_err(),
+        "a third connection was served while two were held"
+    );
+    drop(held);
+    let answered = alive(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(answered.status(), 204);
+}
+
+/// kill -9 in the middle of an upload leaves a partial file; the next start removes it, and
+/// nothing of it shows in the storage usage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_mid_upload_leaves_nothing_after_the_next_start() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::start(data.path(), &[]).await;
+    let incoming = data.path().join("artifacts/.incoming");
+    // A real artifact's first 4 MiB, then nothing more for as long as the test runs.
+    let files = tempfile::tempdir().unwrap();
+    let release =
+        std::fs::read(rootfs_artifact(files.path(), "release-1", &["pi"], 8 << 20)).unwrap();
+    let (sender, receiver) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    sender
+        .unbounded_send(Ok(release[..4 << 20].to_vec()))
+        .unwrap();
+    let upload = tokio::spawn({
+        let url = server.url(&format!("{MANAGEMENT}/artifacts"));
+        let token = server.admin();
+        async move {
+            let form = Form::new().part(
+                "artifact",
+                Part::stream_with_length(
+                    reqwest::Body::wrap_stream(receiver),
+                    release.len() as u64,
+                )
+                .file_name("a.mender"),
+            );
+            let _ = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .multipart(form)
+                .send()
+                .await;
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while files_under(&incoming)
+        .iter()
+        .map(|file| std::fs::metadata(file).map_or(0, |m| m.len()))
+        .sum::<u64>()
+        < 1 << 20
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the upload never reached the disk"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill();
+    upload.abort();
+    drop(sender);
+    assert_eq!(
+        files_under(&incoming).len(),
+        1,
+        "the crash left its partial file"
+    );
+
+    server.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !files_under(&incoming).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the partial file is still there after the start"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, limits) = get(&server, &format!("{MANAGEMENT}/limits/storage")).await;
+    assert_eq!(status, 200);
+    assert_eq!(limits["usage"], 0);
+    assert!(files_under(&data.path().join("artifacts")).is_empty());
 }

@@ -223,6 +223,16 @@ async fn malformed_requests_are_400() {
     }
     let body = auth_body(r#"{"mac":"1"}"#, &keys);
     assert_refused(post_auth_request(&server, &body, None).await, 400).await;
+    // An identity far over the body limit is 413, as JSON like every other error.
+    let huge = json!({"serial": "x".repeat(3 * 1024 * 1024)}).to_string();
+    let body = auth_body(&huge, &keys);
+    let response = post_auth_request(&server, &body, Some(&keys.sign(body.as_bytes()))).await;
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "a 413 in plain text"
+    );
+    assert_refused(response, 413).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,4 +368,107 @@ async fn switched_off_the_routes_do_not_exist() {
         assert_refused(response, 404).await;
     }
     assert_refused(login(&server, "admin@example.com", "anything").await, 404).await;
+}
+
+/// A client bound to its own loopback address, so that tests can be several clients.
+fn client_from(address: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(address.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn login_from(
+    server: &TestServer,
+    from: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    client_from(from)
+        .post(server.url(LOGIN))
+        .basic_auth(email, Some(password))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_throttled(response: reqwest::Response) {
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+    assert_refused(response, 429).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_throttled_by_address_and_by_login_name() {
+    let server = start_with(|settings| {
+        settings.standalone.admin_password = Some("correct horse".into());
+        settings.standalone.login_failures_per_minute = 5;
+    })
+    .await;
+    let admin = "admin@example.com";
+    // One address guessing: five failures, then 429 whatever it sends, the right password
+    // included.
+    for _ in 0..5 {
+        assert_refused(login_from(&server, "127.0.0.2", admin, "guess").await, 401).await;
+    }
+    assert_throttled(login_from(&server, "127.0.0.2", admin, "guess").await).await;
+    assert_throttled(login_from(&server, "127.0.0.2", "other@example.com", "x").await).await;
+    // Those five failures were also the login name's: any address now waits for it.
+    assert_throttled(login_from(&server, "127.0.0.3", admin, "correct horse").await).await;
+    // Another address and another name are not affected.
+    assert_refused(
+        login_from(&server, "127.0.0.3", "other@example.com", "x").await,
+        401,
+    )
+    .await;
+    // Successes do not count.
+    let fresh = start_with(|settings| {
+        settings.standalone.admin_password = Some("correct horse".into());
+        settings.standalone.login_failures_per_minute = 2;
+    })
+    .await;
+    for _ in 0..5 {
+        let response = login_from(&fresh, "127.0.0.4", admin, "correct horse").await;
+        assert_eq!(response.status(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_requests_are_throttled_per_identity_and_per_address() {
+    let server = start_with(|settings| {
+        settings.standalone.auth_requests_per_minute = 3;
+        settings.standalone.auth_requests_per_address_per_minute = 8;
+    })
+    .await;
+    let keys = DeviceKeys::generate("ED25519");
+    let ask = |id_data: &str, from: &'static str| {
+        let body = auth_body(id_data, &keys);
+        let signature = keys.sign(body.as_bytes());
+        let server = &server;
+        async move {
+            client_from(from)
+                .post(server.url(AUTH_REQUESTS))
+                .header("content-type", "application/json")
+                .header("X-MEN-Signature", signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(ask(r#"{"mac":"1"}"#, "127.0.0.2").await.status(), 200);
+    }
+    assert_throttled(ask(r#"{"mac":"1"}"#, "127.0.0.3").await).await;
+    // Other identities from the first address, up to its own limit (8, with the 3 above).
+    for n in 2..7 {
+        let id_data = format!(r#"{{"mac":"{n}"}}"#);
+        assert_eq!(ask(&id_data, "127.0.0.2").await.status(), 200, "{id_data}");
+    }
+    assert_throttled(ask(r#"{"mac":"7"}"#, "127.0.0.2").await).await;
+    assert_eq!(ask(r#"{"mac":"7"}"#, "127.0.0.4").await.status(), 200);
 }

@@ -29,6 +29,10 @@ pub struct S3Settings {
     /// Endpoint URL put into download links, when devices reach the store under another
     /// address than the service does. Default: `endpoint`.
     pub presign_public_endpoint: Option<String>,
+    /// Unfinished multipart uploads begun this many hours ago were abandoned by a crash and
+    /// are aborted at start and every hour. Default 24: far longer than any upload takes,
+    /// since other instances upload into the same bucket.
+    pub abandoned_upload_hours: u64,
 }
 
 impl Default for S3Settings {
@@ -44,6 +48,7 @@ impl Default for S3Settings {
             create_bucket: false,
             part_size_mib: 8,
             presign_public_endpoint: None,
+            abandoned_upload_hours: 24,
         }
     }
 }
@@ -65,6 +70,7 @@ impl std::fmt::Debug for S3Settings {
             .field("create_bucket", &self.create_bucket)
             .field("part_size_mib", &self.part_size_mib)
             .field("presign_public_endpoint", &self.presign_public_endpoint)
+            .field("abandoned_upload_hours", &self.abandoned_upload_hours)
             .finish()
     }
 }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub read_side: Arc<dyn ReadSide>,
     /// How long a command waits for the read side before answering anyway.
     pub read_wait: Duration,
+    /// The most devices one deployment may list.
+    pub max_deployment_devices: usize,
 }
 
 impl AppState {
@@ -82,7 +84,29 @@ pub fn routes(state: AppState) -> Router {
         .merge(artifacts::router())
         .merge(deployments::router())
         .merge(devices::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            after_loading,
+        ))
         .with_state(state)
+}
+
+/// Holds commands until the catalog has loaded the log (right after a start it may not
+/// have): answered earlier, a device with work would be told there is none. Past
+/// `read_wait`, the answer is 503 and the client tries again.
+async fn after_loading(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if state.catalog.loaded(state.read_wait).await {
+        next.run(request).await
+    } else {
+        crate::error::ApiError::Unavailable(
+            "the server is starting: deployments are still being loaded; try again".into(),
+        )
+        .into_response()
+    }
 }
 
 /// The whole service on its own: command routes, internal routes and the edge layers.

@@ -6,7 +6,8 @@ mod consistency;
 mod deployments;
 mod internal;
 mod paging;
-mod time_travel;
+mod streamed;
+pub mod time_travel;
 
 use std::sync::Arc;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub download_link_seconds: u64,
     /// Longest wait of a read for the log position it names, in milliseconds.
     pub read_wait_ms: u64,
+    /// How many reads of the past (`as_of`) replay at once.
+    pub replays: Arc<time_travel::Replays>,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {

@@ -1,16 +1,23 @@
 //! `as_of`: a deployment as it was at a moment, folded from its events.
 //!
-//! The events of the caller's tenant up to the moment are projected, by the same projections
-//! that keep the live read models, into a scratch database that lives for one request; the
-//! read is then served from it by the same queries. The past is therefore shown exactly as the
-//! present is, at the cost of replaying the tenant's history up to that moment.
+//! The events that concern the deployment (its own, its devices' entries in it, the
+//! tenant's artifacts) up to the moment are projected, by the same projections that keep
+//! the live read models, into a scratch database on disk that lives for one request; the
+//! read is then served from it by the same queries. The past is therefore shown exactly as
+//! the present is. The log picks those events itself, so other deployments, however large,
+//! never pass through memory; and few replays run at once, one per tenant.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use events::{Position, TenantId};
+use events::{Position, Selection, TenantId};
 use serde::Deserialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppState;
-use crate::error::ApiError;
+use crate::error::{parse_id, ApiError};
 use crate::read_models::ReadModels;
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,7 +51,57 @@ pub struct Past {
     _scratch: Option<tempfile::TempDir>,
 }
 
-pub async fn state_at(state: &AppState, tenant: &TenantId, as_of: &AsOf) -> Result<Past, ApiError> {
+/// How many replays run at once: in all, and for one tenant (so that one tenant's heavy
+/// reads leave room for the others').
+pub struct Replays {
+    all: Arc<Semaphore>,
+    tenants: Mutex<HashMap<TenantId, Arc<Semaphore>>>,
+    wait: Duration,
+}
+
+impl Replays {
+    /// `concurrency` replays at once, one per tenant; a read waits at most `wait` for its turn.
+    pub fn new(concurrency: usize, wait: Duration) -> Self {
+        Self {
+            all: Arc::new(Semaphore::new(concurrency.max(1))),
+            tenants: Mutex::new(HashMap::new()),
+            wait,
+        }
+    }
+
+    async fn turn(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), ApiError> {
+        let own = {
+            let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+            // Tenants with no replay under way or waiting need no entry.
+            tenants.retain(|_, semaphore| Arc::strong_count(semaphore) > 1);
+            tenants
+                .entry(tenant.clone())
+                .or_insert_with(|| Arc::new(Semaphore::new(1)))
+                .clone()
+        };
+        let busy = || {
+            ApiError::Unavailable("too many reads of the past at once; try again shortly".into())
+        };
+        let turn = async {
+            let own = own.acquire_owned().await.map_err(|_| busy())?;
+            let all = self.all.clone().acquire_owned().await.map_err(|_| busy())?;
+            Ok::<_, ApiError>((own, all))
+        };
+        tokio::time::timeout(self.wait, turn)
+            .await
+            .map_err(|_| busy())?
+    }
+}
+
+pub async fn state_at(
+    state: &AppState,
+    tenant: &TenantId,
+    deployment: &str,
+    as_of: &AsOf,
+) -> Result<Past, ApiError> {
     let Some(text) = &as_of.as_of else {
         return Ok(Past {
             state: state.clone(),
@@ -52,6 +109,16 @@ pub async fn state_at(state: &AppState, tenant: &TenantId, as_of: &AsOf) -> Resu
         });
     };
     let moment = moment(text)?;
+    let deployment = parse_id(deployment)?;
+    let _turn = state.replays.turn(tenant).await?;
+    let selection = Selection {
+        field: "deployment_id".into(),
+        value: deployment.to_string(),
+        // Artifacts, for the deployment's and its devices' artifact details; decommissions,
+        // which name only the device.
+        streams: vec!["artifacts".into()],
+        event_types: vec!["DeviceDecommissioned".into()],
+    };
     let scratch = tempfile::tempdir().map_err(anyhow::Error::from)?;
     let url = format!("sqlite://{}", scratch.path().join("past.db").display());
     let past = ReadModels::connect(&url, 1).await?;
@@ -60,9 +127,8 @@ pub async fn state_at(state: &AppState, tenant: &TenantId, as_of: &AsOf) -> Resu
     'replay: loop {
         let page = state
             .log
-            .read_tenant(tenant, after, 1000)
-            .await
-            .map_err(anyhow::Error::from)?;
+            .read_tenant_selected(tenant, after, 1000, &selection)
+            .await?;
         let Some(last) = page.last() else { break };
         after = last.position;
         let before = page
@@ -92,6 +158,31 @@ pub async fn state_at(state: &AppState, tenant: &TenantId, as_of: &AsOf) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn one_replay_per_tenant_and_a_bounded_number_in_all() {
+        let replays = Replays::new(2, Duration::from_millis(100));
+        let (a, b, c) = (TenantId::new("a"), TenantId::new("b"), TenantId::new("c"));
+        let first = replays.turn(&a).await.unwrap();
+        // The same tenant waits for its own replay, then is told to come back.
+        assert!(matches!(
+            replays.turn(&a).await,
+            Err(ApiError::Unavailable(_))
+        ));
+        // Another tenant is not held up by it.
+        let second = replays.turn(&b).await.unwrap();
+        // Past the total, everyone waits.
+        assert!(matches!(
+            replays.turn(&c).await,
+            Err(ApiError::Unavailable(_))
+        ));
+        drop(first);
+        let third = replays.turn(&c).await.unwrap();
+        drop((second, third));
+        assert!(replays.turn(&a).await.is_ok());
+        // Tenants with nothing under way leave no entry behind.
+        assert!(replays.tenants.lock().unwrap().len() <= 1);
+    }
 
     #[test]
     fn a_moment_is_a_position_or_a_time() {

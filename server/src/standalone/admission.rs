@@ -17,12 +17,14 @@ use axum::Router;
 use base64::Engine;
 use http_edge::auth::TokenKind;
 use http_edge::error_response;
+use http_edge::serve::ClientAddress;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::device_key::DeviceKey;
-use super::{StandaloneSettings, StandaloneState};
+use super::throttle::address_key;
+use super::{too_many_attempts, StandaloneSettings, StandaloneState};
 
 const SIGNATURE_HEADER: &str = "x-men-signature";
 
@@ -133,9 +135,18 @@ fn device_id(identity: &Value) -> Uuid {
 
 async fn auth_request(
     State(state): State<StandaloneState>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Counted before any work: a signature check of a large RSA key is what a flood buys.
+    let address = address_key(client);
+    let throttles = &state.throttles;
+    if let Some(wait) = throttles.admission_by_address.wait(&address) {
+        tracing::warn!(address = %client, "admission refused: too many requests from this address");
+        return too_many_attempts(wait);
+    }
+    throttles.admission_by_address.spend(&address);
     let bad_request = |message: String| error_response(StatusCode::BAD_REQUEST, message);
     let request: AuthRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -151,6 +162,12 @@ async fn auth_request(
         Ok(identity) => identity,
         Err(error) => return bad_request(format!("invalid auth request: id_data: {error}")),
     };
+    let device = device_id(&identity);
+    if let Some(wait) = throttles.admission_by_identity.wait(&device) {
+        tracing::warn!(device_id = %device, address = %client, "admission refused: too many requests for this identity");
+        return too_many_attempts(wait);
+    }
+    throttles.admission_by_identity.spend(&device);
     let key = match DeviceKey::from_pem(&request.pubkey) {
         Ok(key) => key,
         Err(error) => return bad_request(format!("invalid auth request: {error}")),
@@ -163,7 +180,6 @@ async fn auth_request(
     if !signature.is_ok_and(|signature| key.verifies(&body, &signature)) {
         return error_response(StatusCode::UNAUTHORIZED, "signature verification failed");
     }
-    let device = device_id(&identity);
     if !state.admission.admits(&identity, &key) {
         tracing::info!(
             device_id = %device,

@@ -9,11 +9,13 @@ use axum::Router;
 use base64::Engine;
 use http_edge::auth::TokenKind;
 use http_edge::error_response;
+use http_edge::serve::ClientAddress;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::StandaloneState;
+use super::throttle::address_key;
+use super::{too_many_attempts, StandaloneState};
 
 /// Namespace of user ids: the administrator keeps one id across restarts.
 const USER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x3d7a_91c4_6e25_4b08_8f13_a5d2_c7e9_0b46);
@@ -64,12 +66,31 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((user.to_owned(), password.to_owned()))
 }
 
-async fn login(State(state): State<StandaloneState>, headers: HeaderMap) -> Response {
+async fn login(
+    State(state): State<StandaloneState>,
+    ClientAddress(client): ClientAddress,
+    headers: HeaderMap,
+) -> Response {
+    let throttles = &state.throttles;
+    let address = address_key(client);
+    if let Some(wait) = throttles.login_by_address.wait(&address) {
+        tracing::warn!(address = %client, "login refused: too many failed attempts from this address");
+        return too_many_attempts(wait);
+    }
     let Some((email, password)) = basic_credentials(&headers) else {
+        throttles.login_by_address.spend(&address);
+        tracing::warn!(address = %client, "login refused: no credentials");
         return error_response(StatusCode::UNAUTHORIZED, "invalid or missing auth header");
     };
+    let name = email.to_lowercase();
+    if let Some(wait) = throttles.login_by_name.wait(&name) {
+        tracing::warn!(email = %email, address = %client, "login refused: too many failed attempts for this login");
+        return too_many_attempts(wait);
+    }
     if !state.admin.accepts(&email, &password) {
-        tracing::warn!(email = %email, "login refused");
+        throttles.login_by_address.spend(&address);
+        throttles.login_by_name.spend(&name);
+        tracing::warn!(email = %email, address = %client, "login refused: wrong credentials");
         return error_response(StatusCode::UNAUTHORIZED, "unauthorized");
     }
     state.token_response(&state.admin.user_id.to_string(), TokenKind::User)

@@ -7,6 +7,7 @@ mod admission;
 mod device_key;
 mod inventory;
 mod login;
+mod throttle;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -44,6 +45,14 @@ pub struct StandaloneSettings {
     pub device_token_hours: u32,
     /// Lifetime of user tokens, in hours.
     pub user_token_hours: u32,
+    /// Failed logins allowed per minute, per client address and per login name; past it,
+    /// 429 with `Retry-After`. 0: no limit.
+    pub login_failures_per_minute: u32,
+    /// Admission requests allowed per minute per device identity. 0: no limit.
+    pub auth_requests_per_minute: u32,
+    /// Admission requests allowed per minute per client address (a fleet behind one NAT
+    /// shares it). 0: no limit.
+    pub auth_requests_per_address_per_minute: u32,
 }
 
 impl Default for StandaloneSettings {
@@ -58,6 +67,9 @@ impl Default for StandaloneSettings {
             // Mender's deviceauth and useradm both default to a week.
             device_token_hours: 168,
             user_token_hours: 168,
+            login_failures_per_minute: 10,
+            auth_requests_per_minute: 10,
+            auth_requests_per_address_per_minute: 600,
         }
     }
 }
@@ -74,6 +86,27 @@ struct StandaloneState {
     admin: Arc<AdminCredentials>,
     device_token_ttl: chrono::Duration,
     user_token_ttl: chrono::Duration,
+    throttles: Arc<Throttles>,
+}
+
+/// The attempt limits of the routes that hand out tokens.
+struct Throttles {
+    login_by_address: throttle::Throttle<std::net::IpAddr>,
+    login_by_name: throttle::Throttle<String>,
+    admission_by_address: throttle::Throttle<std::net::IpAddr>,
+    admission_by_identity: throttle::Throttle<uuid::Uuid>,
+}
+
+/// 429 with the seconds to wait.
+fn too_many_attempts(wait: std::time::Duration) -> Response {
+    let mut response = http_edge::error_response(
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        "too many attempts; try again later",
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&throttle::retry_after(wait).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 impl FromRef<StandaloneState> for Arc<Verifier> {
@@ -145,6 +178,14 @@ pub(crate) fn routes(
         admin: Arc::new(AdminCredentials::new(&settings.admin_email, &password)),
         device_token_ttl: chrono::Duration::hours(settings.device_token_hours.into()),
         user_token_ttl: chrono::Duration::hours(settings.user_token_hours.into()),
+        throttles: Arc::new(Throttles {
+            login_by_address: throttle::Throttle::new(settings.login_failures_per_minute),
+            login_by_name: throttle::Throttle::new(settings.login_failures_per_minute),
+            admission_by_address: throttle::Throttle::new(
+                settings.auth_requests_per_address_per_minute,
+            ),
+            admission_by_identity: throttle::Throttle::new(settings.auth_requests_per_minute),
+        }),
     };
     tracing::info!(
         auto_accept = settings.auto_accept,

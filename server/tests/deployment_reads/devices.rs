@@ -114,6 +114,42 @@ pub async fn device_list_names_the_targeted_devices(fixture: Fixture) {
     assert_eq!(view.json["max_devices"], 1234);
     assert_eq!(view.json["device_count"], 0);
 
+    // Every device joins: the unpaged entry list is written a page at a time and still
+    // comes back whole, in the order the devices joined, now and as of any moment.
+    let requests = many
+        .iter()
+        .map(|device| AppendRequest {
+            tenant: TenantId::new("acme"),
+            stream: StreamName::new(device_stream(device)),
+            expected: ExpectedVersion::Any,
+            events: vec![NewEvent::new(
+                Uuid::new_v4(),
+                &joined(large, device, Pending),
+                EventMetadata::now(),
+            )],
+        })
+        .collect();
+    for appended in fixture.log.append_many(requests).await {
+        appended.unwrap();
+    }
+    fixture.settle().await;
+    let head = fixture.log.head().await.unwrap();
+    for query in [String::new(), format!("?as_of={}", head.0)] {
+        let answer = fixture
+            .get(&format!("{DEPLOYMENTS}/{large}/devices{query}"))
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let entries = answer.json.as_array().unwrap();
+        let mut devices: Vec<&str> = entries
+            .iter()
+            .map(|entry| entry["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(devices.len(), many.len(), "{query}");
+        devices.sort();
+        devices.dedup();
+        assert_eq!(devices, names, "every entry once: {query}");
+    }
+
     fixture
         .refused(
             &format!("{DEPLOYMENTS}/x/device_list"),

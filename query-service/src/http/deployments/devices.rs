@@ -2,6 +2,7 @@
 //! ids, and a device's log.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::header;
@@ -10,8 +11,10 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use events::deployment::{DeviceDeploymentStatus, LogMessage};
 use http_edge::auth::User;
+use sqlx::Row;
 
 use super::super::paging::{Paging, MAX_PER_PAGE};
+use super::super::streamed;
 use super::super::time_travel::{state_at, AsOf};
 use super::super::AppState;
 use super::view::{device_view, placeholders, DeviceView, DEVICE_COLUMNS, DEVICE_FROM};
@@ -104,27 +107,50 @@ async fn known_deployment(state: &AppState, tenant: &str, id: &str) -> Result<St
     known.ok_or(ApiError::NotFound)
 }
 
-/// Every entry of the deployment, in the order the devices joined (Mender's deprecated list).
+/// Every entry of the deployment, in the order the devices joined (Mender's deprecated list),
+/// written a page at a time.
 pub async fn all(
     State(state): State<AppState>,
     User(user): User,
     Path(id): Path<String>,
     Query(as_of): Query<AsOf>,
-) -> Result<Json<Vec<DeviceView>>, ApiError> {
-    let past = state_at(&state, &user.tenant, &as_of).await?;
-    let state = past.state.clone();
-    let tenant = user.tenant.as_str();
-    let id = known_deployment(&state, tenant, &id).await?;
-    let rows = sqlx::query(&format!(
-        "SELECT {DEVICE_COLUMNS} FROM {DEVICE_FROM}
-         WHERE dd.tenant = $1 AND dd.deployment_id = $2 ORDER BY dd.created, dd.device_id"
-    ))
-    .bind(tenant)
-    .bind(&id)
-    .fetch_all(&state.read_models.pool())
-    .await?;
-    Ok(Json(
-        rows.iter().map(device_view).collect::<Result<_, _>>()?,
+) -> Result<Response, ApiError> {
+    // Owned by the stream: a past state's scratch database lives until the last page.
+    let past = Arc::new(state_at(&state, &user.tenant, &id, &as_of).await?);
+    let tenant = user.tenant.0.clone();
+    let id = known_deployment(&past.state, &tenant, &id).await?;
+    Ok(streamed::json_array(
+        None::<(String, String)>,
+        move |after| {
+            let (past, tenant, id) = (past.clone(), tenant.clone(), id.clone());
+            async move {
+                let after_condition = if after.is_some() {
+                    " AND (dd.created > $3 OR (dd.created = $3 AND dd.device_id > $4))"
+                } else {
+                    ""
+                };
+                let sql = format!(
+                    "SELECT {DEVICE_COLUMNS} FROM {DEVICE_FROM}
+                     WHERE dd.tenant = $1 AND dd.deployment_id = $2{after_condition}
+                     ORDER BY dd.created, dd.device_id LIMIT {}",
+                    streamed::PAGE
+                );
+                let mut select = sqlx::query(&sql).bind(&tenant).bind(&id);
+                if let Some((created, device)) = &after {
+                    select = select.bind(created).bind(device);
+                }
+                let rows = select.fetch_all(&past.state.read_models.pool()).await?;
+                let Some(last) = rows.last() else {
+                    return Ok(None);
+                };
+                let next = (last.try_get("created")?, last.try_get("device_id")?);
+                let views = rows
+                    .iter()
+                    .map(device_view)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some((views, Some(next))))
+            }
+        },
     ))
 }
 
@@ -171,23 +197,39 @@ pub async fn page(
     Ok((headers, Json(devices)).into_response())
 }
 
-/// The ids of the devices the deployment targets, in the order they were given.
+/// The ids of the devices the deployment targets, in the order they were given, written a
+/// page at a time.
 pub async fn targeted(
     State(state): State<AppState>,
     User(user): User,
     Path(id): Path<String>,
-) -> Result<Json<Vec<String>>, ApiError> {
-    let tenant = user.tenant.as_str();
-    let id = known_deployment(&state, tenant, &id).await?;
-    let devices: Vec<String> = sqlx::query_scalar(
-        "SELECT device_id FROM deployment_devices
-         WHERE tenant = $1 AND deployment_id = $2 ORDER BY number",
-    )
-    .bind(tenant)
-    .bind(&id)
-    .fetch_all(&state.read_models.pool())
-    .await?;
-    Ok(Json(devices))
+) -> Result<Response, ApiError> {
+    let tenant = user.tenant.0.clone();
+    let id = known_deployment(&state, &tenant, &id).await?;
+    // Numbers start at 0.
+    Ok(streamed::json_array(-1i64, move |after| {
+        let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
+        async move {
+            let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
+                "SELECT device_id, number FROM deployment_devices
+                 WHERE tenant = $1 AND deployment_id = $2 AND number > $3
+                 ORDER BY number LIMIT {}",
+                streamed::PAGE
+            ))
+            .bind(&tenant)
+            .bind(&id)
+            .bind(after)
+            .fetch_all(&state.read_models.pool())
+            .await?;
+            let Some(&(_, last)) = rows.last() else {
+                return Ok(None);
+            };
+            Ok(Some((
+                rows.into_iter().map(|(device, _)| device).collect(),
+                last,
+            )))
+        }
+    }))
 }
 
 /// The device's log for the deployment as text, one line per message; 404 when there is none.

@@ -182,7 +182,7 @@ async fn deployment(
     Path(id): Path<String>,
     Query(as_of): Query<AsOf>,
 ) -> Result<Json<DeploymentView>, ApiError> {
-    let past = state_at(&state, &user.tenant, &as_of).await?;
+    let past = state_at(&state, &user.tenant, &id, &as_of).await?;
     Ok(Json(find(&past.state, user.tenant.as_str(), &id).await?))
 }
 
@@ -194,7 +194,7 @@ async fn statistics(
     Query(as_of): Query<AsOf>,
 ) -> Result<Json<BTreeMap<&'static str, i64>>, ApiError> {
     let id = parse_id(&id)?;
-    let past = state_at(&state, &user.tenant, &as_of).await?;
+    let past = state_at(&state, &user.tenant, &id.to_string(), &as_of).await?;
     let tenant = user.tenant.as_str();
     let pool = &past.state.read_models.pool();
     let known: Option<i64> =
