@@ -34,7 +34,9 @@ impl LocalDirectory {
     pub async fn open(root: impl Into<PathBuf>, signer: UrlSigner) -> Result<Self, BlobError> {
         let root = root.into();
         let incoming = root.join(".incoming");
-        tokio::fs::create_dir_all(&incoming).await.map_err(storage)?;
+        tokio::fs::create_dir_all(&incoming)
+            .await
+            .map_err(storage)?;
         // The file system's own clock, which is coarser than the system's: a file written
         // after this moment can never look older than it.
         let probe = incoming.join(format!(".opened-{}", uuid::Uuid::new_v4()));

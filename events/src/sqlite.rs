@@ -62,20 +62,20 @@ pub fn connect_options(url: &str) -> Result<SqliteConnectOptions, sqlx::Error> {
 /// transaction. Its next BEGIN becomes a SAVEPOINT within a transaction that is never
 /// committed, so every later append would be acknowledged and lost. Such a connection is
 /// closed when it comes back (closing rolls back whatever it holds); the next one starts clean.
-pub fn pool_options(max_connections: u32) -> SqlitePoolOptions {
-    SqlitePoolOptions::new()
-        .max_connections(max_connections)
-        .after_release(|connection, _| {
-            Box::pin(async move {
-                // Runs the rollback a dropped transaction queued before looking at the depth.
-                sqlx::Connection::ping(&mut *connection).await?;
-                let depth =
-                    <sqlx::Sqlite as sqlx::Database>::TransactionManager::get_transaction_depth(
-                        connection,
-                    );
-                Ok(depth == 0)
-            })
+pub fn closing_broken_transactions<DB: sqlx::Database>(
+    options: sqlx::pool::PoolOptions<DB>,
+) -> sqlx::pool::PoolOptions<DB> {
+    options.after_release(|connection, _| {
+        Box::pin(async move {
+            // Runs the rollback a dropped transaction queued before looking at the depth.
+            sqlx::Connection::ping(&mut *connection).await?;
+            Ok(DB::TransactionManager::get_transaction_depth(connection) == 0)
         })
+    })
+}
+
+fn pool_options(max_connections: u32) -> SqlitePoolOptions {
+    closing_broken_transactions(SqlitePoolOptions::new().max_connections(max_connections))
 }
 
 impl SqliteEventLog {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use events::{generation_schema, generation_url, Migration, MigrationSet, Position};
 use sqlx::any::{install_default_drivers, AnyConnectOptions, AnyPoolOptions};
-use sqlx::TransactionManager as _;
 use sqlx::{AnyConnection, AnyPool, ConnectOptions};
 use tokio::sync::watch;
 
@@ -496,19 +495,9 @@ async fn open_generation_at(
         .max_connections(if postgres { max_connections } else { 1 })
         .acquire_timeout(Duration::from_secs(10));
     if !postgres {
-        // As for the event log's writer (`events::sqlite::pool_options`): a transaction that
-        // failed on a full disk can leave the connection inside a transaction sqlx no longer
-        // tracks, whose later "commits" would never reach the file. Close it instead.
-        options = options.after_release(|connection, _| {
-            Box::pin(async move {
-                sqlx::Connection::ping(&mut *connection).await?;
-                let depth =
-                    <sqlx::Any as sqlx::Database>::TransactionManager::get_transaction_depth(
-                        connection,
-                    );
-                Ok(depth == 0)
-            })
-        });
+        // A transaction that failed on a full disk can leave an SQLite connection inside a
+        // transaction sqlx no longer tracks, whose later "commits" would never reach the file.
+        options = events::sqlite::closing_broken_transactions(options);
     }
     let pool = options.connect(url).await?;
     if postgres {

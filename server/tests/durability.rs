@@ -60,6 +60,18 @@ async fn get(server: &ServerProcess, path: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+/// The live event feed of the server at `base`, open.
+async fn event_stream(base: &str, token: &str) -> reqwest::Response {
+    let stream = reqwest::Client::new()
+        .get(format!("{base}{MANAGEMENT}/events/stream"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    stream
+}
+
 /// Every event of the log, from the audit feed.
 async fn all_events(server: &ServerProcess) -> Vec<Value> {
     let mut found = Vec::new();
@@ -428,14 +440,7 @@ async fn sigterm_finishes_requests_ends_streams_and_exits() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(data.path(), &[]).await;
-    let client = reqwest::Client::new();
-    let mut stream = client
-        .get(server.url(&format!("{MANAGEMENT}/events/stream")))
-        .bearer_auth(server.admin())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
+    let mut stream = event_stream(&server.base, &server.admin()).await;
     // An upload that takes a second and a half to arrive.
     let release = std::fs::read(rootfs_artifact(
         files.path(),
@@ -540,14 +545,7 @@ async fn held_connections_are_closed_and_capped() {
     let address = server.base.trim_start_matches("http://").to_owned();
     // A live event stream reads nothing from its client for as long as it lasts; it is not
     // idle and must stay open.
-    let mut stream = server
-        .client
-        .get(server.url(&format!("{MANAGEMENT}/events/stream")))
-        .bearer_auth(server.admin())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stream.status(), 200);
+    let mut stream = event_stream(&server.base, &server.admin()).await;
     // Headers that never end.
     let mut slow = tokio::net::TcpStream::connect(&address).await.unwrap();
     slow.write_all(b"GET /api/internal/v1/deployments/alive HTTP/1.1\r\nHost: x\r\n")
