@@ -89,10 +89,15 @@ pub async fn receive(
 
     let copied = async move {
         let mut received = 0u64;
+        // Whether the whole part arrived: only then can its size be held against `size`.
+        let mut complete = false;
         let outcome = loop {
             let chunk = match field.chunk().await {
                 Ok(Some(chunk)) => chunk,
-                Ok(None) => break Ok(()),
+                Ok(None) => {
+                    complete = true;
+                    break Ok(());
+                }
                 Err(error) => break Err(UploadError::Interrupted(error.body_text())),
             };
             received += chunk.len() as u64;
@@ -122,7 +127,7 @@ pub async fn receive(
             }
         };
         let outcome = match (outcome, limits.declared) {
-            (Ok(()), Some(declared)) if declared != received => {
+            (Ok(()), Some(declared)) if complete && declared != received => {
                 Err(UploadError::SizeMismatch { declared, received })
             }
             (outcome, _) => outcome,

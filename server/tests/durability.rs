@@ -685,3 +685,41 @@ async fn a_crash_mid_upload_leaves_nothing_after_the_next_start() {
     assert_eq!(limits["usage"], 0);
     assert!(files_under(&data.path().join("artifacts")).is_empty());
 }
+
+/// Password guessing is logged at WARN with the client's address, then throttled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_logged_with_the_address_and_throttled() {
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        data.path(),
+        &[
+            ("DEPLOYMENTS_STANDALONE__ADMIN_PASSWORD", "correct horse"),
+            ("DEPLOYMENTS_STANDALONE__LOGIN_FAILURES_PER_MINUTE", "3"),
+        ],
+    )
+    .await;
+    let login = || {
+        reqwest::Client::new()
+            .post(server.url("/api/management/v1/useradm/auth/login"))
+            .basic_auth("admin@example.com", Some("guess"))
+            .send()
+    };
+    let statuses = [
+        login().await.unwrap().status().as_u16(),
+        login().await.unwrap().status().as_u16(),
+        login().await.unwrap().status().as_u16(),
+        login().await.unwrap().status().as_u16(),
+    ];
+    assert_eq!(statuses, [401, 401, 401, 429]);
+    let warnings: Vec<String> = server
+        .log_text()
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("login refused"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(warnings.len(), 4, "{warnings:#?}");
+    assert!(
+        warnings.iter().all(|line| line.contains("127.0.0.1")),
+        "{warnings:#?}"
+    );
+}

@@ -1,8 +1,7 @@
 //! Artifact commands: upload, change description, delete.
 
-use axum::extract::multipart::MultipartRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{post, put};
 use axum::{Extension, Router};
@@ -61,35 +60,66 @@ async fn upload(
     State(state): State<AppState>,
     User(user): User,
     Extension(request_id): Extension<RequestId>,
-    headers: HeaderMap,
-    multipart: Result<Multipart, MultipartRejection>,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let caller = caller(&user, &request_id);
     let settings = &state.artifacts.storage;
+    let headers = request.headers();
     // Multipart framing adds a little; a body far beyond the limit is refused unread.
     let declared_length = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared_length.is_some_and(|length| length > settings.max_upload_bytes + 1024 * 1024) {
-        // A client that asked to continue sends nothing more; one already sending gets a
-        // little of its body read, so that it can see the answer before the connection closes.
-        let waits_to_continue = headers
-            .get(header::EXPECT)
-            .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        if let (false, Ok(mut multipart)) = (waits_to_continue, multipart) {
-            if let Ok(Some(mut field)) = multipart.next_field().await {
-                drain(&mut field).await;
-            }
+    let too_large =
+        declared_length.is_some_and(|length| length > settings.max_upload_bytes + 1024 * 1024);
+    // A client that asked to continue sends nothing more until told to.
+    let waits_to_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|expect| expect.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        });
+    if too_large || !multipart {
+        // One already sending gets a little of its body read, so that it can see the answer
+        // before the connection closes.
+        if !waits_to_continue {
+            drain_body(request.into_body()).await;
         }
-        return Err(ApiError::TooLarge(format!(
-            "artifact file larger than the maximum of {} bytes",
-            settings.max_upload_bytes
-        )));
+        return Err(if too_large {
+            ApiError::TooLarge(format!(
+                "artifact file larger than the maximum of {} bytes",
+                settings.max_upload_bytes
+            ))
+        } else {
+            ApiError::UnsupportedMediaType(
+                "Bad Content-Type, expected 'multipart/form-data'".into(),
+            )
+        });
     }
-    let mut multipart = multipart.map_err(|_| {
-        ApiError::UnsupportedMediaType("Bad Content-Type, expected 'multipart/form-data'".into())
-    })?;
+    let mut multipart = Multipart::from_request(request, &state)
+        .await
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))?;
+    let outcome = upload_parts(&state, &caller, &mut multipart).await;
+    if outcome.is_err() {
+        // Whatever the refusal, the rest of the body may still be arriving: an answer sent
+        // over unread bytes reaches the client as a reset connection.
+        drain_rest(&mut multipart).await;
+    }
+    outcome
+}
+
+/// Reads the parts up to the artifact, then stores, parses and records the artifact.
+async fn upload_parts(
+    state: &AppState,
+    caller: &Caller,
+    multipart: &mut Multipart,
+) -> Result<Response, ApiError> {
+    let settings = &state.artifacts.storage;
     let mut description = String::new();
     let mut artifact_id = Uuid::new_v4();
     let mut declared = None;
@@ -119,7 +149,6 @@ async fn upload(
                     .parse()
                     .map_err(|_| ApiError::BadRequest("size must be a number of bytes".into()))?;
                 if size > settings.max_upload_bytes {
-                    drain_rest(&mut multipart).await;
                     return Err(ApiError::TooLarge(format!(
                         "artifact file larger than the maximum of {} bytes",
                         settings.max_upload_bytes
@@ -145,7 +174,7 @@ async fn upload(
             "artifact" => {
                 let limit = settings.limit_for(caller.tenant.as_str());
                 let usage = if limit > 0 {
-                    Some((limit, current_state(&state, &caller).await?.usage()))
+                    Some((limit, current_state(state, caller).await?.usage()))
                 } else {
                     None
                 };
@@ -172,7 +201,7 @@ async fn upload(
                 };
                 drop(field);
                 // The artifact is the last part; a second one would be silently dropped.
-                if let Err(refusal) = only_artifact(&mut multipart).await {
+                if let Err(refusal) = only_artifact(multipart).await {
                     if let Err(error) = state.artifacts.store.delete(&key).await {
                         tracing::error!(%error, key, "cannot remove a refused upload");
                     }
@@ -194,7 +223,7 @@ async fn upload(
                 };
                 let recorded = execute(
                     &*state.log,
-                    &caller,
+                    caller,
                     &stream(),
                     artifacts::evolve,
                     |folded| {
@@ -267,6 +296,19 @@ async fn drain(field: &mut axum::extract::multipart::Field<'_>) -> usize {
         }
     }
     drained
+}
+
+/// Reads and drops up to [`DRAIN_LIMIT`] of a body refused before it was read.
+async fn drain_body(body: axum::body::Body) {
+    use futures::StreamExt;
+    let mut chunks = body.into_data_stream();
+    let mut drained = 0;
+    while drained < DRAIN_LIMIT {
+        match chunks.next().await {
+            Some(Ok(chunk)) => drained += chunk.len(),
+            _ => break,
+        }
+    }
 }
 
 /// Drains the fields not yet read, up to [`DRAIN_LIMIT`] in all: a refusal decided from an
