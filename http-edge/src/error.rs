@@ -34,3 +34,37 @@ async fn discard(body: Body) {
     let read = axum::body::to_bytes(body, 64 * 1024);
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), read).await;
 }
+
+/// The most of a refused body read before answering: enough for any client to see the
+/// answer, never a reason to hold memory (it is read and dropped).
+const OVERSIZED_DRAIN: u64 = 64 * 1024 * 1024;
+
+/// Middleware for a route with a body limit: a request that declares a longer body is
+/// answered 413 unparsed, after what it is still sending (up to 64 MiB) is read and dropped,
+/// so the client sees the answer instead of a reset connection.
+pub async fn refuse_oversized(
+    limit: u64,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_none_or(|length| length <= limit) {
+        return next.run(request).await;
+    }
+    let mut chunks = request.into_body().into_data_stream();
+    let mut drained = 0u64;
+    while drained < OVERSIZED_DRAIN {
+        match futures::StreamExt::next(&mut chunks).await {
+            Some(Ok(chunk)) => drained += chunk.len() as u64,
+            _ => break,
+        }
+    }
+    error_response(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body larger than the {limit} bytes this route takes"),
+    )
+}

@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 
 use crate::error_response;
 
-/// Like `axum::Json`, but a wrong Content-Type is 415 and a body that is not the expected
-/// JSON is 400, both with `{"error", "request_id"}`.
+/// Like `axum::Json`, but a wrong Content-Type is 415, a body over the route's limit 413, and
+/// a body that is not the expected JSON 400, all with `{"error", "request_id"}`.
 pub struct JsonBody<T>(pub T);
 
 impl<S, T> FromRequest<S> for JsonBody<T>
@@ -26,6 +26,9 @@ where
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "Content-Type must be application/json",
             )),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(
+                error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            ),
             Err(rejection) => Err(error_response(
                 StatusCode::BAD_REQUEST,
                 format!("failed to decode request body: {}", rejection.body_text()),

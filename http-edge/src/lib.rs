@@ -10,6 +10,6 @@ mod request_id;
 pub mod serve;
 pub mod service;
 
-pub use error::{error_response, fallback_not_found, method_not_allowed};
+pub use error::{error_response, fallback_not_found, method_not_allowed, refuse_oversized};
 pub use json::JsonBody;
 pub use request_id::{current_request_id, with_request_id, RequestId, REQUEST_ID_HEADER};

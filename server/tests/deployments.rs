@@ -205,6 +205,18 @@ async fn a_deployment_to_a_hundred_thousand_devices_is_accepted(server: TestServ
         "the error names the limit: {body}"
     );
     assert!(body["request_id"].is_string());
+    // Far over it, the body is refused before it is parsed: 413, as JSON.
+    let devices: Vec<String> = (0..400_000)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let (status, body, _) = fleet
+        .create(json!({"name": "far too many", "artifact_name": "release-2", "devices": devices}))
+        .await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body["error"].is_string() && body["request_id"].is_string(),
+        "{body}"
+    );
     assert_eq!(fleet.server.head().await, head);
 }
 

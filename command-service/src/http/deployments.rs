@@ -22,20 +22,29 @@ use crate::error::{parse_id, ApiError};
 
 const BASE: &str = "/api/management/v1/deployments/deployments";
 
-pub fn router() -> Router<AppState> {
+pub fn router(max_devices: usize) -> Router<AppState> {
     Router::new()
         // A deployment may list a whole fleet: 100k UUIDs are 4 MB of JSON, past axum's 2 MB.
-        .route(
-            BASE,
-            post(create).layer(axum::extract::DefaultBodyLimit::max(MAX_CREATE_BYTES)),
-        )
+        // The body is bounded by what the device limit lets through, so that a request far
+        // over it is refused unread rather than parsed whole first.
+        .route(BASE, {
+            let limit = max_create_bytes(max_devices);
+            post(create)
+                .layer(axum::extract::DefaultBodyLimit::max(limit))
+                .layer(axum::middleware::from_fn(move |request, next| {
+                    http_edge::refuse_oversized(limit as u64, request, next)
+                }))
+        })
         .route(&format!("{BASE}/{{id}}/status"), put(abort))
         .route(&format!("{BASE}/devices/{{device}}"), delete(decommission))
         .route(&format!("{BASE}/group/{{name}}"), post(create_for_group))
 }
 
-/// The largest deployment request: a million device ids of UUID length, with room to spare.
-const MAX_CREATE_BYTES: usize = 64 * 1024 * 1024;
+/// The largest deployment request: `max_devices` ids of up to 128 bytes each in JSON (a
+/// UUID takes 39), and a MiB for the rest.
+fn max_create_bytes(max_devices: usize) -> usize {
+    max_devices.saturating_mul(128).saturating_add(1024 * 1024)
+}
 
 async fn create(
     State(state): State<AppState>,

@@ -82,7 +82,7 @@ impl FromRef<AppState> for Arc<Verifier> {
 pub fn routes(state: AppState) -> Router {
     Router::new()
         .merge(artifacts::router())
-        .merge(deployments::router())
+        .merge(deployments::router(state.max_deployment_devices))
         .merge(devices::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -32,9 +32,13 @@ const SIGNATURE_HEADER: &str = "x-men-signature";
 const DEVICE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8c1e_54a2_3f0b_4d7e_9a61_2b5c_d0e4_f713);
 
 pub(super) fn router() -> Router<StandaloneState> {
+    // axum's own limit, answered in time for a client still sending its body.
+    const LIMIT: u64 = 2 * 1024 * 1024;
     Router::new().route(
         "/api/devices/v1/authentication/auth_requests",
-        post(auth_request),
+        post(auth_request).layer(axum::middleware::from_fn(|request, next| {
+            http_edge::refuse_oversized(LIMIT, request, next)
+        })),
     )
 }
 
