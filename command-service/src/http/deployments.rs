@@ -23,18 +23,19 @@ use crate::error::{parse_id, ApiError};
 const BASE: &str = "/api/management/v1/deployments/deployments";
 
 pub fn router(max_devices: usize) -> Router<AppState> {
+    // A deployment may list a whole fleet: 100k UUIDs are 4 MB of JSON, past axum's 2 MB.
+    // The body is bounded by what the device limit lets through, so that a request far over
+    // it is refused unread rather than parsed whole first.
+    let limit = max_create_bytes(max_devices);
     Router::new()
-        // A deployment may list a whole fleet: 100k UUIDs are 4 MB of JSON, past axum's 2 MB.
-        // The body is bounded by what the device limit lets through, so that a request far
-        // over it is refused unread rather than parsed whole first.
-        .route(BASE, {
-            let limit = max_create_bytes(max_devices);
+        .route(
+            BASE,
             post(create)
                 .layer(axum::extract::DefaultBodyLimit::max(limit))
                 .layer(axum::middleware::from_fn(move |request, next| {
                     http_edge::refuse_oversized(limit as u64, request, next)
-                }))
-        })
+                })),
+        )
         .route(&format!("{BASE}/{{id}}/status"), put(abort))
         .route(&format!("{BASE}/devices/{{device}}"), delete(decommission))
         .route(&format!("{BASE}/group/{{name}}"), post(create_for_group))
