@@ -3,11 +3,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use event_log::{AppendRequest, EventLog, ExpectedVersion};
 use events::deployment::{DeviceDeploymentStatus, DeviceDeploymentStatusChanged};
-use events::{
-    AppendRequest, DomainEvent, EventLog, EventMetadata, ExpectedVersion, NewEvent, StreamName,
-    TenantId,
-};
+use events::{DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
 use uuid::Uuid;
 
 /// Appends `count` device status reports across 1000 devices, 500 to a commit.

@@ -1,10 +1,8 @@
 //! The application layer: load a stream, fold it, decide, append with the version it was
 //! decided at, and decide again when someone else appended first.
 
-use events::{
-    AppendError, AppendRequest, DomainEvent, EventLog, EventMetadata, ExpectedVersion, NewEvent,
-    StreamName, TenantId,
-};
+use event_log::{AppendError, AppendRequest, EventLog, ExpectedVersion};
+use events::{DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
 use uuid::Uuid;
 
 use crate::error::ApiError;

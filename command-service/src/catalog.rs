@@ -14,8 +14,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use event_log::{EventLog, LogError, Subscription};
 use events::deployment::Phase;
-use events::{DomainEvent, EventLog, LogError, Position, RecordedEvent, Subscription, TenantId};
+use events::{DomainEvent, Position, RecordedEvent, TenantId};
 use tokio::sync::watch;
 use uuid::Uuid;
 

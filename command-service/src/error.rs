@@ -37,9 +37,9 @@ pub enum ApiError {
     Internal(#[from] anyhow::Error),
 }
 
-impl From<events::LogError> for ApiError {
-    fn from(error: events::LogError) -> Self {
-        use events::LogError;
+impl From<event_log::LogError> for ApiError {
+    fn from(error: event_log::LogError) -> Self {
+        use event_log::LogError;
         // Logged here, once, with the detail; the client gets a message that names the fault.
         match &error {
             LogError::Full(_) => {
@@ -59,10 +59,10 @@ impl From<events::LogError> for ApiError {
     }
 }
 
-impl From<events::AppendError> for ApiError {
-    fn from(error: events::AppendError) -> Self {
+impl From<event_log::AppendError> for ApiError {
+    fn from(error: event_log::AppendError) -> Self {
         match error {
-            events::AppendError::Log(error) => error.into(),
+            event_log::AppendError::Log(error) => error.into(),
             other => Self::Internal(other.into()),
         }
     }

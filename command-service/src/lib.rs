@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use blob_store::BlobStore;
-use events::EventLog;
+use event_log::EventLog;
 use http_edge::auth::Verifier;
 use http_edge::service::HttpServer;
 
@@ -81,7 +81,7 @@ pub struct Application;
 
 impl Application {
     pub async fn build(settings: CommandSettings) -> anyhow::Result<HttpServer> {
-        let log = events::open_log(&settings.event_log_url, settings.max_connections)
+        let log = event_log::open_log(&settings.event_log_url, settings.max_connections)
             .await
             .context("opening the event log")?;
         let verifier = Arc::new(Verifier::from_settings(&settings.auth)?);

@@ -78,7 +78,7 @@ impl Checkpoints {
         .unwrap_or(0);
         let mut cached = self.live.lock().await;
         if cached.0 != live as u64 {
-            let url = events::generation_url(&self.url, live as u64);
+            let url = event_log::generation_url(&self.url, live as u64);
             *cached = (live as u64, Self::pool(&url).await.ok()?);
         }
         let slowest: Option<i64> =

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::envelope::{Position, RecordedEvent, StreamName, TenantId};
 use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selection};
+use events::{Position, RecordedEvent, StreamName, TenantId};
 
 struct Waiting {
     request: AppendRequest,
@@ -144,9 +144,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::envelope::{EventMetadata, NewEvent};
     use crate::log::ExpectedVersion;
     use crate::memory::MemoryEventLog;
+    use events::{EventMetadata, NewEvent};
 
     /// A log whose commits take a while and that remembers how many appends each carried.
     struct SlowCommits {

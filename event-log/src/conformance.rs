@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::{
-    AppendError, AppendRequest, EventLog, EventMetadata, ExpectedVersion, NewEvent, Position,
-    RecordedEvent, StreamName, Subscription, TenantId,
-};
+use events::{EventMetadata, NewEvent, Position, RecordedEvent, StreamName, TenantId};
+
+use crate::{AppendError, AppendRequest, EventLog, ExpectedVersion, Subscription};
 
 /// A PostgreSQL database of its own for one test, created on the server named by
 /// `TEST_DATABASE_URL` (default: the local server as `postgres`).
@@ -623,9 +622,9 @@ pub async fn a_selection_reads_only_the_events_it_picks(log: Arc<dyn EventLog>) 
 
 /// A plain uploaded artifact (a Raspberry Pi 4 image of `size` bytes), for other crates' tests
 /// that need one in a log.
-pub fn artifact_uploaded(id: Uuid, name: &str, size: u64) -> crate::DomainEvent {
-    use crate::artifact::{ArtifactInfo, ArtifactUploaded};
-    crate::DomainEvent::ArtifactUploaded(ArtifactUploaded {
+pub fn artifact_uploaded(id: Uuid, name: &str, size: u64) -> events::DomainEvent {
+    use events::artifact::{ArtifactInfo, ArtifactUploaded};
+    events::DomainEvent::ArtifactUploaded(ArtifactUploaded {
         artifact_id: id,
         name: name.into(),
         description: "nightly".into(),

@@ -21,9 +21,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::envelope::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
 use crate::log::{AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, LogError};
 use crate::postgres::advance;
+use events::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
 
 /// What our envelope adds to a KurrentDB event.
 #[derive(Debug, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::envelope::{NewEvent, Position, RecordedEvent, StreamName, TenantId};
+use events::{NewEvent, Position, RecordedEvent, StreamName, TenantId};
 
 /// What the writer believes about a stream before appending to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,10 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::envelope::{Position, RecordedEvent, StreamName, TenantId};
 use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError};
 use crate::plan::{self, LogFacts};
 use crate::postgres::advance;
+use events::{Position, RecordedEvent, StreamName, TenantId};
 
 pub struct MemoryEventLog {
     events: Mutex<Vec<RecordedEvent>>,

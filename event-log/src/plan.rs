@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use uuid::Uuid;
 
-use crate::envelope::{Position, RecordedEvent, StreamName, TenantId};
 use crate::log::{AppendError, AppendRequest, Appended};
+use events::{Position, RecordedEvent, StreamName, TenantId};
 
 /// What the log holds that a batch of appends depends on, read under the writer lock.
 #[derive(Debug, Default)]

@@ -17,10 +17,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::envelope::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
 use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selection};
 use crate::migrate::{Migration, MigrationSet};
 use crate::plan::{self, LogFacts};
+use events::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
 
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     name: "event-log",

@@ -18,11 +18,11 @@ use sqlx::{Row, SqliteConnection, SqlitePool, TransactionManager as _};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::envelope::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
 use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selection};
 use crate::migrate::{Migration, MigrationSet};
 use crate::plan::{self, LogFacts};
 use crate::postgres::advance;
+use events::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
 
 pub const MIGRATIONS: MigrationSet = MigrationSet {
     name: "event-log",

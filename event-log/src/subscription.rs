@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::envelope::{Position, RecordedEvent};
 use crate::log::{EventLog, LogError};
+use events::{Position, RecordedEvent};
 
 /// Reads the log in order from a position: first what is already there, then each new event
 /// as it commits. Wake-ups from the backend make it prompt; polling makes it certain.

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use events::batching::BatchingLog;
-use events::conformance::{self, fresh_postgres_url};
-use events::memory::MemoryEventLog;
-use events::postgres::PostgresEventLog;
-use events::sqlite::SqliteEventLog;
-use events::EventLog;
+use event_log::batching::BatchingLog;
+use event_log::conformance::{self, fresh_postgres_url};
+use event_log::memory::MemoryEventLog;
+use event_log::postgres::PostgresEventLog;
+use event_log::sqlite::SqliteEventLog;
+use event_log::EventLog;
 
 async fn postgres() -> Arc<dyn EventLog> {
     Arc::new(
@@ -70,15 +70,15 @@ suite!(batched_sqlite);
 suite!(memory);
 
 /// KurrentDB runs only where a server is given:
-/// `EVENTSTORE_URL=esdb://127.0.0.1:2113?tls=false cargo test -p events --features kurrentdb -- --ignored`.
+/// `EVENTSTORE_URL=esdb://127.0.0.1:2113?tls=false cargo test -p event-log --features kurrentdb -- --ignored`.
 /// The cases write under tenants of their own, so a server that holds other data will do.
 #[cfg(feature = "kurrentdb")]
 mod kurrentdb {
     use std::sync::Arc;
 
-    use events::conformance;
-    use events::kurrentdb::KurrentEventLog;
-    use events::EventLog;
+    use event_log::conformance;
+    use event_log::kurrentdb::KurrentEventLog;
+    use event_log::EventLog;
 
     async fn server() -> Arc<dyn EventLog> {
         let url = std::env::var("EVENTSTORE_URL")

@@ -2,60 +2,14 @@
 //!
 //! Everything that happens is an event appended to one log. This crate holds what every
 //! producer and consumer of that log agrees on: the event types and their wire names, the
-//! envelope that carries them, schema versions with upcasters for older JSON, and the
-//! [`EventLog`] port with its SQLite and PostgreSQL backends.
+//! envelope that carries them, and schema versions with upcasters for older JSON, every
+//! stored version pinned by a golden fixture. It does no I/O: the log itself, its storage
+//! engines and subscriptions are the `event-log` crate's.
 
 pub mod artifact;
-pub mod batching;
 pub mod deployment;
 mod envelope;
-mod log;
-pub mod memory;
-mod migrate;
-mod plan;
-pub mod postgres;
 mod schema;
-pub mod sqlite;
-mod subscription;
-
-#[cfg(feature = "conformance")]
-pub mod conformance;
-#[cfg(feature = "kurrentdb")]
-pub mod kurrentdb;
 
 pub use envelope::{EventMetadata, NewEvent, Position, RecordedEvent, StreamName, TenantId};
-pub use log::{
-    storage_fault, AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, LogError,
-    Selection, StorageFault,
-};
-pub use migrate::{generation_schema, generation_url, Migration, MigrationSet};
 pub use schema::{DomainEvent, SchemaError};
-pub use subscription::Subscription;
-
-/// Opens the event log a URL names: `sqlite://<file>` (embedded), `postgres://...`, or with
-/// the `kurrentdb` feature `esdb://...` / `kurrentdb://...`. SQLite and PostgreSQL get group
-/// commit: single appends that arrive together share one durable commit.
-pub async fn open_log(
-    url: &str,
-    max_connections: u32,
-) -> Result<std::sync::Arc<dyn EventLog>, LogError> {
-    #[cfg(feature = "kurrentdb")]
-    if url.starts_with("esdb") || url.starts_with("kurrentdb") {
-        return Ok(std::sync::Arc::new(
-            kurrentdb::KurrentEventLog::connect(url).await?,
-        ));
-    }
-    let log: std::sync::Arc<dyn EventLog> = if url.starts_with("postgres") {
-        std::sync::Arc::new(postgres::PostgresEventLog::connect(url, max_connections).await?)
-    } else {
-        std::sync::Arc::new(sqlite::SqliteEventLog::open(url).await?)
-    };
-    Ok(std::sync::Arc::new(batching::BatchingLog::new(
-        log,
-        GROUP_COMMIT_LIMIT,
-    )))
-}
-
-/// The most single appends one group commit takes: enough to absorb a burst of device
-/// reports, few enough that one commit stays short.
-const GROUP_COMMIT_LIMIT: usize = 256;

@@ -20,23 +20,23 @@ pub enum ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
-        match events::storage_fault(&error) {
+        match event_log::storage_fault(&error) {
             // A database that is gone for a moment is not a bug: say so, and log it once.
-            events::StorageFault::Unavailable | events::StorageFault::Full => {
+            event_log::StorageFault::Unavailable | event_log::StorageFault::Full => {
                 tracing::error!(%error, "the read models are unavailable");
                 Self::Unavailable("the read models are unavailable; try again".into())
             }
-            events::StorageFault::Other => Self::Internal(error.into()),
+            event_log::StorageFault::Other => Self::Internal(error.into()),
         }
     }
 }
 
-impl From<events::LogError> for ApiError {
-    fn from(error: events::LogError) -> Self {
+impl From<event_log::LogError> for ApiError {
+    fn from(error: event_log::LogError) -> Self {
         match error {
-            events::LogError::Full(_)
-            | events::LogError::Unavailable(_)
-            | events::LogError::Backend(_) => {
+            event_log::LogError::Full(_)
+            | event_log::LogError::Unavailable(_)
+            | event_log::LogError::Backend(_) => {
                 tracing::error!(%error, "the event log is unavailable");
                 Self::Unavailable("the event log is unavailable; try again".into())
             }

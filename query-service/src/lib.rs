@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use blob_store::OpenedStore;
-use events::{EventLog, Position};
+use event_log::EventLog;
+use events::Position;
 use http_edge::auth::Verifier;
 use http_edge::service::HttpServer;
 use tokio::sync::watch;
@@ -108,7 +109,7 @@ pub struct Application;
 
 impl Application {
     pub async fn build(settings: QuerySettings) -> anyhow::Result<HttpServer> {
-        let log = events::open_log(&settings.event_log_url, settings.max_connections)
+        let log = event_log::open_log(&settings.event_log_url, settings.max_connections)
             .await
             .context("opening the event log")?;
         let verifier = Arc::new(Verifier::from_settings(&settings.auth)?);

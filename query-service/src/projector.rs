@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use events::{EventLog, Position, RecordedEvent, Subscription};
+use event_log::{EventLog, Subscription};
+use events::{Position, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use sqlx::{Any, Transaction};
 use tokio::sync::watch;

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use events::{generation_schema, generation_url, Migration, MigrationSet, Position};
+use event_log::{generation_schema, generation_url, Migration, MigrationSet};
+use events::Position;
 use sqlx::any::{install_default_drivers, AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions};
 use tokio::sync::watch;
@@ -497,7 +498,7 @@ async fn open_generation_at(
     if !postgres {
         // A transaction that failed on a full disk can leave an SQLite connection inside a
         // transaction sqlx no longer tracks, whose later "commits" would never reach the file.
-        options = events::sqlite::closing_broken_transactions(options);
+        options = event_log::sqlite::closing_broken_transactions(options);
     }
     let pool = options.connect(url).await?;
     if postgres {

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use events::{EventLog, Position};
+use event_log::EventLog;
+use events::Position;
 
 use crate::projections;
 use crate::projector::{Projector, ProjectorSettings};

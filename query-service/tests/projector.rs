@@ -22,12 +22,12 @@ fn settings() -> ProjectorSettings {
     }
 }
 
-fn projector(log: &Arc<dyn events::EventLog>, read_models: &ReadModels) -> Projector {
+fn projector(log: &Arc<dyn event_log::EventLog>, read_models: &ReadModels) -> Projector {
     projector_in_batches(log, read_models, settings().batch_size)
 }
 
 fn projector_in_batches(
-    log: &Arc<dyn events::EventLog>,
+    log: &Arc<dyn event_log::EventLog>,
     read_models: &ReadModels,
     batch_size: usize,
 ) -> Projector {
@@ -44,7 +44,7 @@ fn projector_in_batches(
 
 /// Replays the whole log into empty read models: the reference every other build must equal.
 async fn rebuilt_dump(
-    log: &Arc<dyn events::EventLog>,
+    log: &Arc<dyn event_log::EventLog>,
     backend: Backend,
     head: Position,
 ) -> Vec<String> {
@@ -53,7 +53,7 @@ async fn rebuilt_dump(
 
 /// Replays the whole log into empty read models, `batch_size` events per transaction.
 async fn dump_in_batches(
-    log: &Arc<dyn events::EventLog>,
+    log: &Arc<dyn event_log::EventLog>,
     backend: Backend,
     head: Position,
     batch_size: usize,
@@ -69,7 +69,7 @@ async fn dump_in_batches(
 
 async fn killed_mid_stream_resumes_to_the_same_read_models(backend: Backend) {
     let (log_url, read_url) = fresh_urls(backend).await;
-    let log = events::open_log(&log_url, 10).await.unwrap();
+    let log = event_log::open_log(&log_url, 10).await.unwrap();
     let read_models = ReadModels::connect(&read_url, 5).await.unwrap();
 
     // The workload is written while the projector runs, and the projector is killed partway.
@@ -105,7 +105,7 @@ async fn killed_mid_stream_resumes_to_the_same_read_models(backend: Backend) {
 /// batches, the read models must come out as applying one event at a time leaves them.
 async fn folding_a_batch_gives_what_one_event_at_a_time_gives(backend: Backend) {
     let (log_url, _) = fresh_urls(backend).await;
-    let log = events::open_log(&log_url, 10).await.unwrap();
+    let log = event_log::open_log(&log_url, 10).await.unwrap();
     workload(&log, 12, 5).await;
     let head = fleet_workload(&log).await;
 
@@ -146,7 +146,7 @@ async fn folding_a_batch_gives_what_one_event_at_a_time_gives(backend: Backend) 
 
 async fn a_rebuild_fills_a_new_generation_while_the_old_one_serves(backend: Backend) {
     let (log_url, read_url) = fresh_urls(backend).await;
-    let log = events::open_log(&log_url, 10).await.unwrap();
+    let log = event_log::open_log(&log_url, 10).await.unwrap();
     let read_models = ReadModels::connect(&read_url, 5).await.unwrap();
     let head = workload(&log, 15, 11).await;
 
@@ -292,7 +292,7 @@ async fn postgres_a_rebuild_fills_a_new_generation_while_the_old_one_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_a_second_instance_takes_over_when_the_first_dies() {
     let (log_url, read_url) = fresh_urls(Backend::Postgres).await;
-    let log = events::open_log(&log_url, 10).await.unwrap();
+    let log = event_log::open_log(&log_url, 10).await.unwrap();
     let first_instance = ReadModels::connect(&read_url, 5).await.unwrap();
     let second_instance = ReadModels::connect(&read_url, 5).await.unwrap();
     let head = workload(&log, 10, 3).await;

@@ -119,7 +119,7 @@ async fn consume(queue: String, received: Arc<Mutex<Vec<Received>>>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_event_arrives_once_deduplicated_in_stream_order_through_broker_restarts() {
     let (log_url, read_url) = fresh_urls(Backend::Postgres).await;
-    let log = events::open_log(&log_url, 10).await.unwrap();
+    let log = event_log::open_log(&log_url, 10).await.unwrap();
     let read_models = ReadModels::connect(&read_url, 5).await.unwrap();
     let name = format!("test-{}", uuid::Uuid::new_v4().simple());
     let settings = RelaySettings {

@@ -26,7 +26,7 @@ impl Server {
         let settings = settings.with_development_key()?.with_local_storage(port)?;
         std::fs::create_dir_all(&settings.data_dir)
             .with_context(|| format!("creating {}", settings.data_dir.display()))?;
-        let log = events::open_log(&settings.event_log_url(), settings.max_connections)
+        let log = event_log::open_log(&settings.event_log_url(), settings.max_connections)
             .await
             .context("opening the event log")?;
         let verifier = Arc::new(Verifier::from_settings(&settings.auth)?);

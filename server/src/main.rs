@@ -90,9 +90,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Events { after, follow } => {
             use std::io::Write;
-            let log = events::open_log(&settings.event_log_url(), 2).await?;
+            let log = event_log::open_log(&settings.event_log_url(), 2).await?;
             let mut subscription =
-                events::Subscription::new(log.clone(), events::Position(after), 1000);
+                event_log::Subscription::new(log.clone(), events::Position(after), 1000);
             let mut out = std::io::stdout().lock();
             loop {
                 if !follow && subscription.position() >= log.head().await? {
@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Rebuild => {
             init_tracing();
-            let log = events::open_log(&settings.event_log_url(), 2).await?;
+            let log = event_log::open_log(&settings.event_log_url(), 2).await?;
             let read_models =
                 query_service::read_models::ReadModels::connect(&settings.read_models_url(), 4)
                     .await?;

@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::Utc;
+use event_log::{AppendRequest, ExpectedVersion};
 use events::deployment::{DeploymentCreated, DeviceDeploymentStatus, DeviceJoinedDeployment};
-use events::{
-    AppendRequest, DomainEvent, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId,
-};
+use events::{DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
 use http_edge::auth::TokenKind;
 use serde_json::Value;
 use uuid::Uuid;

@@ -7,15 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use event_log::{AppendRequest, EventLog, ExpectedVersion};
 use events::deployment::{
     DeploymentAborted, DeploymentCreated, DeviceAdmittedToPhase, DeviceDecommissioned,
     DeviceDeploymentLogSaved, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
     DeviceJoinedDeployment, LogMessage, Phase,
 };
-use events::{
-    AppendRequest, DomainEvent, EventLog, EventMetadata, ExpectedVersion, NewEvent, StreamName,
-    TenantId,
-};
+use events::{DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
 use http_edge::auth::TokenKind;
 use query_service::projections::{ArtifactsProjection, DeploymentsProjection};
 use query_service::projector::{Projection, Projector, ProjectorSettings};

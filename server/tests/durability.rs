@@ -356,7 +356,7 @@ async fn terminated_postgres_backends_never_lose_an_acknowledged_command() {
 /// Appends `count` deployments of `release-1` to other devices straight into the log, so that
 /// loading it at start takes a while.
 async fn fill_log(data: &Path, count: usize) {
-    let log = events::open_log(&format!("sqlite://{}", data.join("events.db").display()), 2)
+    let log = event_log::open_log(&format!("sqlite://{}", data.join("events.db").display()), 2)
         .await
         .unwrap();
     let metadata = events::EventMetadata::now();
@@ -376,10 +376,10 @@ async fn fill_log(data: &Path, count: usize) {
                 events::NewEvent::new(uuid::Uuid::new_v4(), &created, metadata.clone())
             })
             .collect();
-        log.append(events::AppendRequest {
+        log.append(event_log::AppendRequest {
             tenant: events::TenantId::default(),
             stream: events::StreamName::new("deployments"),
-            expected: events::ExpectedVersion::Any,
+            expected: event_log::ExpectedVersion::Any,
             events,
         })
         .await

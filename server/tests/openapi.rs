@@ -28,8 +28,9 @@ const ROUTE_SOURCES: [(&str, &str); 4] = [
 ];
 
 /// Crates whose `&str` constants a route path may name (`blob_store::DOWNLOAD_PATH`).
-const CONSTANT_SOURCES: [&str; 7] = [
+const CONSTANT_SOURCES: [&str; 8] = [
     "events/src",
+    "event-log/src",
     "http-edge/src",
     "artifact-format/src",
     "blob-store/src",

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
-use events::{
-    AppendRequest, DomainEvent, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId,
-};
+use event_log::{AppendRequest, ExpectedVersion};
+use events::{DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
 use http_edge::auth::{AuthSettings, Issuer, TokenKind};
 use uuid::Uuid;
 
@@ -27,7 +26,7 @@ fn auth() -> AuthSettings {
 /// Both services over one fresh PostgreSQL database and one artifact directory; the command
 /// service does not wait for the read side. Returns the database URL and both base URLs.
 async fn split_stack(artifacts: &std::path::Path) -> (String, String, String) {
-    let url = events::conformance::fresh_postgres_url().await;
+    let url = event_log::conformance::fresh_postgres_url().await;
     let command = command_service::Application::build(command_service::settings::CommandSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         event_log_url: url.clone(),
@@ -71,7 +70,7 @@ async fn both_services_run_split_over_one_postgres() {
 
     // What one service's log receives, the other's projection shows.
     let id = Uuid::new_v4();
-    let log = events::open_log(&url, 2).await.unwrap();
+    let log = event_log::open_log(&url, 2).await.unwrap();
     let created = DomainEvent::DeploymentCreated(events::deployment::DeploymentCreated {
         deployment_id: id,
         name: "split".into(),

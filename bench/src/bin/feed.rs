@@ -15,8 +15,8 @@ use http_edge::auth::{AuthSettings, Issuer, TokenKind};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let count: usize = std::env::args().nth(1).map_or(Ok(100_000), |n| n.parse())?;
-    let url = events::conformance::fresh_postgres_url().await;
-    let log = events::open_log(&url, 10).await?;
+    let url = event_log::conformance::fresh_postgres_url().await;
+    let log = event_log::open_log(&url, 10).await?;
     fill(&log, count).await?;
 
     // The limit: PostgreSQL's own COPY of the same rows, through psql.

@@ -7,13 +7,12 @@
 
 use std::time::{Duration, Instant};
 
+use event_log::{AppendRequest, ExpectedVersion};
 use events::deployment::{
     DeploymentCreated, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
     DeviceJoinedDeployment,
 };
-use events::{
-    AppendRequest, DomainEvent, EventMetadata, ExpectedVersion, NewEvent, StreamName, TenantId,
-};
+use events::{DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
 use query_service::projector::{Projector, ProjectorSettings};
 use query_service::read_models::ReadModels;
 use uuid::Uuid;
@@ -23,8 +22,8 @@ async fn main() -> anyhow::Result<()> {
     http_edge::service::init_tracing();
     let count: usize = std::env::args().nth(1).map_or(Ok(10_000), |n| n.parse())?;
     let rate: u64 = std::env::args().nth(2).map_or(Ok(1000), |n| n.parse())?;
-    let url = events::conformance::fresh_postgres_url().await;
-    let log = events::open_log(&url, 10).await?;
+    let url = event_log::conformance::fresh_postgres_url().await;
+    let log = event_log::open_log(&url, 10).await?;
     let read_models = ReadModels::connect(&url, 10).await?;
     let mut applied = Vec::new();
     for projection in query_service::projections::all() {

@@ -22,8 +22,8 @@ async fn main() -> anyhow::Result<()> {
     let count: usize = std::env::args().nth(1).map_or(Ok(50_000), |n| n.parse())?;
     let amqp = std::env::var("TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
-    let url = events::conformance::fresh_postgres_url().await;
-    let log = events::open_log(&url, 10).await?;
+    let url = event_log::conformance::fresh_postgres_url().await;
+    let log = event_log::open_log(&url, 10).await?;
     fill(&log, count).await?;
     let recorded = log.read_all(Position::START, count).await?;
     // The relay's messages exactly: the same bodies, properties and routing keys.

@@ -8,10 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
+use event_log::{AppendError, AppendRequest, ExpectedVersion};
 use events::deployment::{DeviceDeploymentStatus, LogMessage};
-use events::{
-    AppendError, AppendRequest, DomainEvent, EventMetadata, ExpectedVersion, NewEvent, StreamName,
-};
+use events::{DomainEvent, EventMetadata, NewEvent, StreamName};
 use http_edge::auth::Device;
 use http_edge::{JsonBody, RequestId};
 use serde::Deserialize;
@@ -90,7 +89,7 @@ async fn append(
     stream: &StreamName,
     expected: u64,
     decided: &[DomainEvent],
-) -> Result<events::Appended, AppendError> {
+) -> Result<event_log::Appended, AppendError> {
     let metadata = EventMetadata::now()
         .with_actor(&caller.actor)
         .with_correlation(&caller.request_id);

@@ -14,7 +14,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use blob_store::{BlobStore, StorageSettings};
-use events::{EventLog, Position};
+use event_log::EventLog;
+use events::Position;
 use http_edge::auth::Verifier;
 
 use crate::catalog::Catalog;

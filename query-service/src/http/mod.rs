@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 use axum::Router;
 use blob_store::{BlobStore, LocalDirectory, StorageSettings};
-use events::EventLog;
+use event_log::EventLog;
 use http_edge::auth::Verifier;
 
 use crate::read_models::ReadModels;

@@ -5,15 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use event_log::{AppendRequest, EventLog, ExpectedVersion};
 use events::deployment::{
     DeploymentAborted, DeploymentCreated, DeviceAdmittedToPhase, DeviceDecommissioned,
     DeviceDeploymentLogSaved, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
     DeviceJoinedDeployment, LogMessage, Phase,
 };
-use events::{
-    AppendRequest, DomainEvent, EventLog, EventMetadata, ExpectedVersion, NewEvent, Position,
-    StreamName, TenantId,
-};
+use events::{DomainEvent, EventMetadata, NewEvent, Position, StreamName, TenantId};
 use query_service::read_models::ReadModels;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -35,7 +33,7 @@ pub async fn fresh_urls(backend: Backend) -> (String, String) {
             )
         }
         Backend::Postgres => {
-            let url = events::conformance::fresh_postgres_url().await;
+            let url = event_log::conformance::fresh_postgres_url().await;
             (url.clone(), url)
         }
     }
@@ -211,7 +209,7 @@ pub async fn fleet_workload(log: &Arc<dyn EventLog>) -> Position {
         log,
         &tenant,
         artifact,
-        events::conformance::artifact_uploaded(artifact, "fleet", 1234),
+        event_log::conformance::artifact_uploaded(artifact, "fleet", 1234),
     )
     .await;
 

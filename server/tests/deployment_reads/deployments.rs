@@ -1,6 +1,6 @@
 //! `GET /deployments/{id}` and `/statistics`: Mender's fields and the status derivation.
 
-use events::conformance::artifact_uploaded as uploaded;
+use event_log::conformance::artifact_uploaded as uploaded;
 use uuid::Uuid;
 
 use super::*;

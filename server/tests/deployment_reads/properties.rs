@@ -186,7 +186,7 @@ pub async fn random_device_events_give_matching_statistics_and_a_rebuild_equals_
     // Replaying the log from position 0 into empty read models gives the same rows.
     let head = fixture.log.head().await.unwrap();
     let rebuilt = match &fixture.server.postgres_url {
-        Some(_) => events::conformance::fresh_postgres_url().await,
+        Some(_) => event_log::conformance::fresh_postgres_url().await,
         None => {
             let dir = tempfile::tempdir().unwrap().keep();
             format!("sqlite://{}", dir.join("rebuilt.db").display())

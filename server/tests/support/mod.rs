@@ -39,7 +39,8 @@ use std::process::Command;
 
 use deployments::settings::ServerSettings;
 use deployments::Server;
-use events::{EventLog, Position, TenantId};
+use event_log::EventLog;
+use events::{Position, TenantId};
 use http_edge::auth::{AuthSettings, Issuer, TokenKind};
 use serde_json::Value;
 
@@ -60,7 +61,7 @@ impl TestServer {
     pub async fn start_with(postgres: bool, customize: impl FnOnce(&mut ServerSettings)) -> Self {
         let data_dir = tempfile::tempdir().unwrap().keep();
         let postgres_url = if postgres {
-            Some(events::conformance::fresh_postgres_url().await)
+            Some(event_log::conformance::fresh_postgres_url().await)
         } else {
             None
         };
@@ -124,7 +125,7 @@ impl TestServer {
 
     /// The server's event log, opened beside it.
     pub async fn log(&self) -> std::sync::Arc<dyn EventLog> {
-        events::open_log(&self.settings.event_log_url(), 2)
+        event_log::open_log(&self.settings.event_log_url(), 2)
             .await
             .unwrap()
     }
