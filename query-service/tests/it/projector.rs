@@ -1,17 +1,15 @@
 //! The projector against real databases: crash and resume, rebuild, several instances.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{caught_up, fleet_workload, fresh_read_models, fresh_urls, workload, Backend};
 use events::Position;
 use query_service::projections::{ArtifactsProjection, DeploymentsProjection};
 use query_service::projector::{Projector, ProjectorSettings};
 use query_service::read_models::ReadModels;
 use query_service::rebuild::rebuild;
-use support::{caught_up, fleet_workload, fresh_read_models, fresh_urls, workload, Backend};
 
 fn settings() -> ProjectorSettings {
     ProjectorSettings {

@@ -1,20 +1,17 @@
 //! Artifacts through the real HTTP API, with real `.mender` files from `mender-artifact`, on
 //! embedded SQLite and on PostgreSQL (local file storage on both).
 
-#[macro_use]
-mod support;
-
 /// `mender-artifact read` and its comparison with a parsed artifact, shared with the reader's
 /// own tests.
-#[path = "../../artifact-format/tests/common/mod.rs"]
+#[path = "../../../artifact-format/tests/common/mod.rs"]
 mod mender_tool;
 
 use std::path::Path;
 
+use crate::support::{mender_artifact, rootfs_artifact, TestServer};
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::{mender_artifact, rootfs_artifact, TestServer};
 
 const ARTIFACTS: &str = "/api/management/v1/deployments/artifacts";
 

@@ -9,14 +9,12 @@
 //! (`nest`, `route_service`, `any`, ...) fail the test, so that it is extended rather than
 //! silently blind.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
+use crate::support::TestServer;
 use reqwest::Method;
 use serde_yaml::Value as Yaml;
-use support::TestServer;
 
 /// Crates whose routes the all-in-one server serves, with the service each stands for in the
 /// document's `x-service`.

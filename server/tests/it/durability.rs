@@ -2,20 +2,17 @@
 //! PostgreSQL backend, restarts. Whatever happens, a 2xx means the change is in the log and
 //! stays there, and a refusal leaves nothing behind.
 
-#[macro_use]
-mod support;
-
 use std::collections::BTreeSet;
 
 use futures::StreamExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::support::process::{ServerProcess, Tmpfs};
+use crate::support::rootfs_artifact;
 use http_edge::auth::TokenKind;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
-use support::process::{ServerProcess, Tmpfs};
-use support::rootfs_artifact;
 
 const MANAGEMENT: &str = "/api/management/v1/deployments";
 const DEVICE: &str = "/api/devices/v1/deployments/device/deployments";
@@ -249,7 +246,7 @@ async fn a_full_disk_refuses_commands_and_loses_nothing() {
 /// row; once the terminations stop, commands succeed again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_postgres_backends_never_lose_an_acknowledged_command() {
-    let server = support::TestServer::start_with(true, |settings| {
+    let server = crate::support::TestServer::start_with(true, |settings| {
         settings.storage.backend = blob_store::StorageBackend::Local;
     })
     .await;
@@ -538,7 +535,7 @@ async fn closed_within(socket: &mut tokio::net::TcpStream, limit: Duration) -> O
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_connections_are_closed_and_capped() {
     use tokio::io::AsyncWriteExt;
-    let server = support::TestServer::start_with(false, |settings| {
+    let server = crate::support::TestServer::start_with(false, |settings| {
         settings.http = http_settings(1, 1, 100);
     })
     .await;
@@ -587,7 +584,7 @@ async fn held_connections_are_closed_and_capped() {
     );
     drop(stream);
 
-    let capped = support::TestServer::start_with(false, |settings| {
+    let capped = crate::support::TestServer::start_with(false, |settings| {
         settings.http = http_settings(30, 30, 2);
     })
     .await;

@@ -1,13 +1,11 @@
 //! The reader as an upload sees it: bytes arriving in arbitrary small pieces, interrupted
 //! reads, and a client that goes away mid-upload.
 
-mod common;
-
 use std::fs::File;
 use std::io::{self, Read};
 
+use crate::common::*;
 use artifact_format::{read_artifact, FormatError, ReadOptions, VerificationKey};
-use common::*;
 
 /// A varied set of real artifacts: every compression, module meta-data, augment, signature.
 fn artifacts(work: &Work) -> Vec<(std::path::PathBuf, ReadOptions)> {

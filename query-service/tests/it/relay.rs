@@ -2,12 +2,11 @@
 //! queue receives every event of a workload exactly as the log holds it, although the broker's
 //! app is stopped and started and the relay is killed along the way.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{fresh_urls, workload, Backend};
 use events::Position;
 use futures::StreamExt;
 use lapin::options::{
@@ -18,7 +17,6 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
 use query_service::read_models::ReadModels;
 use query_service::relay::{Relay, RelaySettings};
-use support::{fresh_urls, workload, Backend};
 
 fn amqp_url() -> String {
     std::env::var("TEST_AMQP_URL")

@@ -1,15 +1,12 @@
 //! Deployments and the device API through real HTTP, one test per rule of Mender's behaviour,
 //! on embedded SQLite and on PostgreSQL with S3.
 
-#[macro_use]
-mod support;
-
 use std::collections::HashSet;
 
+use crate::support::{rootfs_artifact, TestServer};
 use http_edge::auth::TokenKind;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
-use support::{rootfs_artifact, TestServer};
 
 const MANAGEMENT: &str = "/api/management/v1/deployments";
 const DEVICE: &str = "/api/devices/v1/deployments/device/deployments";

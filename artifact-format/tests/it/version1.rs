@@ -3,12 +3,10 @@
 //! `headers/NNNN/checksums/<file>.sha256sum`). This checks the v1 path against the
 //! documentation, not against a file an old mender-artifact wrote.
 
-mod common;
-
 use std::io::Read;
 
+use crate::common::*;
 use artifact_format::{read_artifact, FormatError, ReadOptions, VerificationKey};
-use common::*;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use sha2::{Digest, Sha256};

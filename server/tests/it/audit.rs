@@ -1,14 +1,11 @@
 //! The audit feed over real HTTP and the NDJSON export, on both backend sets.
 
-#[macro_use]
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{rootfs_artifact, TestServer};
 use futures::StreamExt;
 use http_edge::auth::TokenKind;
 use serde_json::{json, Value};
-use support::{rootfs_artifact, TestServer};
 
 const EVENTS: &str = "/api/management/v1/deployments/events";
 

@@ -9,9 +9,7 @@ use deployments::settings::ServerSettings;
 use http_edge::auth::{TokenKind, Verifier};
 use serde_json::{json, Value};
 
-mod support;
-
-use support::TestServer;
+use crate::support::TestServer;
 
 const AUTH_REQUESTS: &str = "/api/devices/v1/authentication/auth_requests";
 const INVENTORY: &str = "/api/devices/v1/inventory/device/attributes";
@@ -35,7 +33,7 @@ impl DeviceKeys {
             "EC" => arguments.extend(["-pkeyopt", "ec_paramgen_curve:P-256"]),
             _ => {}
         }
-        support::run_tool("openssl", &dir, &arguments);
+        crate::support::run_tool("openssl", &dir, &arguments);
         let public = [
             "pkey",
             "-in",
@@ -44,7 +42,7 @@ impl DeviceKeys {
             "-out",
             "public.pem",
         ];
-        support::run_tool("openssl", &dir, &public);
+        crate::support::run_tool("openssl", &dir, &public);
         Self {
             public_pem: std::fs::read_to_string(dir.join("public.pem")).unwrap(),
             dir,
@@ -62,7 +60,7 @@ impl DeviceKeys {
         };
         let sign = ["pkeyutl", "-sign", "-rawin", "-inkey", "private.pem"];
         let files = ["-in", "message", "-out", "signature"];
-        support::run_tool("openssl", &self.dir, &[&sign, digest, &files].concat());
+        crate::support::run_tool("openssl", &self.dir, &[&sign, digest, &files].concat());
         let signature = std::fs::read(self.dir.join("signature")).unwrap();
         base64::engine::general_purpose::STANDARD.encode(signature)
     }

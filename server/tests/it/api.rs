@@ -11,10 +11,7 @@ use http_edge::auth::TokenKind;
 use serde_json::Value;
 use uuid::Uuid;
 
-#[macro_use]
-mod support;
-
-use support::TestServer;
+use crate::support::TestServer;
 
 /// Writes events straight into the server's log, as the command service will.
 async fn record(server: &TestServer, tenant: &str, deployment: Uuid, events: Vec<DomainEvent>) {

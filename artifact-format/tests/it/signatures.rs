@@ -1,10 +1,8 @@
 //! Signed artifacts: RSA-3072 and ECDSA P-256 keys made by openssl, artifacts signed by
 //! `mender-artifact write -k`, checked against `mender-artifact read -k`.
 
-mod common;
-
+use crate::common::*;
 use artifact_format::{FormatError, KeyError, ReadOptions, VerificationKey};
-use common::*;
 
 fn keys(pems: &[&[u8]]) -> ReadOptions {
     ReadOptions {

@@ -1,10 +1,8 @@
 //! Well-formed artifacts written by the real `mender-artifact`, read back and compared field
 //! by field with `mender-artifact read` and with the inputs they were made from.
 
-mod common;
-
+use crate::common::*;
 use artifact_format::ReadOptions;
-use common::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 

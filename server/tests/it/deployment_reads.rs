@@ -23,10 +23,7 @@ use serde_json::Value;
 use uuid::Uuid;
 use DeviceDeploymentStatus::*;
 
-#[macro_use]
-mod support;
-
-use support::TestServer;
+use crate::support::TestServer;
 
 const DEPLOYMENTS: &str = "/api/management/v1/deployments/deployments";
 

@@ -1,11 +1,9 @@
 //! Broken, tampered and foreign inputs, each refused with its own error.
 
-mod common;
-
 use std::path::Path;
 
+use crate::common::*;
 use artifact_format::{read_artifact, FormatError, ReadOptions};
-use common::*;
 
 fn read_bytes(bytes: &[u8]) -> Result<artifact_format::ParsedArtifact, FormatError> {
     read_artifact(bytes, &ReadOptions::default())

@@ -1,0 +1,18 @@
+//! The server's integration tests, in one binary: linking the whole stack once instead of
+//! once per file is most of what a test run costs on a small machine.
+//!
+//! Every module starts the real server on port 0 against real backends (embedded SQLite and
+//! local files; PostgreSQL with S3), or as a real process where a fault needs one.
+
+#[macro_use]
+mod support;
+
+mod api;
+mod artifacts;
+mod audit;
+mod deployment_reads;
+mod deployments;
+mod durability;
+mod openapi;
+mod split;
+mod standalone;
