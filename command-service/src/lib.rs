@@ -91,14 +91,9 @@ impl Application {
             .await
             .context("opening artifact storage")?
             .store;
-        let read_side: Arc<dyn ReadSide> = match &settings.read_models_url {
-            Some(url) => Arc::new(
-                read_side::Checkpoints::connect(url)
-                    .await
-                    .context("connecting to the read models")?,
-            ),
-            None => Arc::new(read_side::NoReadSide),
-        };
+        // Whichever instance of the query service projects, it publishes how far it got
+        // through the log this service shares.
+        let read_side: Arc<dyn ReadSide> = Arc::new(read_side::LogReaders(log.clone()));
         let service = CommandService::new(&settings, log, verifier, store, read_side)?;
         let server = HttpServer::bind(settings.listen, http::router(service.state))
             .await

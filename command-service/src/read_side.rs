@@ -1,12 +1,18 @@
 //! Read-your-writes: a command answers only once the read side shows its events.
 //!
+//! The read side is the projections, wherever they run: this process's own projectors
+//! ([`InProcess`], in the all-in-one server), or any instance's, through the positions they
+//! publish in the event log ([`LogReaders`]). Nothing here reads the query service's tables.
+//!
 //! The wait is bounded; the answer carries the log position in `X-Deployments-Log-Position`
 //! either way, so a client that got an answer before the read side caught up can ask a read
 //! to wait for that position.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use event_log::EventLog;
 use events::Position;
 use tokio::sync::watch;
 
@@ -39,79 +45,56 @@ impl ReadSide for InProcess {
     }
 }
 
-/// Projectors in other processes: their checkpoints, polled in the read-model generation
-/// that is live.
-pub struct Checkpoints {
-    url: String,
-    base: sqlx::AnyPool,
-    live: tokio::sync::Mutex<(u64, sqlx::AnyPool)>,
-}
-
-impl Checkpoints {
-    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
-        sqlx::any::install_default_drivers();
-        let base = Self::pool(url).await?;
-        Ok(Self {
-            url: url.to_owned(),
-            live: tokio::sync::Mutex::new((0, base.clone())),
-            base,
-        })
-    }
-
-    async fn pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
-        sqlx::any::AnyPoolOptions::new()
-            .max_connections(4)
-            .connect(url)
-            .await
-    }
-
-    async fn slowest(&self) -> Option<Position> {
-        // A rebuild moves the reads to a new generation; before the query service first
-        // migrates there is no generations table, and generation 0 is the one.
-        let live: i64 = sqlx::query_scalar(
-            "SELECT MAX(generation) FROM read_model_generations WHERE state = 'live'",
-        )
-        .fetch_one(&self.base)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0);
-        let mut cached = self.live.lock().await;
-        if cached.0 != live as u64 {
-            let url = event_log::generation_url(&self.url, live as u64);
-            *cached = (live as u64, Self::pool(&url).await.ok()?);
-        }
-        let slowest: Option<i64> =
-            sqlx::query_scalar("SELECT MIN(position) FROM projection_checkpoints")
-                .fetch_one(&cached.1)
-                .await
-                .ok()?;
-        slowest.map(|position| Position(position as u64))
-    }
-}
+/// Projectors anywhere: the positions they publish through the event log, which every
+/// instance shares, so that any instance can answer after any write, whichever instance runs
+/// the projections. A backend that cannot share them (KurrentDB) answers at once.
+pub struct LogReaders(pub Arc<dyn EventLog>);
 
 #[async_trait]
-impl ReadSide for Checkpoints {
+impl ReadSide for LogReaders {
     async fn wait_for(&self, position: Position, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
+        let mut changes = self.0.applied_changes();
         loop {
-            if self.slowest().await.is_some_and(|at| at >= position) {
-                return true;
+            changes.mark_unchanged();
+            match self.0.applied_by_readers().await {
+                Ok(Some(applied)) if applied >= position => return true,
+                Ok(Some(_)) => {}
+                Ok(None) => return false,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read how far the projections are");
+                }
+            }
+            // Woken by a publication where the backend announces them; polled where it
+            // cannot (another process on the same SQLite file).
+            let next = tokio::time::Instant::now() + Duration::from_millis(10);
+            let wake = tokio::time::timeout_at(next.min(deadline), changes.changed());
+            if wake.await.is_ok_and(|changed| changed.is_err()) {
+                tokio::time::sleep_until(next.min(deadline)).await;
             }
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-/// No read side to wait for (a command service run without one).
-pub struct NoReadSide;
+/// Several ways to learn the same thing: visible as soon as any of them says so.
+pub struct FirstOf(pub Vec<Arc<dyn ReadSide>>);
 
 #[async_trait]
-impl ReadSide for NoReadSide {
-    async fn wait_for(&self, _: Position, _: Duration) -> bool {
+impl ReadSide for FirstOf {
+    async fn wait_for(&self, position: Position, limit: Duration) -> bool {
+        let mut waits: futures::stream::FuturesUnordered<_> = self
+            .0
+            .iter()
+            .map(|side| side.wait_for(position, limit))
+            .collect();
+        while let Some(visible) = futures::StreamExt::next(&mut waits).await {
+            if visible {
+                return true;
+            }
+        }
         false
     }
 }

@@ -14,9 +14,6 @@ pub struct CommandSettings {
     pub listen: SocketAddr,
     /// The event log: `postgres://...` or `sqlite://<file>`.
     pub event_log_url: String,
-    /// The query service's read models, whose checkpoints a command waits for before it
-    /// answers (read-your-writes); unset, commands answer without waiting.
-    pub read_models_url: Option<String>,
     /// Longest wait for the read side, in milliseconds.
     pub read_wait_ms: u64,
     /// Connections in the event log's pool.
@@ -48,7 +45,6 @@ impl Default for CommandSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             event_log_url: "sqlite://data/events.db".to_owned(),
-            read_models_url: None,
             read_wait_ms: 5000,
             max_connections: 10,
             auth: AuthSettings::default(),

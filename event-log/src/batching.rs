@@ -129,6 +129,18 @@ impl EventLog for BatchingLog {
             .await
     }
 
+    async fn publish_applied(&self, reader: &str, position: Position) -> Result<(), LogError> {
+        self.inner.publish_applied(reader, position).await
+    }
+
+    async fn applied_by_readers(&self) -> Result<Option<Position>, LogError> {
+        self.inner.applied_by_readers().await
+    }
+
+    fn applied_changes(&self) -> watch::Receiver<u64> {
+        self.inner.applied_changes()
+    }
+
     async fn head(&self) -> Result<Position, LogError> {
         self.inner.head().await
     }

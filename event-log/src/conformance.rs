@@ -620,6 +620,24 @@ pub async fn a_selection_reads_only_the_events_it_picks(log: Arc<dyn EventLog>) 
     assert_strictly_increasing(&seen);
 }
 
+/// Readers' published positions: the lowest counts, a reader's latest replaces its earlier,
+/// and a publication wakes whoever watches for one.
+pub async fn readers_publish_how_far_they_applied_the_log(log: Arc<dyn EventLog>) {
+    assert_eq!(log.applied_by_readers().await.unwrap(), None);
+    let mut changes = log.applied_changes();
+    log.publish_applied("deployments", Position(7))
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), changes.changed())
+        .await
+        .expect("a publication is announced")
+        .expect("the announcer stays");
+    log.publish_applied("artifacts", Position(5)).await.unwrap();
+    assert_eq!(log.applied_by_readers().await.unwrap(), Some(Position(5)));
+    log.publish_applied("artifacts", Position(9)).await.unwrap();
+    assert_eq!(log.applied_by_readers().await.unwrap(), Some(Position(7)));
+}
+
 /// A plain uploaded artifact (a Raspberry Pi 4 image of `size` bytes), for other crates' tests
 /// that need one in a log.
 pub fn artifact_uploaded(id: Uuid, name: &str, size: u64) -> events::DomainEvent {

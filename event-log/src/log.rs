@@ -253,6 +253,28 @@ pub trait EventLog: Send + Sync + 'static {
         Ok(found)
     }
 
+    /// Tells every instance sharing the log that `reader` (a projection serving reads) has
+    /// applied it up to `position`: what commands wait for before they answer. A hint, which
+    /// may be lost; backends that cannot share it keep it to themselves (the default: not at
+    /// all).
+    async fn publish_applied(&self, reader: &str, position: Position) -> Result<(), LogError> {
+        let _ = (reader, position);
+        Ok(())
+    }
+
+    /// The lowest position the readers have published, `None` when none has (or the backend
+    /// cannot share them).
+    async fn applied_by_readers(&self) -> Result<Option<Position>, LogError> {
+        Ok(None)
+    }
+
+    /// Changes when a reader publishes, where the backend can tell (in this process, or
+    /// through notifications): a hint to look again. A receiver whose sender is gone means
+    /// the backend cannot tell, and callers poll.
+    fn applied_changes(&self) -> watch::Receiver<u64> {
+        watch::channel(0).1
+    }
+
     /// The position of the last committed event.
     async fn head(&self) -> Result<Position, LogError>;
 

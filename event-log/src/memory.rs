@@ -13,6 +13,8 @@ use events::{Position, RecordedEvent, StreamName, TenantId};
 pub struct MemoryEventLog {
     events: Mutex<Vec<RecordedEvent>>,
     head: watch::Sender<Position>,
+    readers: Mutex<std::collections::HashMap<String, Position>>,
+    published: watch::Sender<u64>,
 }
 
 impl Default for MemoryEventLog {
@@ -20,6 +22,8 @@ impl Default for MemoryEventLog {
         Self {
             events: Mutex::new(Vec::new()),
             head: watch::channel(Position::START).0,
+            readers: Mutex::new(std::collections::HashMap::new()),
+            published: watch::channel(0).0,
         }
     }
 }
@@ -109,6 +113,30 @@ impl EventLog for MemoryEventLog {
 
     async fn head(&self) -> Result<Position, LogError> {
         Ok(Position(self.locked().len() as u64))
+    }
+
+    async fn publish_applied(&self, reader: &str, position: Position) -> Result<(), LogError> {
+        self.readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(reader.to_owned(), position);
+        self.published
+            .send_modify(|count| *count = count.wrapping_add(1));
+        Ok(())
+    }
+
+    async fn applied_by_readers(&self) -> Result<Option<Position>, LogError> {
+        Ok(self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .min()
+            .copied())
+    }
+
+    fn applied_changes(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     fn head_changes(&self) -> watch::Receiver<Position> {

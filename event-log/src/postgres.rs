@@ -35,16 +35,24 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             name: "events by tenant",
             sql: include_str!("../../migrations/postgres/event-log/0002_events_by_tenant.sql"),
         },
+        Migration {
+            version: 3,
+            name: "reader positions",
+            sql: include_str!("../../migrations/postgres/event-log/0003_reader_positions.sql"),
+        },
     ],
 };
 
 /// Any constant will do as long as nothing else on the database uses it.
 const WRITER_LOCK: i64 = 7_305_112_690_347_002;
 const CHANNEL: &str = "event_log";
+/// Where readers announce a new published position (the payload is empty).
+const READERS_CHANNEL: &str = "event_log_readers";
 
 pub struct PostgresEventLog {
     pool: PgPool,
     head: watch::Sender<Position>,
+    readers: watch::Sender<u64>,
     listener: JoinHandle<()>,
 }
 
@@ -66,10 +74,12 @@ impl PostgresEventLog {
             .fetch_one(&pool)
             .await?;
         let (head, _) = watch::channel(Position(current as u64));
-        let listener = tokio::spawn(listen(pool.clone(), head.clone()));
+        let (readers, _) = watch::channel(0);
+        let listener = tokio::spawn(listen(pool.clone(), head.clone(), readers.clone()));
         Ok(Self {
             pool,
             head,
+            readers,
             listener,
         })
     }
@@ -268,14 +278,16 @@ pub(crate) fn advance(head: &watch::Sender<Position>, to: Position) {
     });
 }
 
-async fn listen(pool: PgPool, head: watch::Sender<Position>) {
+async fn listen(pool: PgPool, head: watch::Sender<Position>, readers: watch::Sender<u64>) {
     loop {
         let outcome: Result<(), sqlx::Error> = async {
             let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen(CHANNEL).await?;
+            listener.listen_all([CHANNEL, READERS_CHANNEL]).await?;
             loop {
                 let notification = listener.recv().await?;
-                if let Ok(position) = notification.payload().parse::<u64>() {
+                if notification.channel() == READERS_CHANNEL {
+                    readers.send_modify(|count| *count = count.wrapping_add(1));
+                } else if let Ok(position) = notification.payload().parse::<u64>() {
                     advance(&head, Position(position));
                 }
             }
@@ -409,6 +421,38 @@ impl EventLog for PostgresEventLog {
         .into_iter()
         .map(recorded)
         .collect()
+    }
+
+    async fn publish_applied(&self, reader: &str, position: Position) -> Result<(), LogError> {
+        let mut transaction = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO reader_positions (reader, position) VALUES ($1, $2)
+             ON CONFLICT (reader) DO UPDATE SET position = EXCLUDED.position",
+        )
+        .bind(reader)
+        .bind(position.0 as i64)
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(READERS_CHANNEL)
+            .execute(&mut *transaction)
+            .await?;
+        transaction.commit().await?;
+        // This process hears of it at once; others through the notification.
+        self.readers
+            .send_modify(|count| *count = count.wrapping_add(1));
+        Ok(())
+    }
+
+    async fn applied_by_readers(&self) -> Result<Option<Position>, LogError> {
+        let lowest: Option<i64> = sqlx::query_scalar("SELECT MIN(position) FROM reader_positions")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(lowest.map(|position| Position(position as u64)))
+    }
+
+    fn applied_changes(&self) -> watch::Receiver<u64> {
+        self.readers.subscribe()
     }
 
     async fn head(&self) -> Result<Position, LogError> {

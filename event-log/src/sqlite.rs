@@ -37,6 +37,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             name: "events by tenant",
             sql: include_str!("../../migrations/sqlite/event-log/0002_events_by_tenant.sql"),
         },
+        Migration {
+            version: 3,
+            name: "reader positions",
+            sql: include_str!("../../migrations/sqlite/event-log/0003_reader_positions.sql"),
+        },
     ],
 };
 
@@ -44,6 +49,10 @@ pub struct SqliteEventLog {
     writer: SqlitePool,
     readers: SqlitePool,
     head: watch::Sender<Position>,
+    /// Writes reader positions without syncing: they are hints, and a sync per projection
+    /// batch would halve how fast the log itself commits.
+    hints: SqlitePool,
+    published: watch::Sender<u64>,
 }
 
 /// Connection settings shared by the writer and the readers of one SQLite file.
@@ -85,16 +94,21 @@ impl SqliteEventLog {
         let writer = pool_options(1).connect_with(options.clone()).await?;
         MIGRATIONS.apply(url).await?;
         let readers = pool_options(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await?;
         let current: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
             .fetch_one(&writer)
             .await?;
         let (head, _) = watch::channel(Position(current as u64));
+        let hints = pool_options(1)
+            .connect_with(options.synchronous(SqliteSynchronous::Off))
+            .await?;
         Ok(Self {
             writer,
             readers,
             head,
+            hints,
+            published: watch::channel(0).0,
         })
     }
 
@@ -161,7 +175,10 @@ impl SqliteEventLog {
         requests: Vec<AppendRequest>,
         batch: plan::Batch,
     ) -> Result<Vec<Result<Appended, AppendError>>, sqlx::Error> {
-        let mut transaction = self.writer.begin().await?;
+        // IMMEDIATE: the write lock is taken now, waiting as busy_timeout allows, rather than
+        // when the first insert upgrades a read that another writer (reader positions, a
+        // second process) may have made stale, which SQLite refuses outright.
+        let mut transaction = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let facts = Self::facts(&mut transaction, &requests).await?;
         let planned = plan::plan(requests, facts, batch);
         let Some(last) = planned.rows.last() else {
@@ -356,6 +373,32 @@ impl EventLog for SqliteEventLog {
         .into_iter()
         .map(recorded)
         .collect()
+    }
+
+    async fn publish_applied(&self, reader: &str, position: Position) -> Result<(), LogError> {
+        sqlx::query(
+            "INSERT INTO reader_positions (reader, position) VALUES ($1, $2)
+             ON CONFLICT (reader) DO UPDATE SET position = excluded.position",
+        )
+        .bind(reader)
+        .bind(position.0 as i64)
+        .execute(&self.hints)
+        .await?;
+        // Other processes on the same file learn of it by looking again.
+        self.published
+            .send_modify(|count| *count = count.wrapping_add(1));
+        Ok(())
+    }
+
+    async fn applied_by_readers(&self) -> Result<Option<Position>, LogError> {
+        let lowest: Option<i64> = sqlx::query_scalar("SELECT MIN(position) FROM reader_positions")
+            .fetch_one(&self.readers)
+            .await?;
+        Ok(lowest.map(|position| Position(position as u64)))
+    }
+
+    fn applied_changes(&self) -> watch::Receiver<u64> {
+        self.published.subscribe()
     }
 
     async fn head(&self) -> Result<Position, LogError> {

@@ -49,7 +49,8 @@ macro_rules! suite {
                 concurrent_writers_and_a_subscriber_agree_on_one_order,
                 an_atomic_batch_commits_all_or_nothing,
                 a_tenant_reads_only_its_own_events_in_order,
-                a_selection_reads_only_the_events_it_picks
+                a_selection_reads_only_the_events_it_picks,
+                readers_publish_how_far_they_applied_the_log
             );
         }
     };

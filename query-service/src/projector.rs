@@ -146,7 +146,7 @@ impl Projector {
             .checkpoint(name)
             .await
             .map_err(anyhow::Error::from)?;
-        self.publish(generation, checkpoint);
+        self.publish(generation, checkpoint).await;
         let mut subscription =
             Subscription::new(self.log.clone(), checkpoint, self.settings.batch_size)
                 .with_poll_interval(Duration::from_millis(self.settings.poll_interval_ms));
@@ -158,7 +158,7 @@ impl Projector {
                 _ = target.changed() => return Err(BatchError::GenerationChanged),
                 // Reads just moved to this generation: what it holds is now what they see.
                 _ = serving.changed() => {
-                    self.publish(generation, checkpoint);
+                    self.publish(generation, checkpoint).await;
                     continue;
                 }
             };
@@ -178,15 +178,25 @@ impl Projector {
             checkpoint = self
                 .apply_batch(generation, checkpoint, &batch.map_err(anyhow::Error::from)?)
                 .await?;
-            self.publish(generation, checkpoint);
+            self.publish(generation, checkpoint).await;
         }
     }
 
-    /// Tells waiting commands how far the reads go, but only for the generation reads use:
-    /// while a new one catches up, its positions say nothing about what a read would see.
-    fn publish(&self, generation: &Generation, checkpoint: Position) {
-        if self.read_models.serving().number == generation.number {
-            self.applied.send_replace(checkpoint);
+    /// Tells waiting commands how far the reads go, in this process and through the log to
+    /// every instance, but only for the generation reads use: while a new one catches up,
+    /// its positions say nothing about what a read would see.
+    async fn publish(&self, generation: &Generation, checkpoint: Position) {
+        if self.read_models.serving().number != generation.number {
+            return;
+        }
+        self.applied.send_replace(checkpoint);
+        if let Err(error) = self
+            .log
+            .publish_applied(self.projection.name(), checkpoint)
+            .await
+        {
+            // Commands in other instances wait a little longer; the projection goes on.
+            tracing::warn!(projection = self.projection.name(), %error, "cannot publish how far the projection is");
         }
     }
 

@@ -7,7 +7,7 @@ pub mod standalone;
 use std::sync::Arc;
 
 use anyhow::Context;
-use command_service::read_side::InProcess;
+use command_service::read_side::{FirstOf, InProcess, LogReaders};
 use command_service::CommandService;
 use http_edge::auth::Verifier;
 use http_edge::service::HttpServer;
@@ -49,7 +49,12 @@ impl Server {
             storage,
         )
         .await?;
-        let read_side = Arc::new(InProcess(query.applied()));
+        // This process's projectors when it runs them; another instance's, through the log,
+        // when that one holds the projections.
+        let read_side = Arc::new(FirstOf(vec![
+            Arc::new(InProcess(query.applied())),
+            Arc::new(LogReaders(log.clone())),
+        ]));
         let command = CommandService::new(
             &settings.command_settings(),
             log,

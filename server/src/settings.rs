@@ -106,7 +106,6 @@ impl ServerSettings {
         command_service::settings::CommandSettings {
             listen: self.listen,
             event_log_url: self.event_log_url(),
-            read_models_url: None,
             read_wait_ms: self.read_wait_ms,
             max_connections: self.max_connections,
             auth: self.auth.clone(),

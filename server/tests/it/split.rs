@@ -23,14 +23,13 @@ fn auth() -> AuthSettings {
     }
 }
 
-/// Both services over one fresh PostgreSQL database and one artifact directory; the command
-/// service does not wait for the read side. Returns the database URL and both base URLs.
+/// Both services over one fresh PostgreSQL database and one artifact directory. Returns the
+/// database URL and both base URLs.
 async fn split_stack(artifacts: &std::path::Path) -> (String, String, String) {
     let url = event_log::conformance::fresh_postgres_url().await;
     let command = command_service::Application::build(command_service::settings::CommandSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         event_log_url: url.clone(),
-        read_models_url: None,
         auth: auth(),
         storage: storage(artifacts),
         ..Default::default()
@@ -191,4 +190,87 @@ async fn a_read_naming_a_log_position_waits_for_it() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+}
+
+fn admin_token() -> String {
+    Issuer::from_settings(&auth())
+        .unwrap()
+        .issue(&Issuer::claims(
+            "admin",
+            &TenantId::default(),
+            TokenKind::User,
+            chrono::Duration::hours(1),
+        ))
+}
+
+/// Uploads a small artifact named `name` to `base`; returns the artifact's location.
+async fn upload(base: &str, token: &str, name: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::support::rootfs_artifact(dir.path(), name, &["pi"], 4096);
+    let form = reqwest::multipart::Form::new().part(
+        "artifact",
+        reqwest::multipart::Part::bytes(std::fs::read(file).unwrap()).file_name("a.mender"),
+    );
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/management/v1/deployments/artifacts"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.headers()["location"].to_str().unwrap().to_owned()
+}
+
+/// The command service answers once the query service shows the change, knowing only the
+/// log they share (no read-model URL): a read right after the answer sees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_answers_once_the_split_query_service_shows_it() {
+    let artifacts = tempfile::tempdir().unwrap();
+    let (_, command_base, query_base) = split_stack(artifacts.path()).await;
+    let token = admin_token();
+    for n in 0..5 {
+        let location = upload(&command_base, &token, &format!("ryw-{n}")).await;
+        let read = reqwest::Client::new()
+            .get(format!("{query_base}{location}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), 200, "upload {n} was not readable at once");
+    }
+}
+
+/// Two all-in-one instances over one PostgreSQL: only one runs the projections, and a
+/// command sent to the other still answers as soon as they show it, not after waiting the
+/// whole read_wait_ms for projectors of its own that never move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_without_the_projections_answers_once_another_shows_the_change() {
+    let first = crate::support::TestServer::start_with(true, |settings| {
+        settings.storage.backend = blob_store::StorageBackend::Local;
+    })
+    .await;
+    let url = first.postgres_url.clone().unwrap();
+    let shared_dir = first.settings.data_dir.clone();
+    let second = crate::support::TestServer::start_with(true, |settings| {
+        settings.event_log_url = Some(url.clone());
+        settings.read_models_url = Some(url.clone());
+        settings.data_dir = shared_dir.clone();
+        settings.storage.backend = blob_store::StorageBackend::Local;
+        // Long enough that waiting it out cannot pass for an answer.
+        settings.read_wait_ms = 60_000;
+    })
+    .await;
+    let token = second.admin();
+    let started = std::time::Instant::now();
+    let location = upload(&second.base, &token, "on-the-standby").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the command waited {:?} for projectors that are not running",
+        started.elapsed()
+    );
+    for server in [&first, &second] {
+        let (status, _) = server.get(&location, Some(&token)).await;
+        assert_eq!(status, 200, "{}", server.base);
+    }
 }
