@@ -82,7 +82,7 @@ pub async fn execute_guarded<S, E>(
     stream: &StreamName,
     guards: &[StreamName],
     fold: impl Fn(S, &DomainEvent) -> S,
-    decide: impl Fn(&S, &crate::catalog::TenantCatalog) -> Result<Vec<DomainEvent>, E>,
+    decide: impl Fn(&S, &crate::domain::tables::TenantCatalog) -> Result<Vec<DomainEvent>, E>,
 ) -> Result<Option<events::Position>, ApiError>
 where
     S: Default,

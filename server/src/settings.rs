@@ -4,13 +4,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use base64::Engine;
 use blob_store::StorageSettings;
 use command_service::settings::ArtifactSettings;
 use http_edge::auth::AuthSettings;
 use query_service::projector::ProjectorSettings;
-use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,7 +123,8 @@ impl ServerSettings {
             self.storage.public_url = format!("http://{}:{port}", self.listen.ip());
         }
         if self.storage.link_secret.is_none() {
-            self.storage.link_secret = Some(kept_secret(&self.data_dir, "link.secret")?);
+            self.storage.link_secret =
+                Some(crate::secrets::kept_secret(&self.data_dir, "link.secret")?);
         }
         Ok(self)
     }
@@ -140,48 +138,11 @@ impl ServerSettings {
         if configured {
             return Ok(self);
         }
-        self.auth.hs256_secret = Some(kept_secret(&self.data_dir, "hs256.secret")?);
+        self.auth.hs256_secret = Some(crate::secrets::kept_secret(&self.data_dir, "hs256.secret")?);
         Ok(self)
-    }
-}
-
-/// A random secret made once and kept in the data directory, readable by its owner only.
-pub(crate) fn kept_secret(data_dir: &Path, name: &str) -> anyhow::Result<String> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating {}", data_dir.display()))?;
-    let path = data_dir.join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(secret) => Ok(secret.trim().to_owned()),
-        Err(_) => {
-            let mut bytes = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut bytes);
-            let secret = base64::engine::general_purpose::STANDARD.encode(bytes);
-            write_private(&path, &secret)?;
-            Ok(secret)
-        }
     }
 }
 
 fn sqlite_url(dir: &Path, file: &str) -> String {
     format!("sqlite://{}", dir.join(file).display())
-}
-
-fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        file.write_all(content.as_bytes())?;
-        Ok(())
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::write(path, content).with_context(|| format!("creating {}", path.display()))
-    }
 }

@@ -14,7 +14,7 @@ use events::DomainEvent;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::catalog::TenantCatalog;
+use super::tables::TenantCatalog;
 
 /// The tenant-wide stream deployments are created on.
 pub const CREATION_STREAM: &str = "deployments";

@@ -15,7 +15,7 @@ use events::deployment::{
 use events::DomainEvent;
 use uuid::Uuid;
 
-use crate::catalog::{DeploymentInfo, TenantCatalog};
+use super::tables::{DeploymentInfo, TenantCatalog};
 
 pub fn stream(device: &str) -> String {
     format!("device-{device}")

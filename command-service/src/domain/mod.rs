@@ -4,3 +4,4 @@
 pub mod artifacts;
 pub mod deployments;
 pub mod device;
+pub mod tables;

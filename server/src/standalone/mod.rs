@@ -160,7 +160,7 @@ pub(crate) fn routes(
     let password = match &settings.admin_password {
         Some(password) => password.clone(),
         None => {
-            let password = crate::settings::kept_secret(data_dir, ADMIN_PASSWORD_FILE)
+            let password = crate::secrets::kept_secret(data_dir, ADMIN_PASSWORD_FILE)
                 .context("making the administrator's password")?;
             tracing::info!(
                 email = %settings.admin_email,

@@ -7,13 +7,13 @@ use events::DomainEvent;
 use uuid::Uuid;
 
 use super::*;
-use crate::catalog::TenantCatalog;
 use crate::domain::device::{self, Asked, DeviceState, Next};
+use crate::domain::tables::TenantCatalog;
 
 fn catalog(events: Vec<DomainEvent>) -> TenantCatalog {
     let mut catalog = TenantCatalog::default();
     for event in events {
-        catalog.apply_for_tests(event);
+        catalog.apply(event);
     }
     catalog
 }

@@ -1,0 +1,197 @@
+//! The write side's decision tables for one tenant: which deployments exist and how far they
+//! are, which deployments target each device, and which artifacts there are. A pure fold of
+//! the log's events; [`crate::catalog::Catalog`] keeps one per tenant, fed from the log.
+//!
+//! Rules that span aggregates (the oldest deployment for a device, an artifact in use) are
+//! decided from these tables, never from the query service's.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use events::deployment::Phase;
+use events::DomainEvent;
+use uuid::Uuid;
+
+use super::artifacts::DeploymentUse;
+
+/// What decisions need to know about one deployment.
+#[derive(Debug, Clone)]
+pub struct DeploymentInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub artifact_name: String,
+    pub created: DateTime<Utc>,
+    pub force_installation: bool,
+    pub phases: Vec<Phase>,
+    /// The targeted devices, sorted, to recognise an identical deployment.
+    pub devices: Vec<String>,
+    pub aborted: bool,
+    /// Devices whose entry reached a final state.
+    pub finished_devices: HashSet<String>,
+}
+
+impl DeploymentInfo {
+    /// Finished once aborted or once every targeted device is in a final state.
+    pub fn finished(&self) -> bool {
+        self.aborted || self.finished_devices.len() >= self.devices.len()
+    }
+}
+
+/// An artifact as the device API chooses among them.
+#[derive(Debug, Clone)]
+pub struct ArtifactChoice {
+    pub id: Uuid,
+    pub name: String,
+    pub device_types: Vec<String>,
+    pub size: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct TenantCatalog {
+    pub deployments: HashMap<Uuid, DeploymentInfo>,
+    /// Per device, the deployments that target it, oldest first.
+    targets: HashMap<String, BTreeSet<(DateTime<Utc>, Uuid)>>,
+    /// Per device, the deployments it has an entry in that is not final yet.
+    unfinished: HashMap<String, HashSet<Uuid>>,
+    artifacts: HashMap<Uuid, ArtifactChoice>,
+}
+
+impl TenantCatalog {
+    /// Deployments targeting `device`, oldest first.
+    pub fn targeting<'a>(&'a self, device: &str) -> impl Iterator<Item = &'a DeploymentInfo> + 'a {
+        self.targets
+            .get(device)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, id)| self.deployments.get(id))
+    }
+
+    /// Whether the device could be served anything: an unfinished entry, or an active
+    /// deployment targeting it that it has not finished. False answers `/next` with no I/O.
+    pub fn may_have_work(&self, device: &str) -> bool {
+        // An abort writes nothing to its devices' streams: an entry of an aborted deployment
+        // is finished although no event of the device says so.
+        self.unfinished.get(device).is_some_and(|ids| {
+            ids.iter().any(|id| {
+                self.deployments
+                    .get(id)
+                    .is_some_and(|deployment| !deployment.aborted)
+            })
+        }) || self.targeting(device).any(|deployment| {
+            !deployment.finished() && !deployment.finished_devices.contains(device)
+        })
+    }
+
+    /// The smallest artifact of `name` that `device_type` can install.
+    pub fn artifact_for(&self, name: &str, device_type: &str) -> Option<&ArtifactChoice> {
+        self.artifacts
+            .values()
+            .filter(|artifact| {
+                artifact.name == name && artifact.device_types.iter().any(|t| t == device_type)
+            })
+            .min_by_key(|artifact| (artifact.size, artifact.id))
+    }
+
+    pub fn artifact(&self, id: Uuid) -> Option<&ArtifactChoice> {
+        self.artifacts.get(&id)
+    }
+
+    pub fn artifact_named(&self, name: &str) -> bool {
+        self.artifacts
+            .values()
+            .any(|artifact| artifact.name == name)
+    }
+
+    fn entry_finished(&mut self, deployment: Uuid, device: &str) {
+        if let Some(info) = self.deployments.get_mut(&deployment) {
+            info.finished_devices.insert(device.to_owned());
+        }
+        if let Some(ids) = self.unfinished.get_mut(device) {
+            ids.remove(&deployment);
+        }
+    }
+
+    /// Folds one event into the tables.
+    pub fn apply(&mut self, event: DomainEvent) {
+        match event {
+            DomainEvent::DeploymentCreated(created) => {
+                let mut devices = created.devices;
+                devices.sort();
+                devices.dedup();
+                for device in &devices {
+                    self.targets
+                        .entry(device.clone())
+                        .or_default()
+                        .insert((created.created, created.deployment_id));
+                }
+                self.deployments.insert(
+                    created.deployment_id,
+                    DeploymentInfo {
+                        id: created.deployment_id,
+                        name: created.name,
+                        artifact_name: created.artifact_name,
+                        created: created.created,
+                        force_installation: created.force_installation,
+                        phases: created.phases,
+                        devices,
+                        aborted: false,
+                        finished_devices: HashSet::new(),
+                    },
+                );
+            }
+            DomainEvent::DeploymentAborted(aborted) => {
+                if let Some(info) = self.deployments.get_mut(&aborted.deployment_id) {
+                    info.aborted = true;
+                }
+            }
+            DomainEvent::DeviceJoinedDeployment(joined) => {
+                if joined.status.is_final() {
+                    self.entry_finished(joined.deployment_id, &joined.device_id);
+                } else {
+                    self.unfinished
+                        .entry(joined.device_id)
+                        .or_default()
+                        .insert(joined.deployment_id);
+                }
+            }
+            DomainEvent::DeviceDeploymentStatusChanged(changed) if changed.status.is_final() => {
+                self.entry_finished(changed.deployment_id, &changed.device_id);
+            }
+            DomainEvent::DeviceDecommissioned(decommissioned) => {
+                let device = decommissioned.device_id;
+                for deployment in self.unfinished.remove(&device).unwrap_or_default() {
+                    self.entry_finished(deployment, &device);
+                }
+            }
+            DomainEvent::ArtifactUploaded(uploaded) => {
+                self.artifacts.insert(
+                    uploaded.artifact_id,
+                    ArtifactChoice {
+                        id: uploaded.artifact_id,
+                        name: uploaded.name,
+                        device_types: uploaded.device_types_compatible,
+                        size: uploaded.size,
+                    },
+                );
+            }
+            DomainEvent::ArtifactDeleted(deleted) => {
+                self.artifacts.remove(&deleted.artifact_id);
+            }
+            _ => {}
+        }
+    }
+}
+
+impl DeploymentUse for TenantCatalog {
+    fn ever_deployed(&self, artifact_name: &str) -> bool {
+        self.deployments
+            .values()
+            .any(|deployment| deployment.artifact_name == artifact_name)
+    }
+
+    fn in_active_deployment(&self, artifact_name: &str) -> bool {
+        self.deployments
+            .values()
+            .any(|deployment| deployment.artifact_name == artifact_name && !deployment.finished())
+    }
+}
