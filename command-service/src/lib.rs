@@ -45,6 +45,7 @@ impl CommandService {
         ];
         Ok(Self {
             state: AppState {
+                pipeline: application::Pipeline::new(log.clone(), catalog.clone()),
                 log,
                 verifier,
                 artifacts: Arc::new(ArtifactStorage {

@@ -5,20 +5,15 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{post, put};
 use axum::{Extension, Router};
-use chrono::Utc;
-use events::artifact::ArtifactUploaded;
-use events::StreamName;
 use http_edge::auth::User;
 use http_edge::{JsonBody, RequestId};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::AppState;
-use crate::application::{execute, execute_guarded, Caller};
-use crate::domain::artifacts::{self, ArtifactCommand, ArtifactsState};
-use crate::domain::deployments;
+use crate::application::artifacts::{self, UploadForm};
+use crate::application::Caller;
 use crate::error::{parse_id, ApiError};
-use crate::upload::{receive, UploadLimits};
 
 const BASE: &str = "/api/management/v1/deployments/artifacts";
 
@@ -41,19 +36,6 @@ pub(super) fn caller(user: &http_edge::auth::Identity, request_id: &RequestId) -
         actor: format!("user:{}", user.subject),
         request_id: request_id.0.clone(),
     }
-}
-
-fn stream() -> StreamName {
-    StreamName::new(artifacts::STREAM)
-}
-
-async fn current_state(state: &AppState, caller: &Caller) -> Result<ArtifactsState, ApiError> {
-    let recorded = state.log.read_stream(&caller.tenant, &stream(), 0).await?;
-    let mut folded = ArtifactsState::default();
-    for event in &recorded {
-        folded = artifacts::evolve(folded, &event.decode().map_err(anyhow::Error::from)?);
-    }
-    Ok(folded)
 }
 
 async fn upload(
@@ -113,16 +95,18 @@ async fn upload(
     outcome
 }
 
-/// Reads the parts up to the artifact, then stores, parses and records the artifact.
+/// Reads the parts up to the artifact, then has it stored, parsed and recorded.
 async fn upload_parts(
     state: &AppState,
     caller: &Caller,
     multipart: &mut Multipart,
 ) -> Result<Response, ApiError> {
-    let settings = &state.artifacts.storage;
-    let mut description = String::new();
-    let mut artifact_id = Uuid::new_v4();
-    let mut declared = None;
+    let max_upload = state.artifacts.storage.max_upload_bytes;
+    let mut form = UploadForm {
+        artifact_id: Uuid::new_v4(),
+        description: String::new(),
+        declared: None,
+    };
     loop {
         let field = multipart.next_field().await.map_err(|error| {
             ApiError::BadRequest(format!("malformed multipart body: {}", error.body_text()))
@@ -133,129 +117,66 @@ async fn upload_parts(
             ));
         };
         // Mender matches part names case-insensitively.
-        match field
-            .name()
-            .unwrap_or_default()
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "size" => {
-                let text = field
+        let name = field.name().unwrap_or_default().to_ascii_lowercase();
+        if name != "artifact" {
+            let text = || async {
+                field
                     .text()
                     .await
-                    .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-                let size: u64 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| ApiError::BadRequest("size must be a number of bytes".into()))?;
-                if size > settings.max_upload_bytes {
-                    return Err(ApiError::TooLarge(format!(
-                        "artifact file larger than the maximum of {} bytes",
-                        settings.max_upload_bytes
-                    )));
-                }
-                declared = Some(size);
-            }
-            "description" => {
-                description = field
-                    .text()
-                    .await
-                    .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-                check_description(&description)?;
-            }
-            "artifact_id" => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-                artifact_id = Uuid::parse_str(text.trim())
-                    .map_err(|_| ApiError::BadRequest("artifact_id is not a valid UUID".into()))?;
-            }
-            "artifact" => {
-                let limit = settings.limit_for(caller.tenant.as_str());
-                let usage = if limit > 0 {
-                    Some((limit, current_state(state, caller).await?.usage()))
-                } else {
-                    None
-                };
-                let key = blob_store::artifact_key(caller.tenant.as_str(), artifact_id);
-                let parsed = receive(
-                    &mut field,
-                    &state.artifacts.store,
-                    &key,
-                    UploadLimits {
-                        max_bytes: settings.max_upload_bytes,
-                        declared,
-                        storage: usage,
-                    },
-                    state.artifacts.reader_options.clone(),
-                )
-                .await;
-                let parsed = match parsed {
-                    Ok(parsed) => parsed,
-                    Err(error) => {
-                        // Whatever the refusal, the rest of the part may still be arriving.
-                        drain(&mut field).await;
-                        return Err(error.into());
+                    .map_err(|error| ApiError::BadRequest(error.body_text()))
+            };
+            match name.as_str() {
+                "size" => {
+                    let size: u64 = text().await?.trim().parse().map_err(|_| {
+                        ApiError::BadRequest("size must be a number of bytes".into())
+                    })?;
+                    if size > max_upload {
+                        return Err(ApiError::TooLarge(format!(
+                            "artifact file larger than the maximum of {max_upload} bytes"
+                        )));
                     }
-                };
-                drop(field);
-                // The artifact is the last part; a second one would be silently dropped.
-                if let Err(refusal) = only_artifact(multipart).await {
-                    if let Err(error) = state.artifacts.store.delete(&key).await {
-                        tracing::error!(%error, key, "cannot remove a refused upload");
-                    }
-                    return Err(refusal);
+                    form.declared = Some(size);
                 }
-                let event = ArtifactUploaded {
-                    artifact_id,
-                    name: parsed.name,
-                    description,
-                    device_types_compatible: parsed.device_types_compatible,
-                    info: parsed.info,
-                    signed: parsed.signed,
-                    updates: parsed.updates,
-                    artifact_provides: parsed.artifact_provides,
-                    artifact_depends: parsed.artifact_depends,
-                    clears_artifact_provides: parsed.clears_artifact_provides,
-                    size: parsed.size,
-                    modified: Utc::now(),
-                };
-                let recorded = execute(
-                    &*state.log,
-                    caller,
-                    &stream(),
-                    artifacts::evolve,
-                    |folded| {
-                        artifacts::decide(
-                            folded,
-                            ArtifactCommand::Upload {
-                                artifact: Box::new(event.clone()),
-                                storage_limit: limit,
-                            },
-                            &artifacts::NoDeployments,
-                        )
-                    },
-                )
-                .await;
-                let position = match recorded {
-                    Ok(position) => position,
-                    Err(error) => {
-                        if let Err(error) = state.artifacts.store.delete(&key).await {
-                            tracing::error!(%error, key, "cannot remove a refused upload");
-                        }
-                        return Err(error);
-                    }
-                };
-                let mut response = state.answered_if(position, StatusCode::CREATED).await;
-                let location = format!("{BASE}/{artifact_id}");
-                if let Ok(value) = HeaderValue::from_str(&location) {
-                    response.headers_mut().insert(header::LOCATION, value);
+                "description" => {
+                    form.description = text().await?;
+                    check_description(&form.description)?;
                 }
-                return Ok(response);
+                "artifact_id" => {
+                    form.artifact_id = Uuid::parse_str(text().await?.trim()).map_err(|_| {
+                        ApiError::BadRequest("artifact_id is not a valid UUID".into())
+                    })?;
+                }
+                _ => {}
             }
-            _ => {}
+            continue;
         }
+        let stored =
+            match artifacts::store(&state.pipeline, &state.artifacts, caller, &form, &mut field)
+                .await
+            {
+                Ok(stored) => stored,
+                Err(error) => {
+                    // Whatever the refusal, the rest of the part may still be arriving.
+                    drain(&mut field).await;
+                    return Err(error);
+                }
+            };
+        drop(field);
+        // The artifact is the last part; a second one would be silently dropped.
+        if let Err(refusal) = only_artifact(multipart).await {
+            stored.discard().await;
+            return Err(refusal);
+        }
+        let artifact_id = form.artifact_id;
+        let outcome =
+            artifacts::record(&state.pipeline, &state.artifacts, caller, form, stored).await?;
+        let mut response = state
+            .answered_if(outcome.position, StatusCode::CREATED)
+            .await;
+        if let Ok(value) = HeaderValue::from_str(&format!("{BASE}/{artifact_id}")) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        return Ok(response);
     }
 }
 
@@ -349,27 +270,12 @@ async fn change_description(
     let artifact_id = parse_id(&id)?;
     check_description(&change.description)?;
     let caller = caller(&user, &request_id);
-    // Guarded by the deployments stream: a deployment created meanwhile makes this decide again.
-    let position = execute_guarded(
-        &*state.log,
-        &state.catalog,
-        &caller,
-        &stream(),
-        &[StreamName::new(deployments::CREATION_STREAM)],
-        artifacts::evolve,
-        |folded, catalog| {
-            artifacts::decide(
-                folded,
-                ArtifactCommand::ChangeDescription {
-                    artifact_id,
-                    description: change.description.clone(),
-                },
-                catalog,
-            )
-        },
-    )
-    .await?;
-    Ok(state.answered_if(position, StatusCode::NO_CONTENT).await)
+    let outcome =
+        artifacts::change_description(&state.pipeline, &caller, artifact_id, change.description)
+            .await?;
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
 }
 
 async fn delete(
@@ -380,23 +286,9 @@ async fn delete(
 ) -> Result<Response, ApiError> {
     let artifact_id = parse_id(&id)?;
     let caller = caller(&user, &request_id);
-    // Guarded by the deployments stream: a deployment created meanwhile makes this decide again.
-    let position = execute_guarded(
-        &*state.log,
-        &state.catalog,
-        &caller,
-        &stream(),
-        &[StreamName::new(deployments::CREATION_STREAM)],
-        artifacts::evolve,
-        |folded, catalog| {
-            artifacts::decide(folded, ArtifactCommand::Delete { artifact_id }, catalog)
-        },
-    )
-    .await?;
-    // The event is the truth; a file left behind by a failed removal is only wasted space.
-    let key = blob_store::artifact_key(caller.tenant.as_str(), artifact_id);
-    if let Err(error) = state.artifacts.store.delete(&key).await {
-        tracing::error!(%error, key, "cannot remove a deleted artifact's file");
-    }
-    Ok(state.answered_if(position, StatusCode::NO_CONTENT).await)
+    let outcome =
+        artifacts::delete(&state.pipeline, &state.artifacts, &caller, artifact_id).await?;
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
 }

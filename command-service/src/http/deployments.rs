@@ -6,7 +6,6 @@ use axum::response::Response;
 use axum::routing::{delete, post, put};
 use axum::{Extension, Router};
 use chrono::Utc;
-use events::StreamName;
 use http_edge::auth::User;
 use http_edge::{JsonBody, RequestId};
 use serde::Deserialize;
@@ -14,10 +13,8 @@ use uuid::Uuid;
 
 use super::artifacts::caller;
 use super::AppState;
-use crate::application::{execute, execute_guarded};
-use crate::domain::artifacts;
-use crate::domain::deployments::{self, NewDeployment};
-use crate::domain::device;
+use crate::application::deployments;
+use crate::domain::deployments::NewDeployment;
 use crate::error::{parse_id, ApiError};
 
 const BASE: &str = "/api/management/v1/deployments/deployments";
@@ -57,19 +54,18 @@ async fn create(
     let id = Uuid::new_v4();
     let now = Utc::now();
     // Guarded by the artifacts stream: an artifact deleted meanwhile makes this decide again.
-    let position = execute_guarded(
-        &*state.log,
-        &state.catalog,
+    let outcome = deployments::create(
+        &state.pipeline,
         &caller,
-        &StreamName::new(deployments::CREATION_STREAM),
-        &[StreamName::new(artifacts::STREAM)],
-        |(), _| (),
-        |(), catalog| {
-            deployments::decide_creation(&request, id, now, state.max_deployment_devices, catalog)
-        },
+        &request,
+        id,
+        now,
+        state.max_deployment_devices,
     )
     .await?;
-    let mut response = state.answered_if(position, StatusCode::CREATED).await;
+    let mut response = state
+        .answered_if(outcome.position, StatusCode::CREATED)
+        .await;
     if let Ok(location) = HeaderValue::from_str(&format!("{BASE}/{id}")) {
         response.headers_mut().insert(header::LOCATION, location);
     }
@@ -101,19 +97,10 @@ async fn abort(
         return Err(ApiError::BadRequest("status: must be \"aborted\"".into()));
     }
     let caller = caller(&user, &request_id);
-    // Aborts are decided from the catalog, whose facts about a deployment come from its own
-    // stream and from its devices' streams; guarding the deployment's stream serialises aborts.
-    let position = execute_guarded(
-        &*state.log,
-        &state.catalog,
-        &caller,
-        &StreamName::new(deployments::stream(id)),
-        &[],
-        |(), _| (),
-        |(), catalog| deployments::decide_abort(id, catalog),
-    )
-    .await?;
-    Ok(state.answered_if(position, StatusCode::NO_CONTENT).await)
+    let outcome = deployments::abort(&state.pipeline, &caller, id).await?;
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
 }
 
 /// Every unfinished entry of the device becomes `decommissioned`; 204 even when it has none.
@@ -124,13 +111,8 @@ async fn decommission(
     Path(device_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&user, &request_id);
-    state.catalog.caught_up(&*state.log).await?;
-    let stream = StreamName::new(device::stream(&device_id));
-    let position = execute(&*state.log, &caller, &stream, device::evolve, |folded| {
-        Ok::<_, ApiError>(state.catalog.with_tenant(&caller.tenant, |catalog| {
-            device::decide_decommission(folded, &device_id, catalog)
-        }))
-    })
-    .await?;
-    Ok(state.answered_if(position, StatusCode::NO_CONTENT).await)
+    let outcome = deployments::decommission(&state.pipeline, &caller, &device_id).await?;
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
 }

@@ -8,18 +8,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
-use event_log::{AppendError, AppendRequest, ExpectedVersion};
 use events::deployment::{DeviceDeploymentStatus, LogMessage};
-use events::{DomainEvent, EventMetadata, NewEvent, StreamName};
 use http_edge::auth::Device;
 use http_edge::{JsonBody, RequestId};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::AppState;
-use crate::application::{execute, Caller};
-use crate::domain::deployments::{self, Admissions};
-use crate::domain::device::{self, Asked, DeviceState, Next};
+use crate::application::{devices, Caller};
+use crate::domain::device::{self, Asked, Next};
 use crate::error::{parse_id, ApiError};
 
 const BASE: &str = "/api/devices/v1/deployments/device/deployments";
@@ -83,65 +80,6 @@ async fn next_by_body(
     next(state, device, request_id, running).await
 }
 
-async fn append(
-    state: &AppState,
-    caller: &Caller,
-    stream: &StreamName,
-    expected: u64,
-    decided: &[DomainEvent],
-) -> Result<event_log::Appended, AppendError> {
-    let metadata = EventMetadata::now()
-        .with_actor(&caller.actor)
-        .with_correlation(&caller.request_id);
-    state
-        .log
-        .append(AppendRequest {
-            tenant: caller.tenant.clone(),
-            stream: stream.clone(),
-            expected: ExpectedVersion::Exact(expected),
-            events: decided
-                .iter()
-                .map(|event| NewEvent::new(Uuid::new_v4(), event, metadata.clone()))
-                .collect(),
-        })
-        .await
-}
-
-/// Takes a seat in the current phase. `false` when the phase is full.
-async fn admit(
-    state: &AppState,
-    caller: &Caller,
-    (deployment, phase, capacity): (Uuid, usize, u64),
-    device: &str,
-) -> Result<bool, ApiError> {
-    let stream = StreamName::new(deployments::stream(deployment));
-    for _ in 0..16 {
-        let recorded = state.log.read_stream(&caller.tenant, &stream, 0).await?;
-        let version = recorded.last().map_or(0, |event| event.stream_version);
-        let mut admissions = Admissions::default();
-        for event in &recorded {
-            admissions = deployments::evolve_admissions(
-                admissions,
-                &event.decode().map_err(anyhow::Error::from)?,
-            );
-        }
-        let Ok(decided) =
-            deployments::decide_admission(&admissions, deployment, device, phase, capacity)
-        else {
-            return Ok(false);
-        };
-        if decided.is_empty() {
-            return Ok(true);
-        }
-        match append(state, caller, &stream, version, &decided).await {
-            Ok(_) => return Ok(true),
-            Err(AppendError::Conflict { .. }) => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(ApiError::Busy)
-}
-
 async fn next(
     state: AppState,
     device: http_edge::auth::Identity,
@@ -161,50 +99,24 @@ async fn next(
     }) {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let stream = StreamName::new(device::stream(&asked.device));
-    for _ in 0..8 {
-        let recorded = state.log.read_stream(&caller.tenant, &stream, 0).await?;
-        let version = recorded.last().map_or(0, |event| event.stream_version);
-        let mut folded = DeviceState::default();
-        for event in &recorded {
-            folded = device::evolve(folded, &event.decode().map_err(anyhow::Error::from)?);
+    let outcome = devices::next(&state.pipeline, &caller, &asked).await?;
+    let response = match outcome.answer {
+        Next::Nothing => StatusCode::NO_CONTENT.into_response(),
+        // The failure it caused is recorded; the device learns of the conflict.
+        Next::Contradiction => ApiError::Conflict {
+            message: "Device provided conflicting request data".into(),
+            with: None,
         }
-        let decision = state.catalog.with_tenant(&caller.tenant, |catalog| {
-            device::decide_next(&folded, &asked, catalog)
-        });
-        if let Some(admission) = decision.admission {
-            if !admit(&state, &caller, admission, &asked.device).await? {
-                return Ok(StatusCode::NO_CONTENT.into_response());
-            }
-        }
-        let position = if decision.events.is_empty() {
-            None
-        } else {
-            match append(&state, &caller, &stream, version, &decision.events).await {
-                Ok(appended) => Some(appended.position),
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(error) => return Err(error.into()),
-            }
-        };
-        let response = match decision.answer {
-            Next::Nothing => StatusCode::NO_CONTENT.into_response(),
-            // The failure it caused is recorded; the device learns of the conflict.
-            Next::Contradiction => ApiError::Conflict {
-                message: "Device provided conflicting request data".into(),
-                with: None,
-            }
-            .into_response(),
-            Next::Serve {
-                deployment,
-                artifact,
-            } => Json(instructions(&state, &caller, deployment, artifact).await?).into_response(),
-        };
-        return Ok(match position {
-            Some(position) => state.answered_with(position, response).await,
-            None => response,
-        });
-    }
-    Err(ApiError::Busy)
+        .into_response(),
+        Next::Serve {
+            deployment,
+            artifact,
+        } => Json(instructions(&state, &caller, deployment, artifact).await?).into_response(),
+    };
+    Ok(match outcome.position {
+        Some(position) => state.answered_with(position, response).await,
+        None => response,
+    })
 }
 
 /// The 200 body: the deployment and where to download its artifact.
@@ -279,21 +191,18 @@ async fn report_status(
         )));
     }
     let caller = device_caller(&device, &request_id);
-    let stream = StreamName::new(device::stream(&device.subject));
-    let position = execute(&*state.log, &caller, &stream, device::evolve, |folded| {
-        state.catalog.with_tenant(&caller.tenant, |catalog| {
-            device::decide_status(
-                folded,
-                &device.subject,
-                deployment,
-                status,
-                report.substate.clone(),
-                catalog,
-            )
-        })
-    })
+    let outcome = devices::report_status(
+        &state.pipeline,
+        &caller,
+        &device.subject,
+        deployment,
+        status,
+        report.substate,
+    )
     .await?;
-    Ok(state.answered_if(position, StatusCode::NO_CONTENT).await)
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
 }
 
 #[derive(Deserialize)]
@@ -313,10 +222,15 @@ async fn save_log(
         return Err(ApiError::BadRequest("messages: cannot be empty".into()));
     }
     let caller = device_caller(&device, &request_id);
-    let stream = StreamName::new(device::stream(&device.subject));
-    let position = execute(&*state.log, &caller, &stream, device::evolve, |folded| {
-        device::decide_log(folded, &device.subject, deployment, log.messages.clone())
-    })
+    let outcome = devices::save_log(
+        &state.pipeline,
+        &caller,
+        &device.subject,
+        deployment,
+        log.messages,
+    )
     .await?;
-    Ok(state.answered_if(position, StatusCode::NO_CONTENT).await)
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
 }

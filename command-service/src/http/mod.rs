@@ -8,28 +8,24 @@ mod internal;
 use std::sync::Arc;
 use std::time::Duration;
 
-use artifact_format::ReadOptions;
 use axum::extract::FromRef;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use blob_store::{BlobStore, StorageSettings};
 use event_log::EventLog;
 use events::Position;
 use http_edge::auth::Verifier;
 
+use crate::application::Pipeline;
 use crate::catalog::Catalog;
 use crate::read_side::{ReadSide, LOG_POSITION_HEADER};
 
-/// What artifact commands need besides the log.
-pub struct ArtifactStorage {
-    pub store: Arc<dyn BlobStore>,
-    pub storage: StorageSettings,
-    pub reader_options: Arc<ReadOptions>,
-}
+pub use crate::application::artifacts::ArtifactStorage;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Every command goes through it.
+    pub pipeline: Pipeline,
     pub log: Arc<dyn EventLog>,
     pub verifier: Arc<Verifier>,
     pub artifacts: Arc<ArtifactStorage>,

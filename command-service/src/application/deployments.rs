@@ -1,0 +1,102 @@
+//! Deployment commands: create, abort, and take a device out of its deployments.
+
+use chrono::{DateTime, Utc};
+use events::{DomainEvent, StreamName};
+use uuid::Uuid;
+
+use super::{Caller, Decision, Outcome, Pipeline};
+use crate::domain::deployments::{self, NewDeployment};
+use crate::domain::tables::TenantCatalog;
+use crate::domain::{artifacts, device};
+use crate::error::ApiError;
+
+/// Creates a deployment. Decided on the tenant's creation stream, so two identical requests
+/// cannot both pass, and guarded by the artifacts stream: an artifact deleted meanwhile makes
+/// it decide again.
+pub async fn create(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    request: &NewDeployment,
+    id: Uuid,
+    now: DateTime<Utc>,
+    max_devices: usize,
+) -> Result<Outcome<()>, ApiError> {
+    from_tables(
+        pipeline,
+        caller,
+        StreamName::new(deployments::CREATION_STREAM),
+        &[StreamName::new(artifacts::STREAM)],
+        |tables| deployments::decide_creation(request, id, now, max_devices, tables),
+    )
+    .await
+}
+
+/// Aborts an unfinished deployment. Decided from the tables, whose facts about a deployment
+/// come from its own stream and its devices' streams; appending to the deployment's stream
+/// at the version read serialises aborts with each other and with phase admissions.
+pub async fn abort(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    id: Uuid,
+) -> Result<Outcome<()>, ApiError> {
+    from_tables(
+        pipeline,
+        caller,
+        StreamName::new(deployments::stream(id)),
+        &[],
+        |tables| deployments::decide_abort(id, tables),
+    )
+    .await
+}
+
+/// Events for `stream` decided from the tables alone, once they reflect the stream and
+/// `sources` at the versions the decision is appended at.
+async fn from_tables<E>(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    stream: StreamName,
+    sources: &[StreamName],
+    decide: impl Fn(&TenantCatalog) -> Result<Vec<DomainEvent>, E>,
+) -> Result<Outcome<()>, ApiError>
+where
+    ApiError: From<E>,
+{
+    pipeline
+        .run(caller, |session| {
+            let stream = stream.clone();
+            let decide = &decide;
+            async move {
+                // Its version only: the facts of the decision are the tables'.
+                session.load(&stream, |(), _| ()).await?;
+                let events = session.tables(sources, decide).await??;
+                Ok(Decision::append(stream, events, ()))
+            }
+        })
+        .await
+}
+
+/// Every unfinished entry of the device becomes `decommissioned`; nothing to decommission
+/// records nothing.
+pub async fn decommission(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    device_id: &str,
+) -> Result<Outcome<()>, ApiError> {
+    let stream = StreamName::new(device::stream(device_id));
+    pipeline
+        .run(caller, |session| {
+            let stream = stream.clone();
+            async move {
+                let state = session.load(&stream, device::evolve).await?;
+                // Whether an entry is still unfinished depends on aborts, which only the
+                // tables know.
+                let events = session
+                    .tables(&[], |tables| {
+                        device::decide_decommission(&state, device_id, tables)
+                    })
+                    .await?;
+                Ok(Decision::append(stream, events, ()))
+            }
+        })
+        .await
+}

@@ -1,0 +1,97 @@
+//! The device API's commands: what to install next, status reports and logs. These are the
+//! hot path: they read the write side's tables as they are, without waiting for them.
+
+use events::deployment::{DeviceDeploymentStatus, LogMessage};
+use events::StreamName;
+use uuid::Uuid;
+
+use super::{Caller, Decision, Outcome, Pipeline};
+use crate::domain::deployments;
+use crate::domain::device::{self, Asked, Next};
+use crate::error::ApiError;
+
+/// What the device runs next. A device joining a phased deployment takes a seat in the
+/// current phase in the same transaction as its entry: a full phase answers `Nothing` and
+/// records nothing.
+pub async fn next(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    asked: &Asked,
+) -> Result<Outcome<Next>, ApiError> {
+    let stream = StreamName::new(device::stream(&asked.device));
+    pipeline
+        .run(caller, |session| {
+            let stream = stream.clone();
+            async move {
+                let state = session.load(&stream, device::evolve).await?;
+                let decision =
+                    session.tables_now(|tables| device::decide_next(&state, asked, tables));
+                let mut appends = Vec::new();
+                if let Some((deployment, phase, capacity)) = decision.admission {
+                    let seats = StreamName::new(deployments::stream(deployment));
+                    let admissions = session.load(&seats, deployments::evolve_admissions).await?;
+                    match deployments::decide_admission(
+                        &admissions,
+                        deployment,
+                        &asked.device,
+                        phase,
+                        capacity,
+                    ) {
+                        Ok(admitted) => appends.push((seats, admitted)),
+                        Err(deployments::PhaseFull) => return Ok(Decision::answer(Next::Nothing)),
+                    }
+                }
+                appends.push((stream, decision.events));
+                Ok(Decision {
+                    answer: decision.answer,
+                    appends,
+                })
+            }
+        })
+        .await
+}
+
+/// A status the device reports for its entry in a deployment.
+pub async fn report_status(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    device_id: &str,
+    deployment: Uuid,
+    status: DeviceDeploymentStatus,
+    substate: Option<String>,
+) -> Result<Outcome<()>, ApiError> {
+    let stream = StreamName::new(device::stream(device_id));
+    pipeline
+        .run(caller, |session| {
+            let (stream, substate) = (stream.clone(), substate.clone());
+            async move {
+                let state = session.load(&stream, device::evolve).await?;
+                let events = session.tables_now(|tables| {
+                    device::decide_status(&state, device_id, deployment, status, substate, tables)
+                })?;
+                Ok(Decision::append(stream, events, ()))
+            }
+        })
+        .await
+}
+
+/// The log of the device's attempt at a deployment.
+pub async fn save_log(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    device_id: &str,
+    deployment: Uuid,
+    messages: Vec<LogMessage>,
+) -> Result<Outcome<()>, ApiError> {
+    let stream = StreamName::new(device::stream(device_id));
+    pipeline
+        .run(caller, |session| {
+            let (stream, messages) = (stream.clone(), messages.clone());
+            async move {
+                let state = session.load(&stream, device::evolve).await?;
+                let events = device::decide_log(&state, device_id, deployment, messages)?;
+                Ok(Decision::append(stream, events, ()))
+            }
+        })
+        .await
+}
