@@ -45,6 +45,17 @@ impl From<event_log::LogError> for ApiError {
     }
 }
 
+impl From<crate::read_models::past::ReplayError> for ApiError {
+    fn from(error: crate::read_models::past::ReplayError) -> Self {
+        use crate::read_models::past::ReplayError;
+        match error {
+            ReplayError::Log(error) => error.into(),
+            ReplayError::ReadModels(error) => error.into(),
+            ReplayError::Failed(error) => Self::Internal(error),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {

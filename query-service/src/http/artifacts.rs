@@ -10,16 +10,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
+use events::TenantId;
 use http_edge::auth::User;
 use serde::Deserialize;
 use serde_json::Value;
-use sqlx::any::AnyRow;
-use sqlx::Row;
 use tower::ServiceExt;
 
 use super::paging::Paging;
 use super::AppState;
 use crate::error::{parse_id, ApiError};
+use crate::read_models::artifacts::{Artifact, ArtifactField, ArtifactFilter, ArtifactSort};
 
 const BASE: &str = "/api/management/v1/deployments";
 
@@ -45,20 +45,16 @@ pub fn router() -> Router<AppState> {
 }
 
 /// An artifact as Mender's API shows it, from its read-model row.
-pub(super) fn view(row: &AnyRow) -> Result<Value, ApiError> {
-    let document: String = row.try_get("document")?;
-    let mut artifact: Value = serde_json::from_str(&document).map_err(anyhow::Error::from)?;
+pub(super) fn view(row: &Artifact) -> Result<Value, ApiError> {
+    let mut artifact: Value = serde_json::from_str(&row.document).map_err(anyhow::Error::from)?;
     let fields = artifact
         .as_object_mut()
         .ok_or_else(|| anyhow::anyhow!("artifact document is not an object"))?;
     if let Some(id) = fields.remove("artifact_id") {
         fields.insert("id".into(), id);
     }
-    fields.insert(
-        "description".into(),
-        Value::String(row.try_get("description")?),
-    );
-    fields.insert("modified".into(), Value::String(row.try_get("modified")?));
+    fields.insert("description".into(), Value::String(row.description.clone()));
+    fields.insert("modified".into(), Value::String(row.modified.clone()));
     // Mender leaves these out when empty rather than sending nulls or empty collections.
     for optional in [
         "artifact_provides",
@@ -90,70 +86,37 @@ fn is_empty(value: &Value) -> bool {
     }
 }
 
-const COLUMNS: &str = "name, description, modified, document";
-
 async fn list(
     State(state): State<AppState>,
     User(user): User,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM artifacts WHERE tenant = $1 ORDER BY name, modified, id"
-    ))
-    .bind(user.tenant.as_str())
-    .fetch_all(&state.read_models.pool())
-    .await?;
-    Ok(Json(rows.iter().map(view).collect::<Result<_, _>>()?))
-}
-
-/// A `LIKE` pattern matching `text` anywhere, with `%`, `_` and `\\` taken literally.
-pub(super) fn contains_pattern(text: &str) -> String {
-    let mut pattern = String::from("%");
-    for character in text.to_lowercase().chars() {
-        if matches!(character, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(character);
-    }
-    pattern.push('%');
-    pattern
+    let artifacts = state.read_models.artifacts().all(&user.tenant).await?;
+    Ok(Json(artifacts.iter().map(view).collect::<Result<_, _>>()?))
 }
 
 /// Filters of the paginated artifact list: case-insensitive substrings, as Mender matches.
-fn artifact_filter(query: &BTreeMap<String, String>) -> (String, Vec<String>) {
-    let mut conditions = String::new();
-    let mut values = Vec::new();
-    for (parameter, column) in [
-        ("name", "name"),
-        ("description", "description"),
-        ("device_type", "device_types"),
-    ] {
-        if let Some(text) = query.get(parameter) {
-            values.push(contains_pattern(text));
-            conditions.push_str(&format!(
-                " AND LOWER({column}) LIKE ${} ESCAPE '\\'",
-                values.len() + 1
-            ));
-        }
+fn artifact_filter(query: &BTreeMap<String, String>) -> ArtifactFilter {
+    ArtifactFilter {
+        name: query.get("name").cloned(),
+        description: query.get("description").cloned(),
+        device_type: query.get("device_type").cloned(),
     }
-    (conditions, values)
 }
 
-/// `sort=field:asc|desc`; as in Mender, a sort it cannot read is ignored.
-fn sort_order(query: &BTreeMap<String, String>, allowed: &[&str]) -> String {
-    let default = "name ASC, modified ASC, id ASC".to_owned();
-    let Some(sort) = query.get("sort") else {
-        return default;
-    };
+/// `sort=field:asc|desc` over `name` or `modified`; as in Mender, a sort it cannot read is
+/// ignored, leaving the default order.
+fn artifact_sort(query: &BTreeMap<String, String>) -> Option<ArtifactSort> {
+    let sort = query.get("sort")?;
     let (field, direction) = sort.split_once(':').unwrap_or((sort.as_str(), "asc"));
-    if !allowed.contains(&field) {
-        return default;
-    }
-    let direction = if direction.eq_ignore_ascii_case("desc") {
-        "DESC"
-    } else {
-        "ASC"
+    let field = match field {
+        "name" => ArtifactField::Name,
+        "modified" => ArtifactField::Modified,
+        _ => return None,
     };
-    format!("{field} {direction}, id ASC")
+    Some(ArtifactSort {
+        field,
+        descending: direction.eq_ignore_ascii_case("desc"),
+    })
 }
 
 async fn list_page(
@@ -162,40 +125,27 @@ async fn list_page(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let paging = Paging::lenient(&query);
-    let order = sort_order(&query, &["name", "modified"]);
-    let (conditions, values) = artifact_filter(&query);
-    let count_sql = format!("SELECT COUNT(*) FROM artifacts WHERE tenant = $1{conditions}");
-    let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(user.tenant.as_str());
-    for value in &values {
-        count = count.bind(value.clone());
-    }
-    let total = count.fetch_one(&state.read_models.pool()).await?;
-    let page_sql = format!(
-        "SELECT {COLUMNS} FROM artifacts WHERE tenant = $1{conditions}
-         ORDER BY {order} LIMIT {} OFFSET {}",
-        paging.limit(),
-        paging.offset()
-    );
-    let mut page = sqlx::query(&page_sql).bind(user.tenant.as_str());
-    for value in &values {
-        page = page.bind(value.clone());
-    }
-    let rows = page.fetch_all(&state.read_models.pool()).await?;
+    let sort = artifact_sort(&query);
+    let filter = artifact_filter(&query);
+    let store = state.read_models.artifacts();
+    let total = store.count(&user.tenant, &filter).await?;
+    let rows = store
+        .page(&user.tenant, &filter, sort, paging.window())
+        .await?;
     let artifacts: Vec<Value> = rows.iter().map(view).collect::<Result<_, _>>()?;
     let headers = paging.headers(&format!("{BASE}/artifacts/list"), &query, total as u64);
     Ok((headers, Json(artifacts)).into_response())
 }
 
-async fn find(state: &AppState, tenant: &str, id: &str) -> Result<AnyRow, ApiError> {
+/// One artifact of the tenant; 400 for an id that is not a UUID, 404 if unknown.
+async fn find(state: &AppState, tenant: &TenantId, id: &str) -> Result<Artifact, ApiError> {
     let id = parse_id(id)?;
-    sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM artifacts WHERE tenant = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(id.to_string())
-    .fetch_optional(&state.read_models.pool())
-    .await?
-    .ok_or(ApiError::NotFound)
+    state
+        .read_models
+        .artifacts()
+        .find(tenant, id)
+        .await?
+        .ok_or(ApiError::NotFound)
 }
 
 async fn artifact(
@@ -203,7 +153,7 @@ async fn artifact(
     User(user): User,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(view(&find(&state, user.tenant.as_str(), &id).await?)?))
+    Ok(Json(view(&find(&state, &user.tenant, &id).await?)?))
 }
 
 async fn download_link(
@@ -211,7 +161,7 @@ async fn download_link(
     User(user): User,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    find(&state, user.tenant.as_str(), &id).await?;
+    find(&state, &user.tenant, &id).await?;
     let artifact_id = parse_id(&id)?;
     let expire = Utc::now() + chrono::Duration::seconds(state.download_link_seconds as i64);
     let key = blob_store::artifact_key(user.tenant.as_str(), artifact_id);
@@ -228,14 +178,13 @@ async fn download_link(
 }
 
 /// Artifacts grouped by name, each group in name order.
-fn group_releases(rows: &[AnyRow]) -> Result<Vec<Value>, ApiError> {
+fn group_releases(rows: &[Artifact]) -> Result<Vec<Value>, ApiError> {
     let mut releases: Vec<(String, Vec<Value>)> = Vec::new();
     for row in rows {
-        let name: String = row.try_get("name")?;
         let artifact = view(row)?;
         match releases.last_mut() {
-            Some((last, artifacts)) if *last == name => artifacts.push(artifact),
-            _ => releases.push((name, vec![artifact])),
+            Some((last, artifacts)) if *last == row.name => artifacts.push(artifact),
+            _ => releases.push((row.name.clone(), vec![artifact])),
         }
     }
     Ok(releases
@@ -261,19 +210,11 @@ async fn releases(
     User(user): User,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let condition = if query.contains_key("name") {
-        " AND name = $2"
-    } else {
-        ""
+    let store = state.read_models.artifacts();
+    let rows = match query.get("name") {
+        Some(name) => store.of_release(&user.tenant, name).await?,
+        None => store.all(&user.tenant).await?,
     };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM artifacts WHERE tenant = $1{condition} ORDER BY name, modified, id"
-    );
-    let mut select = sqlx::query(&sql).bind(user.tenant.as_str());
-    if let Some(name) = query.get("name") {
-        select = select.bind(name.clone());
-    }
-    let rows = select.fetch_all(&state.read_models.pool()).await?;
     Ok(Json(group_releases(&rows)?))
 }
 
@@ -283,42 +224,15 @@ async fn releases_page(
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let paging = Paging::lenient(&query);
-    let name_filter = query.get("name").map(|name| contains_pattern(name));
-    let condition = if name_filter.is_some() {
-        " AND LOWER(name) LIKE $2 ESCAPE '\\'"
-    } else {
-        ""
-    };
-    let count_sql =
-        format!("SELECT COUNT(DISTINCT name) FROM artifacts WHERE tenant = $1{condition}");
-    let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(user.tenant.as_str());
-    if let Some(filter) = &name_filter {
-        count = count.bind(filter.clone());
-    }
-    let total = count.fetch_one(&state.read_models.pool()).await?;
-    let names_sql = format!(
-        "SELECT DISTINCT name FROM artifacts WHERE tenant = $1{condition}
-         ORDER BY name LIMIT {} OFFSET {}",
-        paging.limit(),
-        paging.offset()
-    );
-    let mut names = sqlx::query_scalar::<_, String>(&names_sql).bind(user.tenant.as_str());
-    if let Some(filter) = &name_filter {
-        names = names.bind(filter.clone());
-    }
-    let names = names.fetch_all(&state.read_models.pool()).await?;
+    let name_contains = query.get("name").map(String::as_str);
+    let store = state.read_models.artifacts();
+    let total = store.count_releases(&user.tenant, name_contains).await?;
+    let names = store
+        .release_names(&user.tenant, name_contains, paging.window())
+        .await?;
     let mut rows = Vec::new();
     for name in names {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM artifacts WHERE tenant = $1 AND name = $2 ORDER BY modified, id"
-        );
-        rows.extend(
-            sqlx::query(&sql)
-                .bind(user.tenant.as_str())
-                .bind(name)
-                .fetch_all(&state.read_models.pool())
-                .await?,
-        );
+        rows.extend(store.of_release(&user.tenant, &name).await?);
     }
     let headers = paging.headers(
         &format!("{BASE}/deployments/releases/list"),
@@ -332,14 +246,14 @@ async fn storage_limit(
     State(state): State<AppState>,
     User(user): User,
 ) -> Result<Json<Value>, ApiError> {
-    let usage: Option<i64> =
-        sqlx::query_scalar("SELECT bytes FROM storage_usage WHERE tenant = $1")
-            .bind(user.tenant.as_str())
-            .fetch_optional(&state.read_models.pool())
-            .await?;
+    let usage = state
+        .read_models
+        .artifacts()
+        .storage_usage(&user.tenant)
+        .await?;
     Ok(Json(serde_json::json!({
         "limit": state.storage.limit_for(user.tenant.as_str()),
-        "usage": usage.unwrap_or(0),
+        "usage": usage,
     })))
 }
 

@@ -5,10 +5,10 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use sqlx::Row;
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::read_models::checkpoints::{Checkpoint, Follower};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -28,8 +28,9 @@ async fn health(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
         .head()
         .await
         .map_err(|error| ApiError::Unavailable(format!("event log unavailable: {error}")))?;
-    sqlx::query("SELECT 1")
-        .execute(&state.read_models.pool())
+    state
+        .read_models
+        .ping()
         .await
         .map_err(|error| ApiError::Unavailable(format!("read models unavailable: {error}")))?;
     Ok(StatusCode::NO_CONTENT)
@@ -43,34 +44,29 @@ async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         .head()
         .await
         .map_err(|error| ApiError::Unavailable(format!("event log unavailable: {error}")))?;
-    let lagging = |rows: Vec<sqlx::any::AnyRow>| -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
-        let mut found = serde_json::Map::new();
-        for row in rows {
-            let name: String = row.try_get(0)?;
-            let position: i64 = row.try_get(1)?;
-            found.insert(
-                name,
-                serde_json::json!({
+    let lagging = |checkpoints: Vec<Checkpoint>| -> serde_json::Map<String, serde_json::Value> {
+        checkpoints
+            .into_iter()
+            .map(|Checkpoint { name, position }| {
+                let lag = serde_json::json!({
                     "position": position,
                     "lag": head.0.saturating_sub(position as u64),
-                }),
-            );
-        }
-        Ok(found)
+                });
+                (name, lag)
+            })
+            .collect()
     };
-    let projections =
-        sqlx::query("SELECT projection, position FROM projection_checkpoints ORDER BY projection")
-            .fetch_all(&state.read_models.pool())
-            .await
-            .map_err(|error| ApiError::Unavailable(format!("read models unavailable: {error}")))?;
-    let relays = sqlx::query("SELECT relay, position FROM relay_checkpoints ORDER BY relay")
-        .fetch_all(state.read_models.base())
-        .await?;
+    let projections = state
+        .read_models
+        .checkpoints(Follower::Projection)
+        .await
+        .map_err(|error| ApiError::Unavailable(format!("read models unavailable: {error}")))?;
+    let relays = state.read_models.checkpoints(Follower::Relay).await?;
     Ok(Json(serde_json::json!({
         "head": head.0,
         "read_model_generation": state.read_models.serving().number,
-        "projections": lagging(projections)?,
-        "relays": lagging(relays)?,
+        "projections": lagging(projections),
+        "relays": lagging(relays),
     })))
 }
 
@@ -89,23 +85,11 @@ async fn metrics(State(state): State<AppState>) -> Result<axum::response::Respon
     );
     text.push_str("# TYPE deployments_events_appended_total counter\n");
     let _ = writeln!(text, "deployments_events_appended_total {}", head.0);
-    // Projections report on the generation reads use; the relay's checkpoint outlives
-    // every rebuild in the configured database.
-    let checkpoints = [
-        (
-            "projection",
-            "SELECT projection, position FROM projection_checkpoints ORDER BY projection",
-            "deployments_projection",
-            state.read_models.pool(),
-        ),
-        (
-            "relay",
-            "SELECT relay, position FROM relay_checkpoints ORDER BY relay",
-            "deployments_relay",
-            state.read_models.base().clone(),
-        ),
+    let followers = [
+        ("projection", "deployments_projection", Follower::Projection),
+        ("relay", "deployments_relay", Follower::Relay),
     ];
-    for (kind, sql, metric, pool) in checkpoints {
+    for (kind, metric, follower) in followers {
         let _ = writeln!(
             text,
             "# HELP {metric}_lag_events Events the {kind} has not applied yet."
@@ -116,9 +100,7 @@ async fn metrics(State(state): State<AppState>) -> Result<axum::response::Respon
             "# HELP {metric}_lag_seconds Age of the oldest event the {kind} has not applied yet."
         );
         let _ = writeln!(text, "# TYPE {metric}_lag_seconds gauge");
-        for row in sqlx::query(sql).fetch_all(&pool).await? {
-            let name: String = row.try_get(0)?;
-            let position: i64 = row.try_get(1)?;
+        for Checkpoint { name, position } in state.read_models.checkpoints(follower).await? {
             let lag = head.0.saturating_sub(position as u64);
             let waiting = if lag == 0 {
                 0.0

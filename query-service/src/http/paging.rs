@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::http::{HeaderMap, HeaderValue};
 
 use crate::error::ApiError;
+use crate::read_models::Window;
 
 pub const DEFAULT_PER_PAGE: u64 = 20;
 pub const MAX_PER_PAGE: u64 = 500;
@@ -56,12 +57,12 @@ impl Paging {
         })
     }
 
-    pub fn offset(&self) -> i64 {
-        ((self.page - 1) * self.per_page) as i64
-    }
-
-    pub fn limit(&self) -> i64 {
-        self.per_page as i64
+    /// The rows of the list this page holds.
+    pub fn window(&self) -> Window {
+        Window {
+            limit: self.per_page as i64,
+            offset: ((self.page - 1) * self.per_page) as i64,
+        }
     }
 
     /// `Link` (first, prev, next) and `X-Total-Count`; other query parameters are kept.

@@ -2,10 +2,11 @@
 //!
 //! The events that concern the deployment (its own, its devices' entries in it, the
 //! tenant's artifacts) up to the moment are projected, by the same projections that keep
-//! the live read models, into a scratch database on disk that lives for one request; the
-//! read is then served from it by the same queries. The past is therefore shown exactly as
-//! the present is. The log picks those events itself, so other deployments, however large,
-//! never pass through memory; and few replays run at once, one per tenant.
+//! the live read models, into a scratch database on disk that lives for one request (see
+//! `read_models::past`); the read is then served from it by the same queries. The past is
+//! therefore shown exactly as the present is. The log picks those events itself, so other
+//! deployments, however large, never pass through memory; and few replays run at once, one
+//! per tenant.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,18 +20,11 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::AppState;
 use crate::error::{parse_id, ApiError};
-use crate::read_models::ReadModels;
+use crate::read_models::past::{replay, Moment, PastReadModels};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct AsOf {
     pub as_of: Option<String>,
-}
-
-/// A moment in the log: a position, or a time (events that occurred at or before it).
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Moment {
-    Position(Position),
-    Time(DateTime<Utc>),
 }
 
 fn moment(text: &str) -> Result<Moment, ApiError> {
@@ -49,7 +43,7 @@ fn moment(text: &str) -> Result<Moment, ApiError> {
 /// The state to serve a read from: the live one, or a scratch one at `as_of`.
 pub struct Past {
     pub state: AppState,
-    _scratch: Option<tempfile::TempDir>,
+    _scratch: Option<PastReadModels>,
 }
 
 /// How many replays run at once: in all, and for one tenant (so that one tenant's heavy
@@ -120,36 +114,9 @@ pub async fn state_at(
         streams: vec!["artifacts".into()],
         event_types: vec!["DeviceDecommissioned".into()],
     };
-    let scratch = tempfile::tempdir().map_err(anyhow::Error::from)?;
-    let url = format!("sqlite://{}", scratch.path().join("past.db").display());
-    let past = ReadModels::connect(&url, 1).await?;
-    let projections = crate::projections::all();
-    let mut after = Position::START;
-    'replay: loop {
-        let page = state
-            .log
-            .read_tenant_selected(tenant, after, 1000, &selection)
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        let before = page
-            .iter()
-            .take_while(|event| match moment {
-                Moment::Position(position) => event.position <= position,
-                Moment::Time(time) => event.metadata.occurred_at <= time,
-            })
-            .count();
-        let mut transaction = past.pool().begin().await?;
-        for projection in &projections {
-            projection.apply(&mut transaction, &page[..before]).await?;
-        }
-        transaction.commit().await?;
-        if before < page.len() {
-            break 'replay;
-        }
-    }
+    let scratch = replay(state.log.as_ref(), tenant, &selection, moment).await?;
     let mut state = state.clone();
-    state.read_models = past;
+    state.read_models = scratch.read_models.clone();
     Ok(Past {
         state,
         _scratch: Some(scratch),

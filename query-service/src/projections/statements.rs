@@ -37,10 +37,7 @@ fn placeholders(tx: &Tx, from: usize, count: usize) -> String {
     if tx.backend_name() == "SQLite" {
         return vec!["?"; count].join(", ");
     }
-    (from..from + count)
-        .map(|n| format!("${n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    crate::read_models::sql::placeholders(from, count)
 }
 
 /// Runs `{select} WHERE fixed = … AND … AND column IN (…)` over `values`, a statement per

@@ -10,45 +10,17 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use events::deployment::{DeviceDeploymentStatus, LogMessage};
+use events::TenantId;
 use http_edge::auth::User;
-use sqlx::Row;
+use uuid::Uuid;
 
 use super::super::paging::{Paging, MAX_PER_PAGE};
 use super::super::streamed;
 use super::super::time_travel::{state_at, AsOf};
 use super::super::AppState;
-use super::view::{device_view, placeholders, DeviceView, DEVICE_COLUMNS, DEVICE_FROM};
+use super::view::{device_view, DeviceView};
 use crate::error::{parse_id, ApiError};
-
-/// Device statuses in the order of Mender's status numbers, which its device lists sort by.
-const MENDER_ORDER: [DeviceDeploymentStatus; 13] = {
-    use DeviceDeploymentStatus::*;
-    [
-        Failure,
-        Aborted,
-        PauseBeforeInstalling,
-        PauseBeforeCommitting,
-        PauseBeforeRebooting,
-        Downloading,
-        Installing,
-        Rebooting,
-        Pending,
-        Success,
-        NoArtifact,
-        AlreadyInstalled,
-        Decommissioned,
-    ]
-};
-
-/// An SQL expression giving an entry's place in [`MENDER_ORDER`].
-pub fn status_rank(column: &str) -> String {
-    let cases: Vec<String> = MENDER_ORDER
-        .iter()
-        .enumerate()
-        .map(|(rank, status)| format!("WHEN '{}' THEN {rank}", status.as_str()))
-        .collect();
-    format!("CASE {column} {} END", cases.join(" "))
-}
+use crate::read_models::entries::JoinedAfter;
 
 /// The statuses a device-list `status` parameter selects: one status, or Mender's groups
 /// `pause` (the pause states), `active` (not yet final) and `finished` (final).
@@ -74,37 +46,25 @@ pub fn status_filter(text: &str) -> Result<Vec<DeviceDeploymentStatus>, ApiError
     })
 }
 
-/// The `status` parameter as an SQL condition on `dd.status` from `$first` on, with its values.
-pub fn status_condition(
+/// The statuses a device list's `status` parameter selects; `None`, every status, when it is
+/// missing or empty.
+pub fn statuses(
     query: &BTreeMap<String, String>,
-    first: usize,
-) -> Result<(String, Vec<&'static str>), ApiError> {
-    match query.get("status").filter(|status| !status.is_empty()) {
-        None => Ok((String::new(), Vec::new())),
-        Some(status) => {
-            let statuses: Vec<&'static str> = status_filter(status)?
-                .into_iter()
-                .map(DeviceDeploymentStatus::as_str)
-                .collect();
-            let condition = format!(
-                " AND dd.status IN ({})",
-                placeholders(first, statuses.len())
-            );
-            Ok((condition, statuses))
-        }
-    }
+) -> Result<Option<Vec<DeviceDeploymentStatus>>, ApiError> {
+    query
+        .get("status")
+        .filter(|status| !status.is_empty())
+        .map(|status| status_filter(status))
+        .transpose()
 }
 
 /// 400 for an id that is not a UUID, 404 for a deployment the tenant does not have.
-async fn known_deployment(state: &AppState, tenant: &str, id: &str) -> Result<String, ApiError> {
-    let id = parse_id(id)?.to_string();
-    let known: Option<String> =
-        sqlx::query_scalar("SELECT id FROM deployments WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(&id)
-            .fetch_optional(&state.read_models.pool())
-            .await?;
-    known.ok_or(ApiError::NotFound)
+async fn known_deployment(state: &AppState, tenant: &TenantId, id: &str) -> Result<Uuid, ApiError> {
+    let id = parse_id(id)?;
+    match state.read_models.deployments().exists(tenant, id).await? {
+        true => Ok(id),
+        false => Err(ApiError::NotFound),
+    }
 }
 
 /// Every entry of the deployment, in the order the devices joined (Mender's deprecated list),
@@ -117,41 +77,29 @@ pub async fn all(
 ) -> Result<Response, ApiError> {
     // Owned by the stream: a past state's scratch database lives until the last page.
     let past = Arc::new(state_at(&state, &user.tenant, &id, &as_of).await?);
-    let tenant = user.tenant.0.clone();
+    let tenant = user.tenant;
     let id = known_deployment(&past.state, &tenant, &id).await?;
-    Ok(streamed::json_array(
-        None::<(String, String)>,
-        move |after| {
-            let (past, tenant, id) = (past.clone(), tenant.clone(), id.clone());
-            async move {
-                let after_condition = if after.is_some() {
-                    " AND (dd.created > $3 OR (dd.created = $3 AND dd.device_id > $4))"
-                } else {
-                    ""
-                };
-                let sql = format!(
-                    "SELECT {DEVICE_COLUMNS} FROM {DEVICE_FROM}
-                     WHERE dd.tenant = $1 AND dd.deployment_id = $2{after_condition}
-                     ORDER BY dd.created, dd.device_id LIMIT {}",
-                    streamed::PAGE
-                );
-                let mut select = sqlx::query(&sql).bind(&tenant).bind(&id);
-                if let Some((created, device)) = &after {
-                    select = select.bind(created).bind(device);
-                }
-                let rows = select.fetch_all(&past.state.read_models.pool()).await?;
-                let Some(last) = rows.last() else {
-                    return Ok(None);
-                };
-                let next = (last.try_get("created")?, last.try_get("device_id")?);
-                let views = rows
-                    .iter()
-                    .map(device_view)
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(Some((views, Some(next))))
-            }
-        },
-    ))
+    Ok(streamed::json_array(None::<JoinedAfter>, move |after| {
+        let (past, tenant) = (past.clone(), tenant.clone());
+        async move {
+            // Per page rather than once: a rebuild may switch the serving generation mid-list.
+            let entries = past
+                .state
+                .read_models
+                .entries()
+                .in_joining_order(&tenant, id, after.as_ref(), streamed::PAGE)
+                .await?;
+            let Some(last) = entries.last() else {
+                return Ok(None);
+            };
+            let next = last.joined();
+            let views = entries
+                .into_iter()
+                .map(device_view)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Some((views, Some(next))))
+        }
+    }))
 }
 
 /// A page of the deployment's entries, optionally of some statuses, in Mender's order (by
@@ -163,36 +111,19 @@ pub async fn page(
     OriginalUri(uri): OriginalUri,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let tenant = user.tenant.as_str();
+    let tenant = &user.tenant;
     let id = known_deployment(&state, tenant, &id).await?;
     let paging = Paging::strict(&query, MAX_PER_PAGE)?;
-    let (condition, statuses) = status_condition(&query, 3)?;
-    let pool = &state.read_models.pool();
-    let count_sql = format!(
-        "SELECT COUNT(*) FROM device_deployments dd
-         WHERE dd.tenant = $1 AND dd.deployment_id = $2{condition}"
-    );
-    let mut count = sqlx::query_scalar::<_, i64>(&count_sql)
-        .bind(tenant)
-        .bind(&id);
-    for status in &statuses {
-        count = count.bind(*status);
-    }
-    let total = count.fetch_one(pool).await?;
-    let page_sql = format!(
-        "SELECT {DEVICE_COLUMNS} FROM {DEVICE_FROM}
-         WHERE dd.tenant = $1 AND dd.deployment_id = $2{condition}
-         ORDER BY {}, dd.device_id LIMIT {} OFFSET {}",
-        status_rank("dd.status"),
-        paging.limit(),
-        paging.offset()
-    );
-    let mut select = sqlx::query(&page_sql).bind(tenant).bind(&id);
-    for status in &statuses {
-        select = select.bind(*status);
-    }
-    let rows = select.fetch_all(pool).await?;
-    let devices: Vec<DeviceView> = rows.iter().map(device_view).collect::<Result<_, _>>()?;
+    let statuses = statuses(&query)?;
+    let store = state.read_models.entries();
+    let total = store.count(tenant, id, statuses.as_deref()).await?;
+    let entries = store
+        .page(tenant, id, statuses.as_deref(), paging.window())
+        .await?;
+    let devices: Vec<DeviceView> = entries
+        .into_iter()
+        .map(device_view)
+        .collect::<Result<_, _>>()?;
     let headers = paging.headers(uri.path(), &query, total as u64);
     Ok((headers, Json(devices)).into_response())
 }
@@ -204,28 +135,22 @@ pub async fn targeted(
     User(user): User,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let tenant = user.tenant.0.clone();
+    let tenant = user.tenant;
     let id = known_deployment(&state, &tenant, &id).await?;
     // Numbers start at 0.
     Ok(streamed::json_array(-1i64, move |after| {
-        let (state, tenant, id) = (state.clone(), tenant.clone(), id.clone());
+        let (state, tenant) = (state.clone(), tenant.clone());
         async move {
-            let rows: Vec<(String, i64)> = sqlx::query_as(&format!(
-                "SELECT device_id, number FROM deployment_devices
-                 WHERE tenant = $1 AND deployment_id = $2 AND number > $3
-                 ORDER BY number LIMIT {}",
-                streamed::PAGE
-            ))
-            .bind(&tenant)
-            .bind(&id)
-            .bind(after)
-            .fetch_all(&state.read_models.pool())
-            .await?;
-            let Some(&(_, last)) = rows.last() else {
+            let devices = state
+                .read_models
+                .deployments()
+                .targeted_devices(&tenant, id, after, streamed::PAGE)
+                .await?;
+            let Some(last) = devices.last().map(|device| device.number) else {
                 return Ok(None);
             };
             Ok(Some((
-                rows.into_iter().map(|(device, _)| device).collect(),
+                devices.into_iter().map(|device| device.device_id).collect(),
                 last,
             )))
         }
@@ -239,15 +164,11 @@ pub async fn log(
     User(user): User,
     Path((id, device_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let messages: Option<String> = sqlx::query_scalar(
-        "SELECT messages FROM device_deployment_logs
-         WHERE tenant = $1 AND deployment_id = $2 AND device_id = $3",
-    )
-    .bind(user.tenant.as_str())
-    .bind(id.to_lowercase())
-    .bind(&device_id)
-    .fetch_optional(&state.read_models.pool())
-    .await?;
+    let messages = state
+        .read_models
+        .entries()
+        .log(&user.tenant, &id.to_lowercase(), &device_id)
+        .await?;
     let messages: Vec<LogMessage> =
         serde_json::from_str(&messages.ok_or(ApiError::NotFound)?).map_err(anyhow::Error::from)?;
     let text: String = messages.iter().map(log_line).collect();

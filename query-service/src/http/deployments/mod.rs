@@ -13,16 +13,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::DateTime;
 use events::deployment::DeviceDeploymentStatus;
+use events::TenantId;
 use http_edge::auth::User;
-use sqlx::Row;
 
-use super::artifacts::contains_pattern;
 use super::paging::{Paging, MAX_PER_PAGE};
 use super::time_travel::{state_at, AsOf};
 use super::AppState;
 use crate::error::{parse_id, ApiError};
-use crate::projections::stored_time;
-use view::{deployment_views, zero_statistics, DeploymentView, DEPLOYMENT_COLUMNS};
+use crate::read_models::deployments::DeploymentFilter;
+use view::{deployment_views, zero_statistics, DeploymentView};
 
 const BASE: &str = "/api/management/v1/deployments/deployments";
 
@@ -47,81 +46,59 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{BASE}/devices/{{device}}"), get(history::history))
 }
 
-/// The filters of `GET /deployments`, as SQL conditions on `deployments` after `tenant = $1`.
-#[derive(Debug, Default, PartialEq)]
-struct Lookup {
-    conditions: String,
-    values: Vec<String>,
-    ascending: bool,
-}
-
-impl Lookup {
-    fn condition(&mut self, sql: impl FnOnce(usize) -> String, value: String) {
-        self.values.push(value);
-        self.conditions
-            .push_str(&format!(" AND {}", sql(self.values.len() + 1)));
+/// Reads the filters of `GET /deployments` as Mender does (api/http/api_deployments.go,
+/// `ParseLookupQuery`), refusing what it refuses with its messages.
+fn lookup(query: &BTreeMap<String, String>) -> Result<DeploymentFilter, ApiError> {
+    let get = |name: &str| query.get(name).map(String::as_str).unwrap_or("");
+    let mut filter = DeploymentFilter::default();
+    let search = get("search");
+    if !search.is_empty() {
+        filter.search = Some(search.to_owned());
     }
-
-    /// Reads the query as Mender does (api/http/api_deployments.go, `ParseLookupQuery`),
-    /// refusing what it refuses with its messages.
-    fn parse(query: &BTreeMap<String, String>) -> Result<Self, ApiError> {
-        let get = |name: &str| query.get(name).map(String::as_str).unwrap_or("");
-        let mut lookup = Self::default();
-        let search = get("search");
-        if !search.is_empty() {
-            lookup.condition(
-                |n| {
-                    format!(
-                        "(search_name LIKE ${n} ESCAPE '\\' OR search_artifact_name LIKE ${n} ESCAPE '\\')"
-                    )
-                },
-                contains_pattern(search),
-            );
+    for (parameter, bound) in [
+        ("created_before", &mut filter.created_before),
+        ("created_after", &mut filter.created_after),
+    ] {
+        let text = get(parameter);
+        if text.is_empty() {
+            continue;
         }
-        for (parameter, operator) in [("created_before", "<="), ("created_after", ">=")] {
-            let text = get(parameter);
-            if text.is_empty() {
-                continue;
-            }
-            let time = text
-                .parse::<i64>()
-                .ok()
-                .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "timestamp parsing failed for {parameter} parameter: invalid timestamp: {text}"
-                    ))
-                })?;
-            lookup.condition(|n| format!("created {operator} ${n}"), stored_time(time));
-        }
-        lookup.ascending = match get("sort").to_lowercase().as_str() {
-            "asc" => true,
-            "" | "desc" => false,
-            _ => {
-                return Err(ApiError::BadRequest(
-                    "invalid form value: must be one of \"asc\" or \"desc\"".into(),
+        let time = text
+            .parse::<i64>()
+            .ok()
+            .and_then(|seconds| DateTime::from_timestamp(seconds, 0))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "timestamp parsing failed for {parameter} parameter: invalid timestamp: {text}"
                 ))
-            }
-        };
-        match get("status") {
-            "" => {}
-            status @ ("pending" | "inprogress" | "finished") => {
-                lookup.condition(|n| format!("status = ${n}"), status.to_owned())
-            }
-            other => return Err(ApiError::BadRequest(format!("unknown status {other}"))),
-        }
-        match get("type") {
-            // Every deployment here installs software; none deploys a configuration.
-            "" | "software" => {}
-            "configuration" => lookup.conditions.push_str(" AND 1 = 0"),
-            other => {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown deployment type {other}"
-                )))
-            }
-        }
-        Ok(lookup)
+            })?;
+        *bound = Some(time);
     }
+    filter.ascending = match get("sort").to_lowercase().as_str() {
+        "asc" => true,
+        "" | "desc" => false,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "invalid form value: must be one of \"asc\" or \"desc\"".into(),
+            ))
+        }
+    };
+    match get("status") {
+        "" => {}
+        status @ ("pending" | "inprogress" | "finished") => filter.status = Some(status.to_owned()),
+        other => return Err(ApiError::BadRequest(format!("unknown status {other}"))),
+    }
+    match get("type") {
+        // Every deployment here installs software; none deploys a configuration.
+        "" | "software" => {}
+        "configuration" => filter.configuration = true,
+        other => {
+            return Err(ApiError::BadRequest(format!(
+                "unknown deployment type {other}"
+            )))
+        }
+    }
+    Ok(filter)
 }
 
 async fn list(
@@ -130,49 +107,22 @@ async fn list(
     OriginalUri(uri): OriginalUri,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let lookup = Lookup::parse(&query)?;
+    let filter = lookup(&query)?;
     let paging = Paging::strict(&query, MAX_PER_PAGE)?;
-    let pool = &state.read_models.pool();
-    let tenant = user.tenant.as_str();
-    let count_sql = format!(
-        "SELECT COUNT(*) FROM deployments WHERE tenant = $1{}",
-        lookup.conditions
-    );
-    let mut count = sqlx::query_scalar::<_, i64>(&count_sql).bind(tenant);
-    for value in &lookup.values {
-        count = count.bind(value.as_str());
-    }
-    let total = count.fetch_one(pool).await?;
-    let direction = if lookup.ascending { "ASC" } else { "DESC" };
-    let page_sql = format!(
-        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE tenant = $1{}
-         ORDER BY created {direction}, id {direction} LIMIT {} OFFSET {}",
-        lookup.conditions,
-        paging.limit(),
-        paging.offset()
-    );
-    let mut page = sqlx::query(&page_sql).bind(tenant);
-    for value in &lookup.values {
-        page = page.bind(value.as_str());
-    }
-    let rows = page.fetch_all(pool).await?;
-    let views = deployment_views(pool, tenant, &rows).await?;
+    let store = state.read_models.deployments();
+    let total = store.count(&user.tenant, &filter).await?;
+    let rows = store.page(&user.tenant, &filter, paging.window()).await?;
+    let views = deployment_views(&store, &user.tenant, rows).await?;
     let headers = paging.headers(uri.path(), &query, total as u64);
     Ok((headers, Json(views)).into_response())
 }
 
 /// One deployment of the caller's tenant; 400 for an id that is not a UUID, 404 if unknown.
-async fn find(state: &AppState, tenant: &str, id: &str) -> Result<DeploymentView, ApiError> {
+async fn find(state: &AppState, tenant: &TenantId, id: &str) -> Result<DeploymentView, ApiError> {
     let id = parse_id(id)?;
-    let row = sqlx::query(&format!(
-        "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE tenant = $1 AND id = $2"
-    ))
-    .bind(tenant)
-    .bind(id.to_string())
-    .fetch_optional(&state.read_models.pool())
-    .await?
-    .ok_or(ApiError::NotFound)?;
-    let mut views = deployment_views(&state.read_models.pool(), tenant, &[row]).await?;
+    let store = state.read_models.deployments();
+    let row = store.find(tenant, id).await?.ok_or(ApiError::NotFound)?;
+    let mut views = deployment_views(&store, tenant, vec![row]).await?;
     views.pop().ok_or(ApiError::NotFound)
 }
 
@@ -183,7 +133,7 @@ async fn deployment(
     Query(as_of): Query<AsOf>,
 ) -> Result<Json<DeploymentView>, ApiError> {
     let past = state_at(&state, &user.tenant, &id, &as_of).await?;
-    Ok(Json(find(&past.state, user.tenant.as_str(), &id).await?))
+    Ok(Json(find(&past.state, &user.tenant, &id).await?))
 }
 
 /// One count per device status, zero-filled, as Mender answers.
@@ -195,30 +145,14 @@ async fn statistics(
 ) -> Result<Json<BTreeMap<&'static str, i64>>, ApiError> {
     let id = parse_id(&id)?;
     let past = state_at(&state, &user.tenant, &id.to_string(), &as_of).await?;
-    let tenant = user.tenant.as_str();
-    let pool = &past.state.read_models.pool();
-    let known: Option<i64> =
-        sqlx::query_scalar("SELECT max_devices FROM deployments WHERE tenant = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id.to_string())
-            .fetch_optional(pool)
-            .await?;
-    if known.is_none() {
+    let store = past.state.read_models.deployments();
+    if !store.exists(&user.tenant, id).await? {
         return Err(ApiError::NotFound);
     }
     let mut counts = zero_statistics();
-    let rows = sqlx::query(
-        "SELECT status, devices FROM deployment_statistics
-         WHERE tenant = $1 AND deployment_id = $2",
-    )
-    .bind(tenant)
-    .bind(id.to_string())
-    .fetch_all(pool)
-    .await?;
-    for row in rows {
-        let status: String = row.try_get("status")?;
-        if let Some(status) = DeviceDeploymentStatus::parse(&status) {
-            counts.insert(status.as_str(), row.try_get("devices")?);
+    for row in store.statistics(&user.tenant, &[id.to_string()]).await? {
+        if let Some(status) = DeviceDeploymentStatus::parse(&row.status) {
+            counts.insert(status.as_str(), row.devices);
         }
     }
     Ok(Json(counts))
@@ -236,7 +170,7 @@ mod tests {
     }
 
     fn refusal(pairs: &[(&str, &str)]) -> String {
-        match Lookup::parse(&query(pairs)) {
+        match lookup(&query(pairs)) {
             Err(ApiError::BadRequest(message)) => message,
             other => panic!("{pairs:?} gave {other:?}"),
         }
@@ -244,30 +178,34 @@ mod tests {
 
     #[test]
     fn no_parameters_list_everything_newest_first() {
-        assert_eq!(Lookup::parse(&query(&[])).unwrap(), Lookup::default());
+        assert_eq!(lookup(&query(&[])).unwrap(), DeploymentFilter::default());
     }
 
+    /// The store turns the filter into bound conditions: see
+    /// `read_models::deployments::tests::filters_become_bound_conditions`.
     #[test]
-    fn filters_become_bound_conditions() {
-        let lookup = Lookup::parse(&query(&[
+    fn filters_are_read_into_the_lookup() {
+        let filter = lookup(&query(&[
             ("search", "Spring_1"),
             ("created_after", "0"),
             ("status", "inprogress"),
             ("sort", "ASC"),
         ]))
         .unwrap();
-        assert!(lookup.ascending);
+        assert!(filter.ascending);
         assert_eq!(
-            lookup.values,
-            vec![
-                "%spring\\_1%".to_owned(),
-                "1970-01-01T00:00:00.000000Z".to_owned(),
-                "inprogress".to_owned()
-            ]
+            filter,
+            DeploymentFilter {
+                search: Some("Spring_1".into()),
+                created_before: None,
+                created_after: DateTime::from_timestamp(0, 0),
+                status: Some("inprogress".into()),
+                configuration: false,
+                ascending: true,
+            }
         );
-        assert!(lookup.conditions.contains("search_artifact_name LIKE $2"));
-        assert!(lookup.conditions.contains("created >= $3"));
-        assert!(lookup.conditions.ends_with("status = $4"));
+        let configuration = lookup(&query(&[("type", "configuration")])).unwrap();
+        assert!(configuration.configuration);
     }
 
     #[test]

@@ -1,7 +1,15 @@
 //! The database behind the read models: PostgreSQL, or an SQLite file when embedded.
 //!
 //! Queries go through sqlx's `Any` driver and use the SQL both engines share (text, bigint,
-//! `$n` parameters, `ON CONFLICT`), so every projection and query is written once.
+//! `$n` parameters, `ON CONFLICT`), so every projection and query is written once. Reads
+//! live in one store per read model below, so the HTTP handlers never see SQL.
+
+pub mod artifacts;
+pub mod checkpoints;
+pub mod deployments;
+pub mod entries;
+pub mod past;
+pub(crate) mod sql;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -14,6 +22,17 @@ use sqlx::any::{install_default_drivers, AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyConnection, AnyPool, ConnectOptions};
 use tokio::sync::watch;
 
+use self::artifacts::Artifacts;
+use self::deployments::Deployments;
+use self::entries::Entries;
+
+/// The rows of a list one page answers: `limit` of them, after skipping `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub limit: i64,
+    pub offset: i64,
+}
+
 /// The read-model migrations of one engine: the same versions and names for both, each from
 /// its engine's folder.
 macro_rules! read_model_migrations {
@@ -25,7 +44,7 @@ macro_rules! read_model_migrations {
                     version: 1,
                     name: "deployments",
                     sql: include_str!(concat!(
-                        "../../migrations/",
+                        "../../../migrations/",
                         $engine,
                         "/read-models/0001_deployments.sql"
                     )),
@@ -34,7 +53,7 @@ macro_rules! read_model_migrations {
                     version: 2,
                     name: "artifacts",
                     sql: include_str!(concat!(
-                        "../../migrations/",
+                        "../../../migrations/",
                         $engine,
                         "/read-models/0002_artifacts.sql"
                     )),
@@ -43,7 +62,7 @@ macro_rules! read_model_migrations {
                     version: 3,
                     name: "deployment reads",
                     sql: include_str!(concat!(
-                        "../../migrations/",
+                        "../../../migrations/",
                         $engine,
                         "/read-models/0003_deployment_reads.sql"
                     )),
@@ -52,7 +71,7 @@ macro_rules! read_model_migrations {
                     version: 4,
                     name: "relay checkpoints",
                     sql: include_str!(concat!(
-                        "../../migrations/",
+                        "../../../migrations/",
                         $engine,
                         "/read-models/0004_relay_checkpoints.sql"
                     )),
@@ -61,7 +80,7 @@ macro_rules! read_model_migrations {
                     version: 5,
                     name: "generations",
                     sql: include_str!(concat!(
-                        "../../migrations/",
+                        "../../../migrations/",
                         $engine,
                         "/read-models/0005_generations.sql"
                     )),
@@ -70,7 +89,7 @@ macro_rules! read_model_migrations {
                     version: 6,
                     name: "device list order",
                     sql: include_str!(concat!(
-                        "../../migrations/",
+                        "../../../migrations/",
                         $engine,
                         "/read-models/0006_device_list_order.sql"
                     )),
@@ -198,6 +217,21 @@ impl ReadModels {
     /// The pool for queries of the generation reads use now.
     pub fn pool(&self) -> AnyPool {
         self.shared.serving.borrow().reads.clone()
+    }
+
+    /// The artifacts of the generation reads use now.
+    pub fn artifacts(&self) -> Artifacts {
+        Artifacts::new(self.pool())
+    }
+
+    /// The deployments of the generation reads use now.
+    pub fn deployments(&self) -> Deployments {
+        Deployments::new(self.pool())
+    }
+
+    /// The device entries of the generation reads use now.
+    pub fn entries(&self) -> Entries {
+        Entries::new(self.pool())
     }
 
     pub fn serving(&self) -> Generation {
