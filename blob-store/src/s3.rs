@@ -17,6 +17,7 @@ use aws_sdk_s3::Client;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use secrecy::ExposeSecret;
 
 use crate::{valid_key, BlobError, BlobStore, ByteStream};
 
@@ -54,7 +55,11 @@ fn check_key(key: &str) -> Result<(), BlobError> {
 fn credentials(settings: &S3Settings) -> Result<Credentials, BlobError> {
     let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     let (id, secret, token) = match (&settings.access_key_id, &settings.secret_access_key) {
-        (Some(id), Some(secret)) => (Some(id.clone()), Some(secret.clone()), None),
+        (Some(id), Some(secret)) => (
+            Some(id.clone()),
+            Some(secret.expose_secret().to_owned()),
+            None,
+        ),
         (None, None) => (
             env("AWS_ACCESS_KEY_ID"),
             env("AWS_SECRET_ACCESS_KEY"),

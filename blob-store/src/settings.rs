@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::{BlobError, BlobStore, LocalDirectory, UrlSigner};
 
 /// Storage settings, shared by both services.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct StorageSettings {
     /// `local` (a directory; the embedded default) or `s3`.
@@ -20,7 +21,7 @@ pub struct StorageSettings {
     pub public_url: String,
     /// Secret that signs local download links; required for the local store (the embedded
     /// server makes one in its data directory).
-    pub link_secret: Option<String>,
+    pub link_secret: Option<SecretString>,
     /// Largest artifact file accepted, in bytes (10 GiB); larger uploads get 413.
     pub max_upload_bytes: u64,
     /// Bytes of artifact files each tenant may store; 0 for no limit.
@@ -81,7 +82,10 @@ impl StorageSettings {
                 let local = Arc::new(
                     LocalDirectory::open(
                         &self.local_dir,
-                        UrlSigner::new(secret.as_bytes().to_vec(), &self.public_url),
+                        UrlSigner::new(
+                            secret.expose_secret().as_bytes().to_vec(),
+                            &self.public_url,
+                        ),
                     )
                     .await?,
                 );

@@ -34,7 +34,7 @@ fn settings() -> S3Settings {
         bucket: format!("blob-store-test-{}", uuid::Uuid::new_v4().simple()),
         endpoint: Some(env("TEST_S3_ENDPOINT")),
         access_key_id: Some(env("TEST_S3_ACCESS_KEY")),
-        secret_access_key: Some(env("TEST_S3_SECRET_KEY")),
+        secret_access_key: Some(env("TEST_S3_SECRET_KEY").into()),
         force_path_style: true,
         create_bucket: true,
         part_size_mib: 5,
@@ -57,7 +57,8 @@ fn client(settings: &S3Settings) -> aws_sdk_s3::Client {
         .force_path_style(true)
         .credentials_provider(Credentials::new(
             settings.access_key_id.clone().unwrap(),
-            settings.secret_access_key.clone().unwrap(),
+            secrecy::ExposeSecret::expose_secret(settings.secret_access_key.as_ref().unwrap())
+                .to_owned(),
             None,
             None,
             "test",
@@ -289,7 +290,7 @@ async fn a_wrong_secret_key_is_refused() {
     let (good, _client, bucket) = fresh_store().await;
     let bad = S3Settings {
         bucket,
-        secret_access_key: Some("not-the-secret".to_owned()),
+        secret_access_key: Some("not-the-secret".into()),
         create_bucket: false,
         ..settings()
     };
@@ -406,7 +407,7 @@ async fn part_sizes_s3_would_refuse_are_refused_at_connect() {
         part_size_mib: 4,
         endpoint: Some("http://127.0.0.1:9".to_owned()),
         access_key_id: Some("a".to_owned()),
-        secret_access_key: Some("b".to_owned()),
+        secret_access_key: Some("b".into()),
         ..S3Settings::default()
     };
     assert!(S3Store::connect(&settings).await.is_err());

@@ -7,7 +7,7 @@ use blob_store::StorageSettings;
 use http_edge::auth::AuthSettings;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct CommandSettings {
     /// Address the service listens on.

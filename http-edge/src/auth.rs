@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use events::TenantId;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -33,13 +34,13 @@ pub enum AuthMode {
 }
 
 /// Token settings, shared by both services.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct AuthSettings {
     /// `verify` (default) or `trusted-gateway`.
     pub mode: AuthMode,
     /// Shared secret for HS256 tokens; meant for development and the embedded server.
-    pub hs256_secret: Option<String>,
+    pub hs256_secret: Option<SecretString>,
     /// PEM public keys whose tokens are accepted: RSA (RS256), EC P-256 (ES256), Ed25519 (EdDSA).
     pub public_keys: Vec<PathBuf>,
     /// PEM private key used to issue tokens (`token` subcommand); the HS256 secret otherwise.
@@ -155,7 +156,7 @@ impl Verifier {
         if let Some(secret) = &settings.hs256_secret {
             keys.push((
                 Algorithm::HS256,
-                DecodingKey::from_secret(secret.as_bytes()),
+                DecodingKey::from_secret(secret.expose_secret().as_bytes()),
             ));
         }
         for path in &settings.public_keys {
@@ -293,7 +294,7 @@ impl Issuer {
         let secret = settings.hs256_secret.as_ref().ok_or(KeyError::NoKey)?;
         Ok(Self {
             algorithm: Algorithm::HS256,
-            key: EncodingKey::from_secret(secret.as_bytes()),
+            key: EncodingKey::from_secret(secret.expose_secret().as_bytes()),
         })
     }
 

@@ -3,16 +3,17 @@
 use std::path::Path;
 
 use axum::{middleware, Router};
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Env, Format, Toml};
 use figment::Figment;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-/// Layers typed settings: defaults (the embedded mode's), then the TOML file when given, then
+/// Layers typed settings: defaults (the embedded mode's, which every settings type fills in
+/// field by field with `#[serde(default)]`), then the TOML file when given, then
 /// `DEPLOYMENTS_*` environment variables, `__` separating levels (`DEPLOYMENTS_AUTH__MODE`).
-pub fn load_settings<T: Serialize + for<'de> Deserialize<'de> + Default>(
+pub fn load_settings<T: for<'de> Deserialize<'de>>(
     file: Option<&Path>,
 ) -> Result<T, Box<figment::Error>> {
-    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    let mut figment = Figment::new();
     if let Some(file) = file {
         figment = figment.merge(Toml::file_exact(file));
     }

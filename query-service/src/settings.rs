@@ -2,13 +2,13 @@
 
 use blob_store::StorageSettings;
 use http_edge::auth::AuthSettings;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::net::SocketAddr;
 
 use crate::projector::ProjectorSettings;
 use crate::relay::RelaySettings;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct QuerySettings {
     /// Address the service listens on.

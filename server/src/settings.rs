@@ -8,9 +8,9 @@ use blob_store::StorageSettings;
 use command_service::settings::ArtifactSettings;
 use http_edge::auth::AuthSettings;
 use query_service::projector::ProjectorSettings;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct ServerSettings {
     /// Address to serve the whole API on.
@@ -124,7 +124,7 @@ impl ServerSettings {
         }
         if self.storage.link_secret.is_none() {
             self.storage.link_secret =
-                Some(crate::secrets::kept_secret(&self.data_dir, "link.secret")?);
+                Some(crate::secrets::kept_secret(&self.data_dir, "link.secret")?.into());
         }
         Ok(self)
     }
@@ -138,11 +138,59 @@ impl ServerSettings {
         if configured {
             return Ok(self);
         }
-        self.auth.hs256_secret = Some(crate::secrets::kept_secret(&self.data_dir, "hs256.secret")?);
+        self.auth.hs256_secret =
+            Some(crate::secrets::kept_secret(&self.data_dir, "hs256.secret")?.into());
         Ok(self)
     }
 }
 
 fn sqlite_url(dir: &Path, file: &str) -> String {
     format!("sqlite://{}", dir.join(file).display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_secret_shows_when_the_settings_are_printed() {
+        let mut settings = ServerSettings::default();
+        settings.auth.hs256_secret = Some("hs256-secret-value".into());
+        settings.storage.link_secret = Some("link-secret-value".into());
+        settings.storage.s3.secret_access_key = Some("s3-secret-value".into());
+        settings.standalone.admin_password = Some("admin-password-value".into());
+        let printed = format!("{settings:?}\n{settings:#?}");
+        for secret in [
+            "hs256-secret-value",
+            "link-secret-value",
+            "s3-secret-value",
+            "admin-password-value",
+        ] {
+            assert!(!printed.contains(secret), "{secret} printed");
+        }
+    }
+
+    #[test]
+    fn a_settings_file_sets_what_it_names_and_defaults_fill_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("deployments.toml");
+        std::fs::write(
+            &file,
+            "read_wait_ms = 250\n[auth]\nhs256_secret = \"from the file\"\n\
+             [standalone]\nadmin_password = \"hunter2\"\n",
+        )
+        .unwrap();
+        let settings: ServerSettings =
+            http_edge::service::load_settings(Some(file.as_path())).unwrap();
+        assert_eq!(settings.read_wait_ms, 250);
+        let secret = settings.auth.hs256_secret.as_ref().unwrap();
+        assert_eq!(
+            secrecy::ExposeSecret::expose_secret(secret),
+            "from the file"
+        );
+        assert_eq!(settings.download_link_seconds, 900);
+        assert_eq!(settings.auth.leeway_seconds, 30);
+        assert_eq!(settings.http.max_connections, 1000);
+        assert_eq!(settings.standalone.admin_email, "admin@example.com");
+    }
 }

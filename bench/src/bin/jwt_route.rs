@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("usage: jwt_route <hs256 secret file>"))?;
     let secret = std::fs::read_to_string(&path)?;
     let verifier = Arc::new(Verifier::from_settings(&AuthSettings {
-        hs256_secret: Some(secret.trim().to_owned()),
+        hs256_secret: Some(secret.trim().into()),
         ..AuthSettings::default()
     })?);
     let routes = Router::new()

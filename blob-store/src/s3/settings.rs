@@ -1,9 +1,10 @@
 //! How to reach the S3-compatible store, as read from the service configuration.
 
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// Where and how to reach the S3-compatible store.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct S3Settings {
     /// Bucket holding the artifacts. Default `mender-artifacts`.
@@ -15,7 +16,7 @@ pub struct S3Settings {
     /// Access key id. Default: the `AWS_ACCESS_KEY_ID` environment variable.
     pub access_key_id: Option<String>,
     /// Secret access key. Default: the `AWS_SECRET_ACCESS_KEY` environment variable.
-    pub secret_access_key: Option<String>,
+    pub secret_access_key: Option<SecretString>,
     /// Address buckets in the path rather than the host name. Default `false`; most
     /// S3-compatible servers need `true`.
     pub force_path_style: bool,
@@ -50,28 +51,6 @@ impl Default for S3Settings {
             presign_public_endpoint: None,
             abandoned_upload_hours: 24,
         }
-    }
-}
-
-// Settings end up in startup logs; the secret must not.
-impl std::fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("bucket", &self.bucket)
-            .field("region", &self.region)
-            .field("endpoint", &self.endpoint)
-            .field("access_key_id", &self.access_key_id)
-            .field(
-                "secret_access_key",
-                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("force_path_style", &self.force_path_style)
-            .field("checksums", &self.checksums)
-            .field("create_bucket", &self.create_bucket)
-            .field("part_size_mib", &self.part_size_mib)
-            .field("presign_public_endpoint", &self.presign_public_endpoint)
-            .field("abandoned_upload_hours", &self.abandoned_upload_hours)
-            .finish()
     }
 }
 

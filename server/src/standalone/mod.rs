@@ -18,14 +18,15 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use http_edge::auth::{AuthSettings, Issuer, KeyError, TokenKind, Verifier};
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 
 use self::admission::AdmissionPolicy;
 use self::inventory::Inventory;
 use self::login::AdminCredentials;
 
 /// Device admission, inventory attributes and the administrator's login.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct StandaloneSettings {
     /// Serve the routes at all; off when the server sits behind Mender's own services.
@@ -40,7 +41,7 @@ pub struct StandaloneSettings {
     /// The administrator's login name.
     pub admin_email: String,
     /// The administrator's password; unset, one is made once in `<data_dir>/admin.password`.
-    pub admin_password: Option<String>,
+    pub admin_password: Option<SecretString>,
     /// Lifetime of device tokens, in hours.
     pub device_token_hours: u32,
     /// Lifetime of user tokens, in hours.
@@ -158,7 +159,7 @@ pub(crate) fn routes(
     };
     let admission = AdmissionPolicy::from_settings(settings)?;
     let password = match &settings.admin_password {
-        Some(password) => password.clone(),
+        Some(password) => password.expose_secret().to_owned(),
         None => {
             let password = crate::secrets::kept_secret(data_dir, ADMIN_PASSWORD_FILE)
                 .context("making the administrator's password")?;

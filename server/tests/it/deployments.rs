@@ -910,57 +910,92 @@ async fn as_of_shows_a_deployment_as_it_was(server: TestServer) {
     assert_eq!(at("-5".into(), "/devices").await.0, 400);
 }
 
-/// Random commands and device reports through the API: every deployment's statistics equal the
-/// count of its entries per status, and read models rebuilt from position 0 equal the live ones.
-async fn random_commands_keep_statistics_and_rebuilds_exact(server: TestServer) {
-    let fleet = Fleet::new(server).await;
-    fleet.upload("release-3", &["bbb"]).await;
-    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut roll = move |sides: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % sides
-    };
-    let devices: Vec<String> = (0..8).map(|n| format!("r{n}")).collect();
-    let device_types = ["pi", "bbb", "x86"];
-    let statuses = [
-        "downloading",
-        "installing",
-        "rebooting",
-        "success",
-        "failure",
-        "pause_before_rebooting",
+/// One command of a random session through the API.
+#[derive(Debug, Clone)]
+enum Command {
+    /// A deployment of `release-2` or `release-3` to the devices picked.
+    Create {
+        targets: Vec<bool>,
+        release: usize,
+    },
+    /// An abort of one of the session's deployments, if it has any.
+    Abort {
+        pick: usize,
+    },
+    Decommission {
+        device: usize,
+    },
+    /// The device asks for its next deployment and, when served, reports a status.
+    Poll {
+        device: usize,
+        device_type: usize,
+        report: usize,
+    },
+}
+
+const SESSION_DEVICES: usize = 8;
+const DEVICE_TYPES: [&str; 3] = ["pi", "bbb", "x86"];
+const REPORTS: [&str; 6] = [
+    "downloading",
+    "installing",
+    "rebooting",
+    "success",
+    "failure",
+    "pause_before_rebooting",
+];
+
+fn sessions() -> impl proptest::strategy::Strategy<Value = Vec<Command>> {
+    use proptest::prelude::*;
+    let command = prop_oneof![
+        2 => (proptest::collection::vec(any::<bool>(), SESSION_DEVICES), 0..2usize)
+            .prop_map(|(targets, release)| Command::Create { targets, release }),
+        1 => any::<usize>().prop_map(|pick| Command::Abort { pick }),
+        1 => (0..SESSION_DEVICES).prop_map(|device| Command::Decommission { device }),
+        6 => (0..SESSION_DEVICES, 0..DEVICE_TYPES.len(), 0..REPORTS.len()).prop_map(
+            |(device, device_type, report)| Command::Poll {
+                device,
+                device_type,
+                report,
+            }
+        ),
     ];
+    proptest::collection::vec(command, 1..120)
+}
+
+/// Runs a session's commands on devices of its own; returns the deployments it created.
+async fn run_session(fleet: &Fleet, session: usize, commands: &[Command]) -> Vec<String> {
+    let devices: Vec<String> = (0..SESSION_DEVICES)
+        .map(|n| format!("s{session}-r{n}"))
+        .collect();
     let mut deployments = Vec::new();
-    for step in 0..120 {
-        match roll(10) {
-            0 | 1 => {
+    for (step, command) in commands.iter().enumerate() {
+        match command {
+            Command::Create { targets, release } => {
                 let targets: Vec<&str> = devices
                     .iter()
-                    .filter(|_| roll(2) == 0)
-                    .map(String::as_str)
+                    .zip(targets)
+                    .filter(|(_, picked)| **picked)
+                    .map(|(device, _)| device.as_str())
                     .collect();
                 if targets.is_empty() {
                     continue;
                 }
-                let artifact = if roll(2) == 0 {
-                    "release-2"
-                } else {
-                    "release-3"
-                };
+                let artifact = ["release-2", "release-3"][*release];
                 let (status, _, id) = fleet
-                    .create(json!({"name": format!("random-{step}"), "artifact_name": artifact, "devices": targets}))
+                    .create(json!({"name": format!("random-{session}-{step}"), "artifact_name": artifact, "devices": targets}))
                     .await;
                 assert_eq!(status, 201);
                 deployments.push(id.unwrap());
             }
-            2 if !deployments.is_empty() => {
-                let id = &deployments[roll(deployments.len() as u64) as usize];
+            Command::Abort { pick } => {
+                if deployments.is_empty() {
+                    continue;
+                }
+                let id = &deployments[pick % deployments.len()];
                 assert!([204, 422].contains(&fleet.abort(id, json!({"status": "aborted"})).await));
             }
-            3 => {
-                let device = &devices[roll(devices.len() as u64) as usize];
+            Command::Decommission { device } => {
+                let device = &devices[*device];
                 let response = fleet
                     .server
                     .client
@@ -975,22 +1010,30 @@ async fn random_commands_keep_statistics_and_rebuilds_exact(server: TestServer) 
                     .unwrap();
                 assert_eq!(response.status(), 204);
             }
-            _ => {
-                let device = &devices[roll(devices.len() as u64) as usize];
-                let device_type = device_types[roll(3) as usize];
-                let (status, body) = fleet.next(device, "release-1", device_type).await;
+            Command::Poll {
+                device,
+                device_type,
+                report,
+            } => {
+                let device = &devices[*device];
+                let (status, body) = fleet
+                    .next(device, "release-1", DEVICE_TYPES[*device_type])
+                    .await;
                 assert!([200, 204, 409].contains(&status), "{status} {body}");
                 if status == 200 {
                     let id = body["id"].as_str().unwrap().to_owned();
-                    let report = statuses[roll(statuses.len() as u64) as usize];
-                    let (code, body) = fleet.report(device, &id, report).await;
+                    let (code, body) = fleet.report(device, &id, REPORTS[*report]).await;
                     assert!([204, 409].contains(&code), "{code} {body}");
                 }
             }
         }
     }
-    assert!(!deployments.is_empty());
-    for id in &deployments {
+    deployments
+}
+
+/// Every deployment's statistics equal the count of its entries per status.
+async fn check_statistics(fleet: &Fleet, deployments: &[String]) {
+    for id in deployments {
         let statistics = fleet.statistics(id).await;
         let (status, entries) = fleet
             .server
@@ -1019,6 +1062,47 @@ async fn random_commands_keep_statistics_and_rebuilds_exact(server: TestServer) 
             entries.as_array().unwrap().len()
         );
     }
+}
+
+/// Random sessions of commands and device reports through the API (made by proptest, which
+/// shrinks a failing one to the shortest that still fails): every deployment's statistics
+/// equal the count of its entries per status, and read models rebuilt from position 0 equal
+/// the live ones.
+async fn random_commands_keep_statistics_and_rebuilds_exact(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    fleet.upload("release-3", &["bbb"]).await;
+    let config = proptest::test_runner::Config {
+        cases: 3,
+        failure_persistence: None,
+        ..Default::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+        config,
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
+    let runtime = tokio::runtime::Handle::current();
+    let sessions_run = std::sync::atomic::AtomicUsize::new(0);
+    let created = std::sync::Mutex::new(0usize);
+    let outcome = tokio::task::block_in_place(|| {
+        runner.run(&sessions(), |commands| {
+            let session = sessions_run.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            runtime.block_on(async {
+                let deployments = run_session(&fleet, session, &commands).await;
+                check_statistics(&fleet, &deployments).await;
+                *created.lock().unwrap() += deployments.len();
+            });
+            Ok(())
+        })
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+    assert!(
+        *created.lock().unwrap() > 0,
+        "the sessions created deployments"
+    );
 
     // Rebuild with the real subcommand while the server serves: every read during the
     // rebuild and the switch answers, and none shows fewer deployments than one before it.

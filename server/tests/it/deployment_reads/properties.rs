@@ -5,26 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use events::deployment::DeviceDeploymentStatus;
+use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
-
-/// A small deterministic generator, so a failing sequence can be replayed from its seed.
-struct Dice(u64);
-
-impl Dice {
-    fn roll(&mut self, sides: usize) -> usize {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        ((self.0 >> 33) % sides as u64) as usize
-    }
-
-    fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
-        choices[self.roll(choices.len())]
-    }
-}
 
 /// What the rules say the read side must show for one deployment.
 #[derive(Default)]
@@ -86,11 +70,43 @@ const REPORTS: [DeviceDeploymentStatus; 9] = [
     AlreadyInstalled,
 ];
 
-/// Appends a random sequence over three deployments sharing five devices; returns what each
-/// deployment must show.
-async fn random_sequence(fixture: &Fixture, seed: u64) -> Vec<(Uuid, Expected)> {
-    let mut dice = Dice(seed);
-    let names: Vec<String> = (0..DEVICES).map(|n| format!("seed{seed}-dev{n}")).collect();
+/// One step of a random sequence, by index into the sequence's deployments and devices.
+#[derive(Debug, Clone)]
+enum Step {
+    Abort {
+        deployment: usize,
+    },
+    Decommission {
+        device: usize,
+    },
+    /// A join when the device has no entry yet, else a report.
+    Device {
+        deployment: usize,
+        device: usize,
+        status: usize,
+    },
+}
+
+/// Sequences of up to 80 steps; aborts and decommissions are rare, as in a real rollout.
+fn sequences() -> impl Strategy<Value = Vec<Step>> {
+    let step = prop_oneof![
+        1 => (0..3usize).prop_map(|deployment| Step::Abort { deployment }),
+        1 => (0..DEVICES).prop_map(|device| Step::Decommission { device }),
+        18 => (0..3usize, 0..DEVICES, 0..REPORTS.len()).prop_map(
+            |(deployment, device, status)| Step::Device {
+                deployment,
+                device,
+                status,
+            }
+        ),
+    ];
+    proptest::collection::vec(step, 0..80)
+}
+
+/// Appends a sequence over three new deployments sharing five new devices (named after
+/// `case`); returns what each deployment must show.
+async fn append_sequence(fixture: &Fixture, case: usize, steps: &[Step]) -> Vec<(Uuid, Expected)> {
+    let names: Vec<String> = (0..DEVICES).map(|n| format!("case{case}-dev{n}")).collect();
     let devices: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut deployments: Vec<(Uuid, Expected)> = Vec::new();
     for n in 0..3 {
@@ -101,7 +117,7 @@ async fn random_sequence(fixture: &Fixture, seed: u64) -> Vec<(Uuid, Expected)> 
                 &deployment_stream(id),
                 vec![created(
                     id,
-                    &format!("seed {seed} #{n}"),
+                    &format!("case {case} #{n}"),
                     "release-1",
                     &devices,
                 )],
@@ -109,41 +125,54 @@ async fn random_sequence(fixture: &Fixture, seed: u64) -> Vec<(Uuid, Expected)> 
             .await;
         deployments.push((id, Expected::default()));
     }
-    for _ in 0..80 {
-        let which = dice.roll(deployments.len());
-        let device = dice.pick(&devices);
-        let id = deployments[which].0;
-        let current = deployments[which].1.devices.get(device).copied();
-        let roll = dice.roll(20);
-        let (stream, event) = if roll == 0 && !deployments[which].1.aborted {
-            let expected = &mut deployments[which].1;
-            for status in expected.devices.values_mut() {
-                if !status.is_final() {
-                    *status = Aborted;
+    for step in steps {
+        let (stream, event) = match *step {
+            Step::Abort { deployment } => {
+                let (id, expected) = &mut deployments[deployment];
+                if expected.aborted {
+                    continue;
                 }
-            }
-            expected.aborted = true;
-            (deployment_stream(id), aborted(id))
-        } else if roll == 1 {
-            for (_, expected) in deployments.iter_mut() {
-                if let Some(status) = expected.devices.get_mut(device) {
+                for status in expected.devices.values_mut() {
                     if !status.is_final() {
-                        *status = Decommissioned;
+                        *status = Aborted;
+                    }
+                }
+                expected.aborted = true;
+                (deployment_stream(*id), aborted(*id))
+            }
+            Step::Decommission { device } => {
+                let device = devices[device];
+                for (_, expected) in deployments.iter_mut() {
+                    if let Some(status) = expected.devices.get_mut(device) {
+                        if !status.is_final() {
+                            *status = Decommissioned;
+                        }
+                    }
+                }
+                (device_stream(device), decommissioned(device))
+            }
+            Step::Device {
+                deployment,
+                device,
+                status,
+            } => {
+                let device = devices[device];
+                let (id, expected) = &mut deployments[deployment];
+                let id = *id;
+                match expected.devices.get(device).copied() {
+                    Some(current) if current.is_final() => continue,
+                    Some(_) => {
+                        let status = REPORTS[status];
+                        expected.set(device, status);
+                        (device_stream(device), changed(id, device, status))
+                    }
+                    None => {
+                        let status = JOIN_AS[status % JOIN_AS.len()];
+                        expected.set(device, status);
+                        (device_stream(device), joined(id, device, status))
                     }
                 }
             }
-            (device_stream(device), decommissioned(device))
-        } else if let Some(current) = current {
-            if current.is_final() {
-                continue;
-            }
-            let status = dice.pick(&REPORTS);
-            deployments[which].1.set(device, status);
-            (device_stream(device), changed(id, device, status))
-        } else {
-            let status = dice.pick(&JOIN_AS);
-            deployments[which].1.set(device, status);
-            (device_stream(device), joined(id, device, status))
         };
         fixture.append("acme", &stream, vec![event]).await;
         for (_, expected) in deployments.iter_mut() {
@@ -153,22 +182,10 @@ async fn random_sequence(fixture: &Fixture, seed: u64) -> Vec<(Uuid, Expected)> 
     deployments
 }
 
-pub async fn random_device_events_give_matching_statistics_and_a_rebuild_equals_the_live_models(
-    fixture: Fixture,
-) {
-    let mut all = Vec::new();
-    for seed in 1..=8 {
-        all.extend(random_sequence(&fixture, seed).await);
-    }
-    fixture.settle().await;
-    // The seeds are chosen so that the sequences abort and decommission, not only report.
-    assert!(all.iter().any(|(_, expected)| expected.aborted));
-    assert!(all.iter().any(|(_, expected)| expected
-        .devices
-        .values()
-        .any(|status| *status == Decommissioned)));
-    for (id, expected) in &mut all {
-        let shown = statistics(&fixture, *id).await;
+/// What the read side shows for each deployment equals what the rules say.
+async fn check_shown(fixture: &Fixture, deployments: &mut [(Uuid, Expected)]) {
+    for (id, expected) in deployments {
+        let shown = statistics(fixture, *id).await;
         assert_eq!(shown, expected.counts(), "statistics of {id}");
         let devices = fixture.get(&format!("{DEPLOYMENTS}/{id}/devices")).await;
         let mut listed = counts(&[]);
@@ -177,11 +194,54 @@ pub async fn random_device_events_give_matching_statistics_and_a_rebuild_equals_
         }
         assert_eq!(shown, listed, "statistics of {id} against its entries");
         assert_eq!(
-            status_of(&fixture, *id).await,
+            status_of(fixture, *id).await,
             expected.status(DEVICES),
             "status of {id}"
         );
     }
+}
+
+pub async fn random_device_events_give_matching_statistics_and_a_rebuild_equals_the_live_models(
+    fixture: Fixture,
+) {
+    // proptest makes the sequences, and on a failure shrinks it to the shortest one that
+    // still fails; its generator is seeded, so a run is repeatable.
+    let config = proptest::test_runner::Config {
+        cases: 12,
+        failure_persistence: None,
+        ..Default::default()
+    };
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+        config,
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    );
+    let runtime = tokio::runtime::Handle::current();
+    let cases = std::sync::atomic::AtomicUsize::new(0);
+    let (aborts, decommissions) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+    let outcome = tokio::task::block_in_place(|| {
+        runner.run(&sequences(), |steps| {
+            let case = cases.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let count = |kind: fn(&Step) -> bool| steps.iter().filter(|step| kind(step)).count();
+            aborts.set(aborts.get() + count(|step| matches!(step, Step::Abort { .. })));
+            decommissions
+                .set(decommissions.get() + count(|step| matches!(step, Step::Decommission { .. })));
+            runtime.block_on(async {
+                let mut deployments = append_sequence(&fixture, case, &steps).await;
+                fixture.settle().await;
+                check_shown(&fixture, &mut deployments).await;
+            });
+            Ok(())
+        })
+    });
+    if let Err(error) = outcome {
+        panic!("{error}");
+    }
+    assert!(
+        aborts.get() > 0 && decommissions.get() > 0,
+        "the sequences abort and decommission"
+    );
 
     // Replaying the log from position 0 into empty read models gives the same rows.
     let head = fixture.log.head().await.unwrap();

@@ -174,7 +174,7 @@ pub fn s3_settings() -> blob_store::s3::S3Settings {
         bucket: format!("test-{}", uuid::Uuid::new_v4().simple()),
         endpoint: Some(env("TEST_S3_ENDPOINT")),
         access_key_id: Some(env("TEST_S3_ACCESS_KEY")),
-        secret_access_key: Some(env("TEST_S3_SECRET_KEY")),
+        secret_access_key: Some(env("TEST_S3_SECRET_KEY").into()),
         force_path_style: true,
         create_bucket: true,
         ..Default::default()
