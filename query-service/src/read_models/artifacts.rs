@@ -72,16 +72,9 @@ impl Artifacts {
         tenant: &TenantId,
         filter: &ArtifactFilter,
     ) -> Result<i64, sqlx::Error> {
-        let conditions = conditions(filter);
-        let sql = format!(
-            "SELECT COUNT(*) FROM artifacts WHERE tenant = $1{}",
-            conditions.sql
-        );
-        let mut count = sqlx::query_scalar(&sql).bind(tenant.as_str());
-        for value in &conditions.values {
-            count = count.bind(value.as_str());
-        }
-        count.fetch_one(&self.pool).await
+        conditions(filter)
+            .count(&self.pool, "artifacts", tenant.as_str())
+            .await
     }
 
     /// A page of the artifacts `filter` lets through, in the order `sort` asks for or by

@@ -97,16 +97,9 @@ impl Deployments {
         tenant: &TenantId,
         filter: &DeploymentFilter,
     ) -> Result<i64, sqlx::Error> {
-        let conditions = conditions(filter);
-        let sql = format!(
-            "SELECT COUNT(*) FROM deployments WHERE tenant = $1{}",
-            conditions.sql
-        );
-        let mut count = sqlx::query_scalar(&sql).bind(tenant.as_str());
-        for value in &conditions.values {
-            count = count.bind(value.as_str());
-        }
-        count.fetch_one(&self.pool).await
+        conditions(filter)
+            .count(&self.pool, "deployments", tenant.as_str())
+            .await
     }
 
     /// A page of those deployments, newest first unless `filter` asks for oldest first.

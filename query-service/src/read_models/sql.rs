@@ -62,6 +62,22 @@ impl Conditions {
     pub fn add(&mut self, condition: &str) {
         self.sql.push_str(&format!(" AND {condition}"));
     }
+
+    /// How many rows of `table` of the tenant these conditions let through (the tenant is
+    /// the one fixed parameter).
+    pub async fn count(
+        &self,
+        pool: &sqlx::AnyPool,
+        table: &str,
+        tenant: &str,
+    ) -> Result<i64, sqlx::Error> {
+        let sql = format!("SELECT COUNT(*) FROM {table} WHERE tenant = $1{}", self.sql);
+        let mut count = sqlx::query_scalar(&sql).bind(tenant);
+        for value in &self.values {
+            count = count.bind(value.as_str());
+        }
+        count.fetch_one(pool).await
+    }
 }
 
 #[cfg(test)]

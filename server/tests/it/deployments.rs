@@ -1071,17 +1071,7 @@ async fn check_statistics(fleet: &Fleet, deployments: &[String]) {
 async fn random_commands_keep_statistics_and_rebuilds_exact(server: TestServer) {
     let fleet = Fleet::new(server).await;
     fleet.upload("release-3", &["bbb"]).await;
-    let config = proptest::test_runner::Config {
-        cases: 3,
-        failure_persistence: None,
-        ..Default::default()
-    };
-    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
-        config,
-        proptest::test_runner::TestRng::deterministic_rng(
-            proptest::test_runner::RngAlgorithm::ChaCha,
-        ),
-    );
+    let mut runner = crate::support::seeded_runner(3);
     let runtime = tokio::runtime::Handle::current();
     let sessions_run = std::sync::atomic::AtomicUsize::new(0);
     let created = std::sync::Mutex::new(0usize);

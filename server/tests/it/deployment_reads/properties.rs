@@ -206,17 +206,7 @@ pub async fn random_device_events_give_matching_statistics_and_a_rebuild_equals_
 ) {
     // proptest makes the sequences, and on a failure shrinks it to the shortest one that
     // still fails; its generator is seeded, so a run is repeatable.
-    let config = proptest::test_runner::Config {
-        cases: 12,
-        failure_persistence: None,
-        ..Default::default()
-    };
-    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
-        config,
-        proptest::test_runner::TestRng::deterministic_rng(
-            proptest::test_runner::RngAlgorithm::ChaCha,
-        ),
-    );
+    let mut runner = crate::support::seeded_runner(12);
     let runtime = tokio::runtime::Handle::current();
     let cases = std::sync::atomic::AtomicUsize::new(0);
     let (aborts, decommissions) = (std::cell::Cell::new(0), std::cell::Cell::new(0));

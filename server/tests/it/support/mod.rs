@@ -233,3 +233,19 @@ pub fn rootfs_artifact(
     mender_artifact(dir, &arguments);
     output
 }
+
+/// A proptest runner with a seeded generator, so that a run is the same every time and a
+/// failure, shrunk to the shortest case that still fails, can be run again.
+pub fn seeded_runner(cases: u32) -> proptest::test_runner::TestRunner {
+    let config = proptest::test_runner::Config {
+        cases,
+        failure_persistence: None,
+        ..Default::default()
+    };
+    proptest::test_runner::TestRunner::new_with_rng(
+        config,
+        proptest::test_runner::TestRng::deterministic_rng(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+        ),
+    )
+}
