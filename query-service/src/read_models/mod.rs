@@ -33,74 +33,43 @@ pub struct Window {
     pub offset: i64,
 }
 
-/// The read-model migrations of one engine: the same versions and names for both, each from
-/// its engine's folder.
-macro_rules! read_model_migrations {
-    ($engine:literal) => {
-        MigrationSet {
-            name: "read-models",
-            migrations: &[
-                Migration {
-                    version: 1,
-                    name: "deployments",
-                    sql: include_str!(concat!(
-                        "../../../migrations/",
-                        $engine,
-                        "/read-models/0001_deployments.sql"
-                    )),
-                },
-                Migration {
-                    version: 2,
-                    name: "artifacts",
-                    sql: include_str!(concat!(
-                        "../../../migrations/",
-                        $engine,
-                        "/read-models/0002_artifacts.sql"
-                    )),
-                },
-                Migration {
-                    version: 3,
-                    name: "deployment reads",
-                    sql: include_str!(concat!(
-                        "../../../migrations/",
-                        $engine,
-                        "/read-models/0003_deployment_reads.sql"
-                    )),
-                },
-                Migration {
-                    version: 4,
-                    name: "relay checkpoints",
-                    sql: include_str!(concat!(
-                        "../../../migrations/",
-                        $engine,
-                        "/read-models/0004_relay_checkpoints.sql"
-                    )),
-                },
-                Migration {
-                    version: 5,
-                    name: "generations",
-                    sql: include_str!(concat!(
-                        "../../../migrations/",
-                        $engine,
-                        "/read-models/0005_generations.sql"
-                    )),
-                },
-                Migration {
-                    version: 6,
-                    name: "device list order",
-                    sql: include_str!(concat!(
-                        "../../../migrations/",
-                        $engine,
-                        "/read-models/0006_device_list_order.sql"
-                    )),
-                },
-            ],
-        }
-    };
-}
-
-const POSTGRES_MIGRATIONS: MigrationSet = read_model_migrations!("postgres");
-const SQLITE_MIGRATIONS: MigrationSet = read_model_migrations!("sqlite");
+/// The read-model migrations: one set of SQL that both engines run
+/// (`migrations/read-models/`), as the read models use only what the two share.
+const MIGRATIONS: MigrationSet = MigrationSet {
+    name: "read-models",
+    migrations: &[
+        Migration {
+            version: 1,
+            name: "deployments",
+            sql: include_str!("../../../migrations/read-models/0001_deployments.sql"),
+        },
+        Migration {
+            version: 2,
+            name: "artifacts",
+            sql: include_str!("../../../migrations/read-models/0002_artifacts.sql"),
+        },
+        Migration {
+            version: 3,
+            name: "deployment reads",
+            sql: include_str!("../../../migrations/read-models/0003_deployment_reads.sql"),
+        },
+        Migration {
+            version: 4,
+            name: "relay checkpoints",
+            sql: include_str!("../../../migrations/read-models/0004_relay_checkpoints.sql"),
+        },
+        Migration {
+            version: 5,
+            name: "generations",
+            sql: include_str!("../../../migrations/read-models/0005_generations.sql"),
+        },
+        Migration {
+            version: 6,
+            name: "device list order",
+            sql: include_str!("../../../migrations/read-models/0006_device_list_order.sql"),
+        },
+    ],
+};
 
 /// One build of the read models, with the pool that reaches it.
 #[derive(Clone)]
@@ -520,12 +489,7 @@ async fn open_generation_at(
     max_connections: u32,
 ) -> Result<Generation, sqlx::Error> {
     let postgres = is_postgres(url);
-    let migrations = if postgres {
-        POSTGRES_MIGRATIONS
-    } else {
-        SQLITE_MIGRATIONS
-    };
-    migrations.apply(url).await?;
+    MIGRATIONS.apply(url).await?;
     let mut options = AnyPoolOptions::new()
         .max_connections(if postgres { max_connections } else { 1 })
         .acquire_timeout(Duration::from_secs(10));
