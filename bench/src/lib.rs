@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use event_log::{AppendRequest, EventLog, ExpectedVersion};
 use events::deployment::{DeviceDeploymentStatus, DeviceDeploymentStatusChanged};
-use events::{DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
+use events::{DeploymentId, DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
 use uuid::Uuid;
 
 /// Appends `count` device status reports across 1000 devices, 500 to a commit.
 pub async fn fill(log: &Arc<dyn EventLog>, count: usize) -> anyhow::Result<()> {
-    let deployment = Uuid::new_v4();
+    let deployment = DeploymentId::new();
     let statuses = [
         DeviceDeploymentStatus::Downloading,
         DeviceDeploymentStatus::Installing,

@@ -58,7 +58,7 @@ pub trait BlobStore: Send + Sync + 'static {
 
 /// The storage key of a tenant's artifact. Tenant ids come from verified tokens; anything
 /// outside a conservative alphabet is hex-encoded so no tenant can shape another's path.
-pub fn artifact_key(tenant: &str, artifact_id: uuid::Uuid) -> String {
+pub fn artifact_key(tenant: &str, artifact_id: events::ArtifactId) -> String {
     let tenant = if tenant.is_empty() {
         "default".to_owned()
     } else if tenant
@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn keys_are_valid_and_cannot_escape_their_tenant() {
-        let id = uuid::Uuid::new_v4();
+        let id = events::ArtifactId::new();
         for tenant in ["", "5f0d2a3b4c5d6e7f80912345", "../../etc", "a/b", "ünï"] {
             let key = artifact_key(tenant, id);
             assert!(valid_key(&key), "{key}");

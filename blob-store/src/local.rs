@@ -195,7 +195,7 @@ mod tests {
     #[tokio::test]
     async fn a_complete_body_is_stored_and_deleted() {
         let (dir, store) = store().await;
-        let key = crate::artifact_key("", uuid::Uuid::new_v4());
+        let key = crate::artifact_key("", events::ArtifactId::new());
         let size = store
             .put(&key, body(vec![Ok("hello "), Ok("world")]))
             .await
@@ -215,7 +215,7 @@ mod tests {
     #[tokio::test]
     async fn an_aborted_body_leaves_nothing_behind() {
         let (dir, store) = store().await;
-        let key = crate::artifact_key("", uuid::Uuid::new_v4());
+        let key = crate::artifact_key("", events::ArtifactId::new());
         let outcome = store
             .put(
                 &key,

@@ -68,7 +68,7 @@ fn client(settings: &S3Settings) -> aws_sdk_s3::Client {
 }
 
 fn key() -> String {
-    artifact_key("5f0d2a3b4c5d6e7f80912345", uuid::Uuid::new_v4())
+    artifact_key("5f0d2a3b4c5d6e7f80912345", events::ArtifactId::new())
 }
 
 /// Reproducible bytes that differ from part to part, so a misplaced part shows.

@@ -640,7 +640,7 @@ pub async fn readers_publish_how_far_they_applied_the_log(log: Arc<dyn EventLog>
 
 /// A plain uploaded artifact (a Raspberry Pi 4 image of `size` bytes), for other crates' tests
 /// that need one in a log.
-pub fn artifact_uploaded(id: Uuid, name: &str, size: u64) -> events::DomainEvent {
+pub fn artifact_uploaded(id: events::ArtifactId, name: &str, size: u64) -> events::DomainEvent {
     use events::artifact::{ArtifactInfo, ArtifactUploaded};
     events::DomainEvent::ArtifactUploaded(ArtifactUploaded {
         artifact_id: id,

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+
+use crate::ArtifactId;
 
 /// The artifact's format and version, from its `version` member.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,7 +42,7 @@ pub struct Update {
 /// A `.mender` file was accepted: parsed, checksummed and stored under `artifact_id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ArtifactUploaded {
-    pub artifact_id: Uuid,
+    pub artifact_id: ArtifactId,
     pub name: String,
     pub description: String,
     pub device_types_compatible: Vec<String>,
@@ -63,14 +64,14 @@ pub struct ArtifactUploaded {
 /// The operator replaced an artifact's description.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactDescriptionChanged {
-    pub artifact_id: Uuid,
+    pub artifact_id: ArtifactId,
     pub description: String,
 }
 
 /// The artifact is gone; its stored file is removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArtifactDeleted {
-    pub artifact_id: Uuid,
+    pub artifact_id: ArtifactId,
     /// Bytes freed, so storage usage can be kept without reading the upload again.
     pub size: u64,
 }

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::{ArtifactId, DeploymentId};
+
 /// A device's state within one deployment, with Mender's wire names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum DeviceDeploymentStatus {
@@ -110,7 +112,7 @@ pub struct Phase {
 /// An operator created a deployment of an artifact name to a list of devices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentCreated {
-    pub deployment_id: Uuid,
+    pub deployment_id: DeploymentId,
     pub name: String,
     pub artifact_name: String,
     pub devices: Vec<String>,
@@ -122,16 +124,16 @@ pub struct DeploymentCreated {
 /// The operator aborted the deployment: every device not yet in a final state is aborted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentAborted {
-    pub deployment_id: Uuid,
+    pub deployment_id: DeploymentId,
 }
 
 /// A targeted device asked for its next deployment and got an entry in this one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceJoinedDeployment {
-    pub deployment_id: Uuid,
+    pub deployment_id: DeploymentId,
     pub device_id: String,
     /// The artifact chosen for the device, `None` when none fits its device type.
-    pub artifact_id: Option<Uuid>,
+    pub artifact_id: Option<ArtifactId>,
     /// `pending`, or a final status decided on the spot (`noartifact`, `already-installed`).
     pub status: DeviceDeploymentStatus,
     pub device_type: String,
@@ -146,7 +148,7 @@ pub struct DeviceJoinedDeployment {
 /// a decommission or a protocol violation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceDeploymentStatusChanged {
-    pub deployment_id: Uuid,
+    pub deployment_id: DeploymentId,
     pub device_id: String,
     pub status: DeviceDeploymentStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -164,7 +166,7 @@ pub struct LogMessage {
 /// A device uploaded the log of its attempt at this deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceDeploymentLogSaved {
-    pub deployment_id: Uuid,
+    pub deployment_id: DeploymentId,
     pub device_id: String,
     pub messages: Vec<LogMessage>,
 }
@@ -173,7 +175,7 @@ pub struct DeviceDeploymentLogSaved {
 /// stream, whose version serialises admissions, so no phase takes more devices than it may.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceAdmittedToPhase {
-    pub deployment_id: Uuid,
+    pub deployment_id: DeploymentId,
     pub device_id: String,
     pub phase: usize,
 }

@@ -9,7 +9,9 @@
 pub mod artifact;
 pub mod deployment;
 mod envelope;
+mod ids;
 mod schema;
 
 pub use envelope::{EventMetadata, NewEvent, Position, RecordedEvent, StreamName, TenantId};
+pub use ids::{ArtifactId, DeploymentId};
 pub use schema::{DomainEvent, SchemaError};

@@ -1,5 +1,7 @@
 //! The one place this service's failures become HTTP answers.
 
+use std::str::FromStr;
+
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use http_edge::error_response;
@@ -72,7 +74,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Mender's answer for an id that is not a UUID.
-pub fn parse_id(id: &str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(id).map_err(|_| ApiError::BadRequest("ID is not a valid UUID".into()))
+/// A path id as the id type it names; Mender's answer for one that is not a UUID.
+pub fn parse_id<Id: FromStr>(id: &str) -> Result<Id, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::BadRequest("ID is not a valid UUID".into()))
 }

@@ -12,7 +12,9 @@ use events::deployment::{
     DeploymentCreated, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
     DeviceJoinedDeployment,
 };
-use events::{DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
+use events::{
+    ArtifactId, DeploymentId, DomainEvent, EventMetadata, NewEvent, StreamName, TenantId,
+};
 use query_service::projector::{Projector, ProjectorSettings};
 use query_service::read_models::ReadModels;
 use uuid::Uuid;
@@ -39,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
 
     // The deployment the reports belong to, and every device's entry in it, before the clock
     // starts: the projection refuses a report for a device with no entry.
-    let deployment = Uuid::new_v4();
+    let deployment = DeploymentId::new();
     let devices: Vec<String> = (0..1000).map(|n| format!("device-{n}")).collect();
     let mut setup = vec![single(
         "deployments",
@@ -59,7 +61,7 @@ async fn main() -> anyhow::Result<()> {
             DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
                 deployment_id: deployment,
                 device_id: device.clone(),
-                artifact_id: Some(Uuid::new_v4()),
+                artifact_id: Some(ArtifactId::new()),
                 status: DeviceDeploymentStatus::Pending,
                 device_type: "bench".into(),
                 installed_artifact_name: "release-1".into(),

@@ -7,8 +7,7 @@ use axum::extract::multipart::Field;
 use blob_store::{BlobStore, StorageSettings};
 use chrono::Utc;
 use events::artifact::ArtifactUploaded;
-use events::StreamName;
-use uuid::Uuid;
+use events::{ArtifactId, StreamName};
 
 use super::{Caller, Decision, Outcome, Pipeline, Session};
 use crate::domain::artifacts::{self, ArtifactCommand, ArtifactsState};
@@ -30,7 +29,7 @@ fn stream() -> StreamName {
 /// What the parts before the file said.
 #[derive(Debug, Clone)]
 pub struct UploadForm {
-    pub artifact_id: Uuid,
+    pub artifact_id: ArtifactId,
     pub description: String,
     /// The `size` part, when the client sent one.
     pub declared: Option<u64>,
@@ -158,7 +157,7 @@ async fn decide_with_deployments(
 pub async fn change_description(
     pipeline: &Pipeline,
     caller: &Caller,
-    artifact_id: Uuid,
+    artifact_id: ArtifactId,
     description: String,
 ) -> Result<Outcome<()>, ApiError> {
     pipeline
@@ -179,7 +178,7 @@ pub async fn delete(
     pipeline: &Pipeline,
     storage: &ArtifactStorage,
     caller: &Caller,
-    artifact_id: Uuid,
+    artifact_id: ArtifactId,
 ) -> Result<Outcome<()>, ApiError> {
     let outcome = pipeline
         .run(caller, |session| {

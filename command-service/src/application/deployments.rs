@@ -1,8 +1,7 @@
 //! Deployment commands: create, abort, and take a device out of its deployments.
 
 use chrono::{DateTime, Utc};
-use events::{DomainEvent, StreamName};
-use uuid::Uuid;
+use events::{DeploymentId, DomainEvent, StreamName};
 
 use super::{Caller, Decision, Outcome, Pipeline};
 use crate::domain::deployments::{self, NewDeployment};
@@ -17,7 +16,7 @@ pub async fn create(
     pipeline: &Pipeline,
     caller: &Caller,
     request: &NewDeployment,
-    id: Uuid,
+    id: DeploymentId,
     now: DateTime<Utc>,
     max_devices: usize,
 ) -> Result<Outcome<()>, ApiError> {
@@ -37,7 +36,7 @@ pub async fn create(
 pub async fn abort(
     pipeline: &Pipeline,
     caller: &Caller,
-    id: Uuid,
+    id: DeploymentId,
 ) -> Result<Outcome<()>, ApiError> {
     from_tables(
         pipeline,

@@ -2,12 +2,11 @@
 //! hot path: they read the write side's tables as they are, without waiting for them.
 
 use events::deployment::{DeviceDeploymentStatus, LogMessage};
-use events::StreamName;
-use uuid::Uuid;
+use events::{DeploymentId, StreamName};
 
 use super::{Caller, Decision, Outcome, Pipeline};
 use crate::domain::deployments;
-use crate::domain::device::{self, Asked, Next};
+use crate::domain::device::{self, Admission, Asked, Next};
 use crate::error::ApiError;
 
 /// What the device runs next. A device joining a phased deployment takes a seat in the
@@ -27,7 +26,12 @@ pub async fn next(
                 let decision =
                     session.tables_now(|tables| device::decide_next(&state, asked, tables));
                 let mut appends = Vec::new();
-                if let Some((deployment, phase, capacity)) = decision.admission {
+                if let Some(Admission {
+                    deployment,
+                    phase,
+                    capacity,
+                }) = decision.admission
+                {
                     let seats = StreamName::new(deployments::stream(deployment));
                     let admissions = session.load(&seats, deployments::evolve_admissions).await?;
                     match deployments::decide_admission(
@@ -56,7 +60,7 @@ pub async fn report_status(
     pipeline: &Pipeline,
     caller: &Caller,
     device_id: &str,
-    deployment: Uuid,
+    deployment: DeploymentId,
     status: DeviceDeploymentStatus,
     substate: Option<String>,
 ) -> Result<Outcome<()>, ApiError> {
@@ -80,7 +84,7 @@ pub async fn save_log(
     pipeline: &Pipeline,
     caller: &Caller,
     device_id: &str,
-    deployment: Uuid,
+    deployment: DeploymentId,
     messages: Vec<LogMessage>,
 ) -> Result<Outcome<()>, ApiError> {
     let stream = StreamName::new(device::stream(device_id));

@@ -293,7 +293,7 @@ mod tests {
 
     fn event() -> DomainEvent {
         DomainEvent::DeploymentAborted(DeploymentAborted {
-            deployment_id: Uuid::new_v4(),
+            deployment_id: events::DeploymentId::new(),
         })
     }
 

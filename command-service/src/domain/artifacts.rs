@@ -9,8 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use events::artifact::{ArtifactDeleted, ArtifactDescriptionChanged, ArtifactUploaded};
-use events::DomainEvent;
-use uuid::Uuid;
+use events::{ArtifactId, DomainEvent};
 
 /// The stream that holds a tenant's artifact events.
 pub const STREAM: &str = "artifacts";
@@ -18,7 +17,7 @@ pub const STREAM: &str = "artifacts";
 /// What decisions need to know about one artifact.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Artifact {
-    pub id: Uuid,
+    pub id: ArtifactId,
     pub name: String,
     pub device_types: BTreeSet<String>,
     /// Depends other than the device type, which must differ for two artifacts of one name
@@ -29,7 +28,7 @@ pub struct Artifact {
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ArtifactsState {
-    pub artifacts: BTreeMap<Uuid, Artifact>,
+    pub artifacts: BTreeMap<ArtifactId, Artifact>,
 }
 
 impl ArtifactsState {
@@ -100,11 +99,11 @@ pub enum ArtifactCommand {
         storage_limit: u64,
     },
     ChangeDescription {
-        artifact_id: Uuid,
+        artifact_id: ArtifactId,
         description: String,
     },
     Delete {
-        artifact_id: Uuid,
+        artifact_id: ArtifactId,
     },
 }
 
@@ -113,7 +112,7 @@ pub enum ArtifactError {
     #[error("an artifact with the same name and depends already exists")]
     Duplicate { existing: Box<Artifact> },
     #[error("artifact id {0} is taken")]
-    IdTaken(Uuid),
+    IdTaken(ArtifactId),
     #[error("the upload would exceed the storage limit of {limit} bytes ({usage} in use)")]
     OverStorageLimit { limit: u64, usage: u64 },
     #[error("Resource not found")]
@@ -220,7 +219,7 @@ mod tests {
 
     fn uploaded(name: &str, device_types: &[&str], size: u64) -> ArtifactUploaded {
         ArtifactUploaded {
-            artifact_id: Uuid::new_v4(),
+            artifact_id: ArtifactId::new(),
             name: name.to_owned(),
             description: String::new(),
             device_types_compatible: device_types.iter().map(|t| t.to_string()).collect(),
@@ -352,7 +351,7 @@ mod tests {
             decide(
                 &state,
                 ArtifactCommand::ChangeDescription {
-                    artifact_id: Uuid::new_v4(),
+                    artifact_id: ArtifactId::new(),
                     description: "x".into()
                 },
                 &NONE

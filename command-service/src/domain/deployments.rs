@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use events::deployment::{DeploymentAborted, DeploymentCreated, Phase};
-use events::DomainEvent;
+use events::{DeploymentId, DomainEvent};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ use super::tables::TenantCatalog;
 pub const CREATION_STREAM: &str = "deployments";
 
 /// The stream of one deployment's life after creation.
-pub fn stream(id: Uuid) -> String {
+pub fn stream(id: DeploymentId) -> String {
     format!("deployment-{id}")
 }
 
@@ -50,7 +50,7 @@ pub enum DeploymentError {
     #[error("No artifact for the deployment")]
     NoArtifact,
     #[error("Deployment with the same name, artifact, devices and force flag is still active")]
-    Identical { existing: Uuid },
+    Identical { existing: DeploymentId },
     #[error("Resource not found")]
     NotFound,
     #[error("Deployment already finished")]
@@ -150,7 +150,7 @@ fn plan_phases(
 /// devices one deployment may list.
 pub fn decide_creation(
     request: &NewDeployment,
-    id: Uuid,
+    id: DeploymentId,
     now: DateTime<Utc>,
     max_devices: usize,
     catalog: &TenantCatalog,
@@ -215,7 +215,7 @@ pub fn decide_creation(
 
 /// Aborts an unfinished deployment.
 pub fn decide_abort(
-    id: Uuid,
+    id: DeploymentId,
     catalog: &TenantCatalog,
 ) -> Result<Vec<DomainEvent>, DeploymentError> {
     let deployment = catalog
@@ -250,7 +250,7 @@ pub fn evolve_admissions(mut state: Admissions, event: &DomainEvent) -> Admissio
 /// admitted (a retried request appends nothing).
 pub fn decide_admission(
     state: &Admissions,
-    deployment: Uuid,
+    deployment: DeploymentId,
     device: &str,
     phase: usize,
     capacity: u64,

@@ -12,8 +12,7 @@ use events::deployment::{
     DeviceDeploymentLogSaved, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
     DeviceJoinedDeployment, LogMessage,
 };
-use events::DomainEvent;
-use uuid::Uuid;
+use events::{ArtifactId, DeploymentId, DomainEvent};
 
 use super::tables::{DeploymentInfo, TenantCatalog};
 
@@ -25,14 +24,14 @@ pub fn stream(device: &str) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub status: DeviceDeploymentStatus,
-    pub artifact_id: Option<Uuid>,
+    pub artifact_id: Option<ArtifactId>,
     pub device_type: String,
     pub installed_artifact_name: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceState {
-    pub entries: BTreeMap<Uuid, Entry>,
+    pub entries: BTreeMap<DeploymentId, Entry>,
 }
 
 pub fn evolve(mut state: DeviceState, event: &DomainEvent) -> DeviceState {
@@ -78,11 +77,24 @@ pub struct Asked {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Next {
     /// Install this artifact for this deployment (200).
-    Serve { deployment: Uuid, artifact: Uuid },
+    Serve {
+        deployment: DeploymentId,
+        artifact: ArtifactId,
+    },
     /// Nothing to do now (204).
     Nothing,
     /// The device contradicted what it said earlier for the same deployment (409).
     Contradiction,
+}
+
+/// A seat a phased deployment must give the device before it joins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Admission {
+    pub deployment: DeploymentId,
+    /// Index of the phase open now.
+    pub phase: usize,
+    /// Devices that phase admits in all.
+    pub capacity: u64,
 }
 
 /// A decision on `/next`: events for the device's stream, and for phased deployments the
@@ -90,7 +102,7 @@ pub enum Next {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NextDecision {
     pub events: Vec<DomainEvent>,
-    pub admission: Option<(Uuid, usize, u64)>,
+    pub admission: Option<Admission>,
     pub answer: Next,
 }
 
@@ -167,9 +179,13 @@ pub fn decide_next(state: &DeviceState, asked: &Asked, catalog: &TenantCatalog) 
         else {
             return NextDecision::answer(Next::Nothing);
         };
-        admission = Some((deployment.id, phase, deployment.phases[phase].max_devices));
+        admission = Some(Admission {
+            deployment: deployment.id,
+            phase,
+            capacity: deployment.phases[phase].max_devices,
+        });
     }
-    let phase = admission.map(|(_, phase, _)| phase);
+    let phase = admission.map(|admission| admission.phase);
     let joined = |status, artifact_id| {
         DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
             deployment_id: deployment.id,
@@ -223,7 +239,7 @@ pub enum DeviceError {
 
 fn live_entry<'a>(
     state: &'a DeviceState,
-    deployment: Uuid,
+    deployment: DeploymentId,
     catalog: &TenantCatalog,
 ) -> Result<&'a Entry, DeviceError> {
     let entry = state
@@ -244,7 +260,7 @@ fn live_entry<'a>(
 pub fn decide_status(
     state: &DeviceState,
     device: &str,
-    deployment: Uuid,
+    deployment: DeploymentId,
     status: DeviceDeploymentStatus,
     substate: Option<String>,
     catalog: &TenantCatalog,
@@ -270,7 +286,7 @@ pub fn decide_status(
 pub fn decide_log(
     state: &DeviceState,
     device: &str,
-    deployment: Uuid,
+    deployment: DeploymentId,
     messages: Vec<LogMessage>,
 ) -> Result<Vec<DomainEvent>, DeviceError> {
     if !state.entries.contains_key(&deployment) {

@@ -9,15 +9,14 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use events::deployment::Phase;
-use events::DomainEvent;
-use uuid::Uuid;
+use events::{ArtifactId, DeploymentId, DomainEvent};
 
 use super::artifacts::DeploymentUse;
 
 /// What decisions need to know about one deployment.
 #[derive(Debug, Clone)]
 pub struct DeploymentInfo {
-    pub id: Uuid,
+    pub id: DeploymentId,
     pub name: String,
     pub artifact_name: String,
     pub created: DateTime<Utc>,
@@ -40,7 +39,7 @@ impl DeploymentInfo {
 /// An artifact as the device API chooses among them.
 #[derive(Debug, Clone)]
 pub struct ArtifactChoice {
-    pub id: Uuid,
+    pub id: ArtifactId,
     pub name: String,
     pub device_types: Vec<String>,
     pub size: u64,
@@ -48,12 +47,12 @@ pub struct ArtifactChoice {
 
 #[derive(Debug, Default)]
 pub struct TenantCatalog {
-    pub deployments: HashMap<Uuid, DeploymentInfo>,
+    pub deployments: HashMap<DeploymentId, DeploymentInfo>,
     /// Per device, the deployments that target it, oldest first.
-    targets: HashMap<String, BTreeSet<(DateTime<Utc>, Uuid)>>,
+    targets: HashMap<String, BTreeSet<(DateTime<Utc>, DeploymentId)>>,
     /// Per device, the deployments it has an entry in that is not final yet.
-    unfinished: HashMap<String, HashSet<Uuid>>,
-    artifacts: HashMap<Uuid, ArtifactChoice>,
+    unfinished: HashMap<String, HashSet<DeploymentId>>,
+    artifacts: HashMap<ArtifactId, ArtifactChoice>,
 }
 
 impl TenantCatalog {
@@ -92,7 +91,7 @@ impl TenantCatalog {
             .min_by_key(|artifact| (artifact.size, artifact.id))
     }
 
-    pub fn artifact(&self, id: Uuid) -> Option<&ArtifactChoice> {
+    pub fn artifact(&self, id: ArtifactId) -> Option<&ArtifactChoice> {
         self.artifacts.get(&id)
     }
 
@@ -102,7 +101,7 @@ impl TenantCatalog {
             .any(|artifact| artifact.name == name)
     }
 
-    fn entry_finished(&mut self, deployment: Uuid, device: &str) {
+    fn entry_finished(&mut self, deployment: DeploymentId, device: &str) {
         if let Some(info) = self.deployments.get_mut(&deployment) {
             info.finished_devices.insert(device.to_owned());
         }

@@ -5,10 +5,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{post, put};
 use axum::{Extension, Router};
+use events::ArtifactId;
 use http_edge::auth::User;
 use http_edge::{JsonBody, RequestId};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::AppState;
 use crate::application::artifacts::{self, UploadForm};
@@ -103,7 +103,7 @@ async fn upload_parts(
 ) -> Result<Response, ApiError> {
     let max_upload = state.artifacts.storage.max_upload_bytes;
     let mut form = UploadForm {
-        artifact_id: Uuid::new_v4(),
+        artifact_id: ArtifactId::new(),
         description: String::new(),
         declared: None,
     };
@@ -142,7 +142,7 @@ async fn upload_parts(
                     check_description(&form.description)?;
                 }
                 "artifact_id" => {
-                    form.artifact_id = Uuid::parse_str(text().await?.trim()).map_err(|_| {
+                    form.artifact_id = text().await?.trim().parse().map_err(|_| {
                         ApiError::BadRequest("artifact_id is not a valid UUID".into())
                     })?;
                 }
@@ -267,7 +267,7 @@ async fn change_description(
     Path(id): Path<String>,
     JsonBody(change): JsonBody<DescriptionChange>,
 ) -> Result<Response, ApiError> {
-    let artifact_id = parse_id(&id)?;
+    let artifact_id: ArtifactId = parse_id(&id)?;
     check_description(&change.description)?;
     let caller = caller(&user, &request_id);
     let outcome =
@@ -284,7 +284,7 @@ async fn delete(
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let artifact_id = parse_id(&id)?;
+    let artifact_id: ArtifactId = parse_id(&id)?;
     let caller = caller(&user, &request_id);
     let outcome =
         artifacts::delete(&state.pipeline, &state.artifacts, &caller, artifact_id).await?;

@@ -6,10 +6,10 @@ use axum::response::Response;
 use axum::routing::{delete, post, put};
 use axum::{Extension, Router};
 use chrono::Utc;
+use events::DeploymentId;
 use http_edge::auth::User;
 use http_edge::{JsonBody, RequestId};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::artifacts::caller;
 use super::AppState;
@@ -51,7 +51,7 @@ async fn create(
     JsonBody(request): JsonBody<NewDeployment>,
 ) -> Result<Response, ApiError> {
     let caller = caller(&user, &request_id);
-    let id = Uuid::new_v4();
+    let id = DeploymentId::new();
     let now = Utc::now();
     // Guarded by the artifacts stream: an artifact deleted meanwhile makes this decide again.
     let outcome = deployments::create(
@@ -92,7 +92,7 @@ async fn abort(
     Path(id): Path<String>,
     JsonBody(change): JsonBody<StatusChange>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id)?;
+    let id: DeploymentId = parse_id(&id)?;
     if change.status != "aborted" {
         return Err(ApiError::BadRequest("status: must be \"aborted\"".into()));
     }

@@ -9,10 +9,10 @@ use axum::routing::{get, put};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
 use events::deployment::{DeviceDeploymentStatus, LogMessage};
+use events::{ArtifactId, DeploymentId};
 use http_edge::auth::Device;
 use http_edge::{JsonBody, RequestId};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::AppState;
 use crate::application::{devices, Caller};
@@ -123,8 +123,8 @@ async fn next(
 async fn instructions(
     state: &AppState,
     caller: &Caller,
-    deployment: Uuid,
-    artifact: Uuid,
+    deployment: DeploymentId,
+    artifact: ArtifactId,
 ) -> Result<serde_json::Value, ApiError> {
     let (name, device_types) = state
         .catalog
@@ -172,7 +172,7 @@ async fn report_status(
     Path(id): Path<String>,
     JsonBody(report): JsonBody<StatusReport>,
 ) -> Result<Response, ApiError> {
-    let deployment = parse_id(&id)?;
+    let deployment: DeploymentId = parse_id(&id)?;
     let status = DeviceDeploymentStatus::parse(&report.status)
         .filter(|status| device::reportable(*status))
         .ok_or_else(|| {
@@ -217,7 +217,7 @@ async fn save_log(
     Path(id): Path<String>,
     JsonBody(log): JsonBody<DeploymentLog>,
 ) -> Result<Response, ApiError> {
-    let deployment = parse_id(&id)?;
+    let deployment: DeploymentId = parse_id(&id)?;
     if log.messages.is_empty() {
         return Err(ApiError::BadRequest("messages: cannot be empty".into()));
     }

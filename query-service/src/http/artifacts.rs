@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::Utc;
-use events::TenantId;
+use events::{ArtifactId, TenantId};
 use http_edge::auth::User;
 use serde::Deserialize;
 use serde_json::Value;
@@ -139,7 +139,7 @@ async fn list_page(
 
 /// One artifact of the tenant; 400 for an id that is not a UUID, 404 if unknown.
 async fn find(state: &AppState, tenant: &TenantId, id: &str) -> Result<Artifact, ApiError> {
-    let id = parse_id(id)?;
+    let id: ArtifactId = parse_id(id)?;
     state
         .read_models
         .artifacts()
@@ -162,7 +162,7 @@ async fn download_link(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     find(&state, &user.tenant, &id).await?;
-    let artifact_id = parse_id(&id)?;
+    let artifact_id: ArtifactId = parse_id(&id)?;
     let expire = Utc::now() + chrono::Duration::seconds(state.download_link_seconds as i64);
     let key = blob_store::artifact_key(user.tenant.as_str(), artifact_id);
     let uri = state

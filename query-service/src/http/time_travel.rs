@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use event_log::Selection;
-use events::{Position, TenantId};
+use events::{DeploymentId, Position, TenantId};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -104,7 +104,7 @@ pub async fn state_at(
         });
     };
     let moment = moment(text)?;
-    let deployment = parse_id(deployment)?;
+    let deployment: DeploymentId = parse_id(deployment)?;
     let _turn = state.replays.turn(tenant).await?;
     let selection = Selection {
         field: "deployment_id".into(),

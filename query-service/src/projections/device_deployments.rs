@@ -14,6 +14,7 @@ use events::deployment::{
     DeviceAdmittedToPhase, DeviceDecommissioned, DeviceDeploymentLogSaved, DeviceDeploymentStatus,
     DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
 };
+use events::DeploymentId;
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
@@ -38,7 +39,7 @@ pub enum DeviceEvent {
 }
 
 impl DeviceEvent {
-    fn deployment(&self) -> Uuid {
+    fn deployment(&self) -> DeploymentId {
         match self {
             Self::Joined { joined, .. } => joined.deployment_id,
             Self::StatusChanged { changed, .. } => changed.deployment_id,

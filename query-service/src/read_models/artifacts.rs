@@ -1,9 +1,8 @@
 //! The artifacts read model: a tenant's artifacts as a list, filtered pages, one artifact,
 //! releases (artifacts grouped by name), and the bytes its artifact files take.
 
-use events::TenantId;
+use events::{ArtifactId, TenantId};
 use sqlx::AnyPool;
-use uuid::Uuid;
 
 use super::sql::{contains_pattern, Conditions};
 use super::Window;
@@ -103,7 +102,11 @@ impl Artifacts {
     }
 
     /// One artifact of the tenant, if it has it.
-    pub async fn find(&self, tenant: &TenantId, id: Uuid) -> Result<Option<Artifact>, sqlx::Error> {
+    pub async fn find(
+        &self,
+        tenant: &TenantId,
+        id: ArtifactId,
+    ) -> Result<Option<Artifact>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM artifacts WHERE tenant = $1 AND id = $2"
         ))

@@ -2,9 +2,8 @@
 //! statistics, phases and artifacts of some, and the devices one targets.
 
 use chrono::{DateTime, Utc};
-use events::TenantId;
+use events::{DeploymentId, TenantId};
 use sqlx::AnyPool;
-use uuid::Uuid;
 
 use super::sql::{contains_pattern, placeholders, Conditions};
 use super::Window;
@@ -127,7 +126,7 @@ impl Deployments {
     pub async fn find(
         &self,
         tenant: &TenantId,
-        id: Uuid,
+        id: DeploymentId,
     ) -> Result<Option<Deployment>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM deployments WHERE tenant = $1 AND id = $2"
@@ -139,7 +138,7 @@ impl Deployments {
     }
 
     /// Whether the tenant has the deployment.
-    pub async fn exists(&self, tenant: &TenantId, id: Uuid) -> Result<bool, sqlx::Error> {
+    pub async fn exists(&self, tenant: &TenantId, id: DeploymentId) -> Result<bool, sqlx::Error> {
         let found: Option<String> =
             sqlx::query_scalar("SELECT id FROM deployments WHERE tenant = $1 AND id = $2")
                 .bind(tenant.as_str())
@@ -216,7 +215,7 @@ impl Deployments {
     pub async fn targeted_devices(
         &self,
         tenant: &TenantId,
-        id: Uuid,
+        id: DeploymentId,
         after: i64,
         limit: usize,
     ) -> Result<Vec<TargetedDevice>, sqlx::Error> {

@@ -3,9 +3,8 @@
 //! deployments, and the log a device uploaded.
 
 use events::deployment::DeviceDeploymentStatus;
-use events::TenantId;
+use events::{DeploymentId, TenantId};
 use sqlx::AnyPool;
-use uuid::Uuid;
 
 use super::artifacts::Artifact;
 use super::sql::Conditions;
@@ -115,7 +114,7 @@ impl Entries {
     pub async fn in_joining_order(
         &self,
         tenant: &TenantId,
-        deployment: Uuid,
+        deployment: DeploymentId,
         after: Option<&JoinedAfter>,
         limit: usize,
     ) -> Result<Vec<Entry>, sqlx::Error> {
@@ -144,7 +143,7 @@ impl Entries {
     pub async fn count(
         &self,
         tenant: &TenantId,
-        deployment: Uuid,
+        deployment: DeploymentId,
         statuses: Option<&[DeviceDeploymentStatus]>,
     ) -> Result<i64, sqlx::Error> {
         self.count_where(
@@ -159,7 +158,7 @@ impl Entries {
     pub async fn page(
         &self,
         tenant: &TenantId,
-        deployment: Uuid,
+        deployment: DeploymentId,
         statuses: Option<&[DeviceDeploymentStatus]>,
         window: Window,
     ) -> Result<Vec<Entry>, sqlx::Error> {

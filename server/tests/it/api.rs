@@ -6,7 +6,9 @@ use std::time::Duration;
 use chrono::Utc;
 use event_log::{AppendRequest, ExpectedVersion};
 use events::deployment::{DeploymentCreated, DeviceDeploymentStatus, DeviceJoinedDeployment};
-use events::{DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
+use events::{
+    ArtifactId, DeploymentId, DomainEvent, EventMetadata, NewEvent, StreamName, TenantId,
+};
 use http_edge::auth::TokenKind;
 use serde_json::Value;
 use uuid::Uuid;
@@ -14,7 +16,12 @@ use uuid::Uuid;
 use crate::support::TestServer;
 
 /// Writes events straight into the server's log, as the command service will.
-async fn record(server: &TestServer, tenant: &str, deployment: Uuid, events: Vec<DomainEvent>) {
+async fn record(
+    server: &TestServer,
+    tenant: &str,
+    deployment: DeploymentId,
+    events: Vec<DomainEvent>,
+) {
     server
         .log()
         .await
@@ -59,7 +66,7 @@ async fn liveness_and_health_answer_204(server: TestServer) {
 
 async fn a_deployment_is_read_from_its_projection(server: TestServer) {
     let user = server.token("alice", "acme", TokenKind::User);
-    let id = Uuid::new_v4();
+    let id = DeploymentId::new();
     record(
         &server,
         "acme",
@@ -77,7 +84,7 @@ async fn a_deployment_is_read_from_its_projection(server: TestServer) {
             DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
                 deployment_id: id,
                 device_id: "d1".into(),
-                artifact_id: Some(Uuid::new_v4()),
+                artifact_id: Some(ArtifactId::new()),
                 status: DeviceDeploymentStatus::Pending,
                 device_type: "qemux86-64".into(),
                 installed_artifact_name: "release-0".into(),
@@ -123,7 +130,7 @@ async fn metrics_count_requests_and_show_lag(server: TestServer) {
             204
         );
     }
-    let id = Uuid::new_v4();
+    let id = DeploymentId::new();
     record(
         &server,
         "",

@@ -13,7 +13,9 @@ use events::deployment::{
     DeviceDeploymentLogSaved, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
     DeviceJoinedDeployment, LogMessage, Phase,
 };
-use events::{DomainEvent, EventMetadata, NewEvent, StreamName, TenantId};
+use events::{
+    ArtifactId, DeploymentId, DomainEvent, EventMetadata, NewEvent, StreamName, TenantId,
+};
 use http_edge::auth::TokenKind;
 use query_service::projections::{ArtifactsProjection, DeploymentsProjection};
 use query_service::projector::{Projection, Projector, ProjectorSettings};
@@ -151,7 +153,7 @@ impl Fixture {
     }
 }
 
-fn deployment_stream(id: Uuid) -> String {
+fn deployment_stream(id: DeploymentId) -> String {
     format!("deployment-{id}")
 }
 
@@ -159,12 +161,12 @@ fn device_stream(device: &str) -> String {
     format!("device-{device}")
 }
 
-fn created(id: Uuid, name: &str, artifact: &str, devices: &[&str]) -> DomainEvent {
+fn created(id: DeploymentId, name: &str, artifact: &str, devices: &[&str]) -> DomainEvent {
     created_at(id, name, artifact, devices, Utc::now())
 }
 
 fn created_at(
-    id: Uuid,
+    id: DeploymentId,
     name: &str,
     artifact: &str,
     devices: &[&str],
@@ -181,11 +183,11 @@ fn created_at(
     })
 }
 
-fn joined(id: Uuid, device: &str, status: DeviceDeploymentStatus) -> DomainEvent {
+fn joined(id: DeploymentId, device: &str, status: DeviceDeploymentStatus) -> DomainEvent {
     DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
         deployment_id: id,
         device_id: device.into(),
-        artifact_id: Some(Uuid::new_v4()),
+        artifact_id: Some(ArtifactId::new()),
         status,
         device_type: "raspberrypi4".into(),
         installed_artifact_name: "old".into(),
@@ -193,7 +195,7 @@ fn joined(id: Uuid, device: &str, status: DeviceDeploymentStatus) -> DomainEvent
     })
 }
 
-fn changed(id: Uuid, device: &str, status: DeviceDeploymentStatus) -> DomainEvent {
+fn changed(id: DeploymentId, device: &str, status: DeviceDeploymentStatus) -> DomainEvent {
     DomainEvent::DeviceDeploymentStatusChanged(DeviceDeploymentStatusChanged {
         deployment_id: id,
         device_id: device.into(),
@@ -202,7 +204,7 @@ fn changed(id: Uuid, device: &str, status: DeviceDeploymentStatus) -> DomainEven
     })
 }
 
-fn aborted(id: Uuid) -> DomainEvent {
+fn aborted(id: DeploymentId) -> DomainEvent {
     DomainEvent::DeploymentAborted(DeploymentAborted { deployment_id: id })
 }
 
@@ -213,8 +215,8 @@ fn decommissioned(device: &str) -> DomainEvent {
 }
 
 /// Creates a deployment of `devices` named `name`; returns its id.
-async fn deployment(fixture: &Fixture, name: &str, devices: &[&str]) -> Uuid {
-    let id = Uuid::new_v4();
+async fn deployment(fixture: &Fixture, name: &str, devices: &[&str]) -> DeploymentId {
+    let id = DeploymentId::new();
     fixture
         .record(
             &deployment_stream(id),
@@ -229,13 +231,13 @@ async fn on_device(fixture: &Fixture, device: &str, events: Vec<DomainEvent>) {
     fixture.record(&device_stream(device), events).await
 }
 
-async fn status_of(fixture: &Fixture, id: Uuid) -> String {
+async fn status_of(fixture: &Fixture, id: DeploymentId) -> String {
     let answer = fixture.get(&format!("{DEPLOYMENTS}/{id}")).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     answer.json["status"].as_str().unwrap().to_owned()
 }
 
-async fn statistics(fixture: &Fixture, id: Uuid) -> BTreeMap<String, i64> {
+async fn statistics(fixture: &Fixture, id: DeploymentId) -> BTreeMap<String, i64> {
     let answer = fixture.get(&format!("{DEPLOYMENTS}/{id}/statistics")).await;
     assert_eq!(answer.status, 200, "{}", answer.text);
     serde_json::from_value(answer.json).unwrap()

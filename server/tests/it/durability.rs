@@ -362,7 +362,7 @@ async fn fill_log(data: &Path, count: usize) {
             .map(|n| {
                 let created =
                     events::DomainEvent::DeploymentCreated(events::deployment::DeploymentCreated {
-                        deployment_id: uuid::Uuid::new_v4(),
+                        deployment_id: events::DeploymentId::new(),
                         name: format!("filler-{chunk}-{n}"),
                         artifact_name: "release-1".into(),
                         devices: vec![format!("filler-device-{chunk}-{n}")],

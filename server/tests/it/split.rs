@@ -68,7 +68,7 @@ async fn both_services_run_split_over_one_postgres() {
     }
 
     // What one service's log receives, the other's projection shows.
-    let id = Uuid::new_v4();
+    let id = events::DeploymentId::new();
     let log = event_log::open_log(&url, 2).await.unwrap();
     let created = DomainEvent::DeploymentCreated(events::deployment::DeploymentCreated {
         deployment_id: id,

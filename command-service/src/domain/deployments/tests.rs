@@ -3,8 +3,7 @@
 use chrono::{Duration, TimeZone, Utc};
 use events::artifact::{ArtifactInfo, ArtifactUploaded};
 use events::deployment::{DeploymentCreated, DeviceDeploymentStatus};
-use events::DomainEvent;
-use uuid::Uuid;
+use events::{ArtifactId, DeploymentId, DomainEvent};
 
 use super::*;
 use crate::domain::device::{self, Asked, DeviceState, Next};
@@ -20,7 +19,7 @@ fn catalog(events: Vec<DomainEvent>) -> TenantCatalog {
 
 fn artifact(name: &str, device_types: &[&str], size: u64) -> DomainEvent {
     DomainEvent::ArtifactUploaded(ArtifactUploaded {
-        artifact_id: Uuid::new_v4(),
+        artifact_id: ArtifactId::new(),
         name: name.into(),
         description: String::new(),
         device_types_compatible: device_types.iter().map(|t| t.to_string()).collect(),
@@ -66,7 +65,7 @@ fn now() -> chrono::DateTime<Utc> {
 #[test]
 fn a_deployment_needs_a_name_an_artifact_name_and_devices() {
     let known = catalog(vec![artifact("release-1", &["pi"], 10)]);
-    let id = Uuid::new_v4();
+    let id = DeploymentId::new();
     assert!(decide_creation(&request(&["d1"]), id, now(), LIMIT, &known).is_ok());
     assert!(
         decide_creation(
@@ -145,14 +144,14 @@ fn a_deployment_needs_a_name_an_artifact_name_and_devices() {
 fn no_artifact_of_that_name_is_unprocessable() {
     let known = catalog(vec![artifact("other", &["pi"], 10)]);
     assert_eq!(
-        decide_creation(&request(&["d1"]), Uuid::new_v4(), now(), LIMIT, &known),
+        decide_creation(&request(&["d1"]), DeploymentId::new(), now(), LIMIT, &known),
         Err(DeploymentError::NoArtifact)
     );
 }
 
 #[test]
 fn an_identical_active_deployment_is_a_conflict_until_it_finishes() {
-    let first = Uuid::new_v4();
+    let first = DeploymentId::new();
     let mut history = vec![artifact("release-1", &["pi"], 10)];
     history.extend(
         decide_creation(
@@ -168,7 +167,7 @@ fn an_identical_active_deployment_is_a_conflict_until_it_finishes() {
     assert_eq!(
         decide_creation(
             &request(&["d1", "d2"]),
-            Uuid::new_v4(),
+            DeploymentId::new(),
             now(),
             LIMIT,
             &known
@@ -179,11 +178,11 @@ fn an_identical_active_deployment_is_a_conflict_until_it_finishes() {
         force_installation: Some(true),
         ..request(&["d1", "d2"])
     };
-    assert!(decide_creation(&forced, Uuid::new_v4(), now(), LIMIT, &known).is_ok());
+    assert!(decide_creation(&forced, DeploymentId::new(), now(), LIMIT, &known).is_ok());
     history.extend(decide_abort(first, &known).unwrap());
     assert!(decide_creation(
         &request(&["d1", "d2"]),
-        Uuid::new_v4(),
+        DeploymentId::new(),
         now(),
         LIMIT,
         &catalog(history)
@@ -214,7 +213,8 @@ fn phases_take_floor_percentages_and_the_last_the_remainder() {
         ]),
         ..request(&device_refs)
     };
-    let plan = created(decide_creation(&phased, Uuid::new_v4(), now(), LIMIT, &known).unwrap());
+    let plan =
+        created(decide_creation(&phased, DeploymentId::new(), now(), LIMIT, &known).unwrap());
     let sizes: Vec<u64> = plan.phases.iter().map(|phase| phase.max_devices).collect();
     assert_eq!(sizes, vec![1, 2, 7]);
     assert_eq!(plan.phases[0].start_ts, now());
@@ -285,7 +285,7 @@ fn bad_phases_are_refused() {
         ],
     ] {
         assert!(matches!(
-            decide_creation(&with(phases), Uuid::new_v4(), now(), LIMIT, &known),
+            decide_creation(&with(phases), DeploymentId::new(), now(), LIMIT, &known),
             Err(DeploymentError::Invalid(_))
         ));
     }
@@ -293,7 +293,7 @@ fn bad_phases_are_refused() {
 
 #[test]
 fn aborting_twice_or_an_unknown_deployment_is_refused() {
-    let id = Uuid::new_v4();
+    let id = DeploymentId::new();
     let mut history = vec![artifact("release-1", &["pi"], 10)];
     history.extend(
         decide_creation(
@@ -312,14 +312,14 @@ fn aborting_twice_or_an_unknown_deployment_is_refused() {
         Err(DeploymentError::Finished)
     );
     assert_eq!(
-        decide_abort(Uuid::new_v4(), &catalog(vec![])),
+        decide_abort(DeploymentId::new(), &catalog(vec![])),
         Err(DeploymentError::NotFound)
     );
 }
 
 #[test]
 fn a_phase_admits_no_more_devices_than_its_batch() {
-    let id = Uuid::new_v4();
+    let id = DeploymentId::new();
     let mut state = Admissions::default();
     for device in ["a", "b"] {
         for event in decide_admission(&state, id, device, 0, 2).unwrap() {
@@ -350,8 +350,8 @@ fn deploy(
     artifact_name: &str,
     devices: &[&str],
     at: chrono::DateTime<Utc>,
-) -> Uuid {
-    let id = Uuid::new_v4();
+) -> DeploymentId {
+    let id = DeploymentId::new();
     let request = NewDeployment {
         name: Some(name.into()),
         artifact_name: Some(artifact_name.into()),
@@ -549,7 +549,7 @@ fn status_reports_follow_the_entry() {
         device::decide_status(
             &state,
             "d1",
-            Uuid::new_v4(),
+            DeploymentId::new(),
             DeviceDeploymentStatus::Success,
             None,
             &known

@@ -10,9 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use events::deployment::{DeviceDeploymentStatus, LogMessage};
-use events::TenantId;
+use events::{DeploymentId, TenantId};
 use http_edge::auth::User;
-use uuid::Uuid;
 
 use super::super::paging::{Paging, MAX_PER_PAGE};
 use super::super::streamed;
@@ -59,8 +58,12 @@ pub fn statuses(
 }
 
 /// 400 for an id that is not a UUID, 404 for a deployment the tenant does not have.
-async fn known_deployment(state: &AppState, tenant: &TenantId, id: &str) -> Result<Uuid, ApiError> {
-    let id = parse_id(id)?;
+async fn known_deployment(
+    state: &AppState,
+    tenant: &TenantId,
+    id: &str,
+) -> Result<DeploymentId, ApiError> {
+    let id: DeploymentId = parse_id(id)?;
     match state.read_models.deployments().exists(tenant, id).await? {
         true => Ok(id),
         false => Err(ApiError::NotFound),

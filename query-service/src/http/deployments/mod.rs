@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use chrono::DateTime;
 use events::deployment::DeviceDeploymentStatus;
-use events::TenantId;
+use events::{DeploymentId, TenantId};
 use http_edge::auth::User;
 
 use super::paging::{Paging, MAX_PER_PAGE};
@@ -119,7 +119,7 @@ async fn list(
 
 /// One deployment of the caller's tenant; 400 for an id that is not a UUID, 404 if unknown.
 async fn find(state: &AppState, tenant: &TenantId, id: &str) -> Result<DeploymentView, ApiError> {
-    let id = parse_id(id)?;
+    let id: DeploymentId = parse_id(id)?;
     let store = state.read_models.deployments();
     let row = store.find(tenant, id).await?.ok_or(ApiError::NotFound)?;
     let mut views = deployment_views(&store, tenant, vec![row]).await?;
@@ -143,7 +143,7 @@ async fn statistics(
     Path(id): Path<String>,
     Query(as_of): Query<AsOf>,
 ) -> Result<Json<BTreeMap<&'static str, i64>>, ApiError> {
-    let id = parse_id(&id)?;
+    let id: DeploymentId = parse_id(&id)?;
     let past = state_at(&state, &user.tenant, &id.to_string(), &as_of).await?;
     let store = past.state.read_models.deployments();
     if !store.exists(&user.tenant, id).await? {

@@ -11,7 +11,9 @@ use events::deployment::{
     DeviceDeploymentLogSaved, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
     DeviceJoinedDeployment, LogMessage, Phase,
 };
-use events::{DomainEvent, EventMetadata, NewEvent, Position, StreamName, TenantId};
+use events::{
+    ArtifactId, DeploymentId, DomainEvent, EventMetadata, NewEvent, Position, StreamName, TenantId,
+};
 use query_service::read_models::ReadModels;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -61,19 +63,17 @@ impl Dice {
     }
 }
 
-fn stream(id: Uuid) -> StreamName {
-    StreamName::new(format!("deployment-{id}"))
-}
-
+/// Appends `event` to the stream `deployment-<id>`. The workload names streams loosely (an
+/// upload and a decommission go to such a stream too): projections read events, not streams.
 pub async fn append(
     log: &Arc<dyn EventLog>,
     tenant: &TenantId,
-    id: Uuid,
+    id: impl std::fmt::Display,
     event: DomainEvent,
 ) -> Position {
     log.append(AppendRequest {
         tenant: tenant.clone(),
-        stream: stream(id),
+        stream: StreamName::new(format!("deployment-{id}")),
         expected: ExpectedVersion::Any,
         events: vec![NewEvent::new(Uuid::new_v4(), &event, EventMetadata::now())],
     })
@@ -82,7 +82,7 @@ pub async fn append(
     .position
 }
 
-pub fn created(id: Uuid, name: &str, devices: usize) -> DomainEvent {
+pub fn created(id: DeploymentId, name: &str, devices: usize) -> DomainEvent {
     DomainEvent::DeploymentCreated(DeploymentCreated {
         deployment_id: id,
         name: name.to_owned(),
@@ -94,11 +94,11 @@ pub fn created(id: Uuid, name: &str, devices: usize) -> DomainEvent {
     })
 }
 
-pub fn joined(id: Uuid, device: &str, status: DeviceDeploymentStatus) -> DomainEvent {
+pub fn joined(id: DeploymentId, device: &str, status: DeviceDeploymentStatus) -> DomainEvent {
     DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
         deployment_id: id,
         device_id: device.to_owned(),
-        artifact_id: Some(Uuid::new_v4()),
+        artifact_id: Some(ArtifactId::new()),
         status,
         device_type: "raspberrypi4".to_owned(),
         installed_artifact_name: "old".to_owned(),
@@ -106,7 +106,7 @@ pub fn joined(id: Uuid, device: &str, status: DeviceDeploymentStatus) -> DomainE
     })
 }
 
-pub fn changed(id: Uuid, device: &str, status: DeviceDeploymentStatus) -> DomainEvent {
+pub fn changed(id: DeploymentId, device: &str, status: DeviceDeploymentStatus) -> DomainEvent {
     DomainEvent::DeviceDeploymentStatusChanged(DeviceDeploymentStatusChanged {
         deployment_id: id,
         device_id: device.to_owned(),
@@ -122,7 +122,7 @@ pub async fn workload(log: &Arc<dyn EventLog>, deployments: usize, seed: u64) ->
     let mut last = Position::START;
     for n in 0..deployments {
         let tenant = TenantId::new(if n % 3 == 0 { "globex" } else { "acme" });
-        let id = Uuid::new_v4();
+        let id = DeploymentId::new();
         let devices = 1 + dice.roll(6) as usize;
         last = append(
             log,
@@ -204,7 +204,7 @@ pub async fn caught_up(applied: &mut watch::Receiver<Position>, position: Positi
 /// decommissioning, reports and a join racing an abort, and a log with no entry.
 pub async fn fleet_workload(log: &Arc<dyn EventLog>) -> Position {
     let tenant = TenantId::new("acme");
-    let artifact = Uuid::new_v4();
+    let artifact = ArtifactId::new();
     append(
         log,
         &tenant,
@@ -214,7 +214,7 @@ pub async fn fleet_workload(log: &Arc<dyn EventLog>) -> Position {
     .await;
 
     // Phased, and every device finishes: the deployment finishes on the last success.
-    let phased = Uuid::new_v4();
+    let phased = DeploymentId::new();
     let mut create = created(phased, "fleet", 6);
     if let DomainEvent::DeploymentCreated(created) = &mut create {
         created.artifact_name = "fleet".into();
@@ -267,7 +267,7 @@ pub async fn fleet_workload(log: &Arc<dyn EventLog>) -> Position {
     }
 
     // Joins, a decommissioning and reports around an abort.
-    let aborted = Uuid::new_v4();
+    let aborted = DeploymentId::new();
     append(log, &tenant, aborted, created(aborted, "doomed", 4)).await;
     let mut join = joined(aborted, "device-0", DeviceDeploymentStatus::NoArtifact);
     if let DomainEvent::DeviceJoinedDeployment(joined) = &mut join {

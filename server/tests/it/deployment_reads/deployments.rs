@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::*;
 
 pub async fn deployment_shows_menders_fields(fixture: Fixture) {
-    let (first, later, other) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let (first, later, other) = (ArtifactId::new(), ArtifactId::new(), ArtifactId::new());
     fixture
         .record(
             &format!("artifact-{first}"),
@@ -19,7 +19,7 @@ pub async fn deployment_shows_menders_fields(fixture: Fixture) {
             vec![uploaded(other, "release-0", 7)],
         )
         .await;
-    let id = Uuid::new_v4();
+    let id = DeploymentId::new();
     let mut event = created(id, "spring", "release-1", &["d1", "d2"]);
     if let DomainEvent::DeploymentCreated(created) = &mut event {
         created.force_installation = true;
@@ -240,7 +240,7 @@ pub async fn decommissioned_devices_count_as_finished(fixture: Fixture) {
 }
 
 pub async fn phases_count_the_devices_admitted_to_them(fixture: Fixture) {
-    let id = Uuid::new_v4();
+    let id = DeploymentId::new();
     let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
     let start = Utc::now();
     let mut event = created(id, "phased", "release-1", &["d1", "d2", "d3"]);

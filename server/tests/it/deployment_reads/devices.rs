@@ -293,7 +293,7 @@ pub async fn another_tenant_sees_nothing(fixture: Fixture) {
     });
     on_device(&fixture, "d1", vec![joined(id, "d1", Pending), saved]).await;
     // The same device id in another tenant is another device.
-    let theirs = Uuid::new_v4();
+    let theirs = DeploymentId::new();
     fixture
         .record_for(
             "globex",

@@ -1,13 +1,17 @@
 //! `GET /deployments`: filters, order, paging.
 
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::*;
 
 /// A deployment created at `seconds` after the Unix epoch.
-async fn created_at_second(fixture: &Fixture, name: &str, artifact: &str, seconds: i64) -> Uuid {
-    let id = Uuid::new_v4();
+async fn created_at_second(
+    fixture: &Fixture,
+    name: &str,
+    artifact: &str,
+    seconds: i64,
+) -> DeploymentId {
+    let id = DeploymentId::new();
     let at = DateTime::<Utc>::from_timestamp(seconds, 0).unwrap();
     fixture
         .record(

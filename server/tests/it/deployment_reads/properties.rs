@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use events::deployment::DeviceDeploymentStatus;
 use proptest::prelude::*;
-use uuid::Uuid;
 
 use super::*;
 
@@ -105,12 +104,16 @@ fn sequences() -> impl Strategy<Value = Vec<Step>> {
 
 /// Appends a sequence over three new deployments sharing five new devices (named after
 /// `case`); returns what each deployment must show.
-async fn append_sequence(fixture: &Fixture, case: usize, steps: &[Step]) -> Vec<(Uuid, Expected)> {
+async fn append_sequence(
+    fixture: &Fixture,
+    case: usize,
+    steps: &[Step],
+) -> Vec<(DeploymentId, Expected)> {
     let names: Vec<String> = (0..DEVICES).map(|n| format!("case{case}-dev{n}")).collect();
     let devices: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut deployments: Vec<(Uuid, Expected)> = Vec::new();
+    let mut deployments: Vec<(DeploymentId, Expected)> = Vec::new();
     for n in 0..3 {
-        let id = Uuid::new_v4();
+        let id = DeploymentId::new();
         fixture
             .append(
                 "acme",
@@ -183,7 +186,7 @@ async fn append_sequence(fixture: &Fixture, case: usize, steps: &[Step]) -> Vec<
 }
 
 /// What the read side shows for each deployment equals what the rules say.
-async fn check_shown(fixture: &Fixture, deployments: &mut [(Uuid, Expected)]) {
+async fn check_shown(fixture: &Fixture, deployments: &mut [(DeploymentId, Expected)]) {
     for (id, expected) in deployments {
         let shown = statistics(fixture, *id).await;
         assert_eq!(shown, expected.counts(), "statistics of {id}");
