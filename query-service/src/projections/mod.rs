@@ -12,8 +12,6 @@ pub use deployments::DeploymentsProjection;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, SecondsFormat, Utc};
-
 use crate::projector::Projection;
 
 /// Every projection the read models are built from.
@@ -24,7 +22,4 @@ pub fn all() -> [Arc<dyn Projection>; 2] {
     ]
 }
 
-/// Times in read models: RFC 3339 UTC with microseconds, so text order is time order.
-pub fn stored_time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
-}
+pub(crate) use crate::read_models::sql::stored_time;

@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use events::{DeploymentId, TenantId};
 use sqlx::AnyPool;
 
+use super::sql::stored_time;
 use super::sql::{contains_pattern, placeholders, Conditions};
 use super::Window;
-use crate::projections::stored_time;
 
 /// A deployment's own row; its statistics, phases and artifacts are rows of their own.
 #[derive(Debug, Clone, sqlx::FromRow)]

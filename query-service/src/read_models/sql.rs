@@ -1,6 +1,11 @@
 //! SQL text the read-model stores and projections share: numbered placeholders, conditions
 //! with the values they bind, and `LIKE` patterns.
 
+/// Times in read models: RFC 3339 UTC with microseconds, so text order is time order.
+pub fn stored_time(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// `$first, $first+1, …` for `count` bound values.
 pub(crate) fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
