@@ -9,6 +9,7 @@ pub mod memory;
 mod migrate;
 mod plan;
 pub mod postgres;
+mod reads;
 pub mod sqlite;
 mod subscription;
 

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selection};
 use crate::migrate::{Migration, MigrationSet};
 use crate::plan::{self, LogFacts};
+use crate::reads::{Reads, COLUMNS};
 use events::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
 
 pub const MIGRATIONS: MigrationSet = MigrationSet {
@@ -241,9 +242,6 @@ async fn insert(
     Ok(())
 }
 
-const COLUMNS: &str = "position, event_id, tenant, stream, stream_version, event_type, \
-                       schema_version, occurred_at, correlation_id, causation_id, actor, payload";
-
 fn recorded(row: PgRow) -> Result<RecordedEvent, LogError> {
     let position: i64 = row.try_get("position")?;
     let stream_version: i64 = row.try_get("stream_version")?;
@@ -300,6 +298,16 @@ async fn listen(pool: PgPool, head: watch::Sender<Position>, readers: watch::Sen
     }
 }
 
+impl PostgresEventLog {
+    /// The reads both SQL engines share, on this engine's pool.
+    fn reads(&self) -> Reads<'_, sqlx::Postgres> {
+        Reads {
+            pool: &self.pool,
+            decode: recorded,
+        }
+    }
+}
+
 #[async_trait]
 impl EventLog for PostgresEventLog {
     async fn append_many(
@@ -330,19 +338,7 @@ impl EventLog for PostgresEventLog {
         stream: &StreamName,
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events
-             WHERE tenant = $1 AND stream = $2 AND stream_version > $3
-             ORDER BY stream_version"
-        ))
-        .bind(tenant.as_str())
-        .bind(stream.as_str())
-        .bind(after_version as i64)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(recorded)
-        .collect()
+        self.reads().stream(tenant, stream, after_version).await
     }
 
     async fn stream_version(
@@ -350,14 +346,7 @@ impl EventLog for PostgresEventLog {
         tenant: &TenantId,
         stream: &StreamName,
     ) -> Result<u64, LogError> {
-        let version: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE tenant = $1 AND stream = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(stream.as_str())
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(version as u64)
+        self.reads().stream_version(tenant, stream).await
     }
 
     async fn read_tenant(
@@ -366,18 +355,7 @@ impl EventLog for PostgresEventLog {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE tenant = $1 AND position > $2
-             ORDER BY position LIMIT $3"
-        ))
-        .bind(tenant.as_str())
-        .bind(after.0 as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(recorded)
-        .collect()
+        self.reads().tenant(tenant, after, limit).await
     }
 
     async fn read_tenant_selected(
@@ -411,16 +389,7 @@ impl EventLog for PostgresEventLog {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
-        ))
-        .bind(after.0 as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(recorded)
-        .collect()
+        self.reads().all(after, limit).await
     }
 
     async fn publish_applied(&self, reader: &str, position: Position) -> Result<(), LogError> {
@@ -445,10 +414,7 @@ impl EventLog for PostgresEventLog {
     }
 
     async fn applied_by_readers(&self) -> Result<Option<Position>, LogError> {
-        let lowest: Option<i64> = sqlx::query_scalar("SELECT MIN(position) FROM reader_positions")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(lowest.map(|position| Position(position as u64)))
+        self.reads().applied_by_readers().await
     }
 
     fn applied_changes(&self) -> watch::Receiver<u64> {
@@ -456,10 +422,7 @@ impl EventLog for PostgresEventLog {
     }
 
     async fn head(&self) -> Result<Position, LogError> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(Position(head as u64))
+        self.reads().head().await
     }
 
     fn head_changes(&self) -> watch::Receiver<Position> {

@@ -22,6 +22,7 @@ use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selec
 use crate::migrate::{Migration, MigrationSet};
 use crate::plan::{self, LogFacts};
 use crate::postgres::advance;
+use crate::reads::{Reads, COLUMNS};
 use events::{EventMetadata, Position, RecordedEvent, StreamName, TenantId};
 
 pub const MIGRATIONS: MigrationSet = MigrationSet {
@@ -218,9 +219,6 @@ impl SqliteEventLog {
     }
 }
 
-const COLUMNS: &str = "position, event_id, tenant, stream, stream_version, event_type, \
-                       schema_version, occurred_at, correlation_id, causation_id, actor, payload";
-
 fn recorded(row: SqliteRow) -> Result<RecordedEvent, LogError> {
     let corrupt = |what: &str, detail: String| LogError::Corrupt(format!("{what}: {detail}"));
     let position: i64 = row.try_get("position")?;
@@ -247,6 +245,16 @@ fn recorded(row: SqliteRow) -> Result<RecordedEvent, LogError> {
         },
         payload: serde_json::from_str(&payload).map_err(|e| corrupt("payload", e.to_string()))?,
     })
+}
+
+impl SqliteEventLog {
+    /// The reads both SQL engines share, on this engine's read pool.
+    fn reads(&self) -> Reads<'_, sqlx::Sqlite> {
+        Reads {
+            pool: &self.readers,
+            decode: recorded,
+        }
+    }
 }
 
 #[async_trait]
@@ -279,19 +287,7 @@ impl EventLog for SqliteEventLog {
         stream: &StreamName,
         after_version: u64,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events
-             WHERE tenant = $1 AND stream = $2 AND stream_version > $3
-             ORDER BY stream_version"
-        ))
-        .bind(tenant.as_str())
-        .bind(stream.as_str())
-        .bind(after_version as i64)
-        .fetch_all(&self.readers)
-        .await?
-        .into_iter()
-        .map(recorded)
-        .collect()
+        self.reads().stream(tenant, stream, after_version).await
     }
 
     async fn stream_version(
@@ -299,14 +295,7 @@ impl EventLog for SqliteEventLog {
         tenant: &TenantId,
         stream: &StreamName,
     ) -> Result<u64, LogError> {
-        let version: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE tenant = $1 AND stream = $2",
-        )
-        .bind(tenant.as_str())
-        .bind(stream.as_str())
-        .fetch_one(&self.readers)
-        .await?;
-        Ok(version as u64)
+        self.reads().stream_version(tenant, stream).await
     }
 
     async fn read_tenant(
@@ -315,18 +304,7 @@ impl EventLog for SqliteEventLog {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE tenant = $1 AND position > $2
-             ORDER BY position LIMIT $3"
-        ))
-        .bind(tenant.as_str())
-        .bind(after.0 as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.readers)
-        .await?
-        .into_iter()
-        .map(recorded)
-        .collect()
+        self.reads().tenant(tenant, after, limit).await
     }
 
     async fn read_tenant_selected(
@@ -363,16 +341,7 @@ impl EventLog for SqliteEventLog {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2"
-        ))
-        .bind(after.0 as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.readers)
-        .await?
-        .into_iter()
-        .map(recorded)
-        .collect()
+        self.reads().all(after, limit).await
     }
 
     async fn publish_applied(&self, reader: &str, position: Position) -> Result<(), LogError> {
@@ -391,10 +360,7 @@ impl EventLog for SqliteEventLog {
     }
 
     async fn applied_by_readers(&self) -> Result<Option<Position>, LogError> {
-        let lowest: Option<i64> = sqlx::query_scalar("SELECT MIN(position) FROM reader_positions")
-            .fetch_one(&self.readers)
-            .await?;
-        Ok(lowest.map(|position| Position(position as u64)))
+        self.reads().applied_by_readers().await
     }
 
     fn applied_changes(&self) -> watch::Receiver<u64> {
@@ -402,10 +368,7 @@ impl EventLog for SqliteEventLog {
     }
 
     async fn head(&self) -> Result<Position, LogError> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&self.readers)
-            .await?;
-        Ok(Position(head as u64))
+        self.reads().head().await
     }
 
     fn head_changes(&self) -> watch::Receiver<Position> {
