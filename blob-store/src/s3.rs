@@ -14,6 +14,7 @@ use aws_sdk_s3::types::{
     BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration,
 };
 use aws_sdk_s3::Client;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -50,6 +51,14 @@ fn check_key(key: &str) -> Result<(), BlobError> {
     } else {
         Err(BlobError::Storage(format!("invalid storage key {key}")))
     }
+}
+
+/// The HTTP(S) client of every S3 request: rustls on ring, which the JWT code builds anyway
+/// (aws-sdk-s3's default client would compile aws-lc, a large C build, for the same job).
+pub fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 fn credentials(settings: &S3Settings) -> Result<Credentials, BlobError> {
@@ -99,6 +108,7 @@ impl S3Store {
         };
         let mut config = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
+            .http_client(https_client())
             .region(Region::new(settings.region.clone()))
             .credentials_provider(credentials(settings)?)
             .force_path_style(settings.force_path_style)

@@ -52,6 +52,7 @@ async fn fresh_store() -> (S3Store, aws_sdk_s3::Client, String) {
 fn client(settings: &S3Settings) -> aws_sdk_s3::Client {
     let config = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .http_client(blob_store::s3::https_client())
         .region(Region::new(settings.region.clone()))
         .endpoint_url(settings.endpoint.clone().unwrap())
         .force_path_style(true)
