@@ -45,6 +45,20 @@ impl QueryService {
         let read_models = ReadModels::connect(&settings.read_models_url, settings.max_connections)
             .await
             .context("opening the read models")?;
+        // Every projection says how far its reads go before the service serves anything, so
+        // that a command never waits on the projections that happened to start first: the
+        // log's readers are the lowest of the published positions, and one not yet published
+        // would not count.
+        for projection in projections::all() {
+            let name = projection.name();
+            let checkpoint = read_models
+                .checkpoint(name)
+                .await
+                .with_context(|| format!("reading the {name} projection's checkpoint"))?;
+            log.publish_applied(name, checkpoint)
+                .await
+                .with_context(|| format!("publishing how far the {name} projection is"))?;
+        }
         let projectors = projections::all()
             .into_iter()
             .map(|projection| {
