@@ -16,6 +16,13 @@ pub enum ApiError {
     BadRequest(String),
     #[error("Resource not found")]
     NotFound,
+    /// 404 with the resource's own wording (deviceauth's `device not found`).
+    #[error("{0}")]
+    NotFoundBecause(String),
+    /// 401: a device whose token no longer stands (its auth set was rejected or reset), or an
+    /// auth request refused.
+    #[error("{0}")]
+    Unauthorized(String),
     /// A conflict, with the resource it conflicts with when there is one.
     #[error("{message}")]
     Conflict {
@@ -142,6 +149,20 @@ impl From<crate::domain::device::DeviceError> for ApiError {
     }
 }
 
+impl From<crate::domain::admission::AdmissionError> for ApiError {
+    fn from(error: crate::domain::admission::AdmissionError) -> Self {
+        use crate::domain::admission::AdmissionError;
+        match error {
+            AdmissionError::DeviceNotFound | AdmissionError::SetNotFound => {
+                Self::NotFoundBecause(error.to_string())
+            }
+            AdmissionError::SetOfAnotherDevice | AdmissionError::Transition => {
+                Self::BadRequest(error.to_string())
+            }
+        }
+    }
+}
+
 impl From<UploadError> for ApiError {
     fn from(error: UploadError) -> Self {
         let message = error.to_string();
@@ -164,6 +185,8 @@ impl IntoResponse for ApiError {
         match self {
             Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, message),
             Self::NotFound => error_response(StatusCode::NOT_FOUND, "Resource not found"),
+            Self::NotFoundBecause(message) => error_response(StatusCode::NOT_FOUND, message),
+            Self::Unauthorized(message) => error_response(StatusCode::UNAUTHORIZED, message),
             Self::Conflict {
                 message,
                 with: None,

@@ -6,6 +6,7 @@
 //! stored version pinned by a golden fixture. It does no I/O: the log itself, its storage
 //! engines and subscriptions are the `event-log` crate's.
 
+pub mod admission;
 pub mod artifact;
 pub mod deployment;
 mod envelope;

@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::admission::{AuthSetAdded, AuthSetStatusChanged, DeviceTokenIssued};
 use crate::artifact::{ArtifactDeleted, ArtifactDescriptionChanged, ArtifactUploaded};
 use crate::deployment::{
     DeploymentAborted, DeploymentCreated, DeviceAdmittedToPhase, DeviceDecommissioned,
@@ -42,6 +43,9 @@ pub enum DomainEvent {
     DeviceDeploymentLogSaved(DeviceDeploymentLogSaved),
     DeviceAdmittedToPhase(DeviceAdmittedToPhase),
     DeviceDecommissioned(DeviceDecommissioned),
+    AuthSetAdded(AuthSetAdded),
+    AuthSetStatusChanged(AuthSetStatusChanged),
+    DeviceTokenIssued(DeviceTokenIssued),
 }
 
 /// Each event type with the schema versions that may be stored, oldest first; the last is
@@ -57,6 +61,9 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("DeviceDeploymentLogSaved", &[1]),
     ("DeviceAdmittedToPhase", &[1]),
     ("DeviceDecommissioned", &[1]),
+    ("AuthSetAdded", &[1]),
+    ("AuthSetStatusChanged", &[1]),
+    ("DeviceTokenIssued", &[1]),
 ];
 
 impl DomainEvent {
@@ -73,6 +80,9 @@ impl DomainEvent {
             Self::DeviceDeploymentLogSaved(_) => "DeviceDeploymentLogSaved",
             Self::DeviceAdmittedToPhase(_) => "DeviceAdmittedToPhase",
             Self::DeviceDecommissioned(_) => "DeviceDecommissioned",
+            Self::AuthSetAdded(_) => "AuthSetAdded",
+            Self::AuthSetStatusChanged(_) => "AuthSetStatusChanged",
+            Self::DeviceTokenIssued(_) => "DeviceTokenIssued",
         }
     }
 
@@ -93,6 +103,9 @@ impl DomainEvent {
             Self::DeviceDeploymentLogSaved(event) => serde_json::to_value(event),
             Self::DeviceAdmittedToPhase(event) => serde_json::to_value(event),
             Self::DeviceDecommissioned(event) => serde_json::to_value(event),
+            Self::AuthSetAdded(event) => serde_json::to_value(event),
+            Self::AuthSetStatusChanged(event) => serde_json::to_value(event),
+            Self::DeviceTokenIssued(event) => serde_json::to_value(event),
         };
         // Plain structs with string keys always serialize.
         value.expect("domain events serialize to JSON")
@@ -128,6 +141,9 @@ impl DomainEvent {
             "DeviceDeploymentLogSaved" => Self::DeviceDeploymentLogSaved(parsed.parse()?),
             "DeviceAdmittedToPhase" => Self::DeviceAdmittedToPhase(parsed.parse()?),
             "DeviceDecommissioned" => Self::DeviceDecommissioned(parsed.parse()?),
+            "AuthSetAdded" => Self::AuthSetAdded(parsed.parse()?),
+            "AuthSetStatusChanged" => Self::AuthSetStatusChanged(parsed.parse()?),
+            "DeviceTokenIssued" => Self::DeviceTokenIssued(parsed.parse()?),
             other => return Err(SchemaError::UnknownType(other.to_owned())),
         })
     }

@@ -12,6 +12,9 @@ pub enum ApiError {
     BadRequest(String),
     #[error("Resource not found")]
     NotFound,
+    /// 404 with the resource's own wording (deviceauth's `device not found`).
+    #[error("{0}")]
+    NotFoundBecause(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -63,6 +66,7 @@ impl IntoResponse for ApiError {
         match self {
             Self::BadRequest(message) => error_response(StatusCode::BAD_REQUEST, message),
             Self::NotFound => error_response(StatusCode::NOT_FOUND, "Resource not found"),
+            Self::NotFoundBecause(message) => error_response(StatusCode::NOT_FOUND, message),
             Self::Forbidden(message) => error_response(StatusCode::FORBIDDEN, message),
             Self::Unavailable(message) => error_response(StatusCode::SERVICE_UNAVAILABLE, message),
             Self::Internal(error) => {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shellcheck disable=SC2016,SC2015 # code in single quotes runs later (eval, modules); A && B || fail is meant
 # The real mender-cli (Debian's package, 1.9) against this server: artifacts upload, list and
-# delete, refused uploads, and `login` when the server answers the useradm login route.
+# delete, refused uploads, `devices list` with a device that admitted itself, and `login` when
+# the server answers the useradm login route.
 #
 #   scripts/clients/mender-cli.sh [SERVER_BINARY]      # starts an embedded server (default
 #                                                      # target/debug/deployments)
@@ -139,6 +140,39 @@ pass "mender-cli no longer lists the deleted artifact"
 if cli_user artifacts delete "$ID"; then fail "deleting the deleted artifact again succeeded"; fi
 grep -q 'status 404' "$WORK/cli.out" || fail "the second delete failed without status 404"
 pass "deleting it again fails (404)"
+
+# --- devices list ----------------------------------------------------------------------------
+# A device admits itself as mender-client would (an Ed25519 key, the request signed with it),
+# then `mender-cli devices list` must show it. A stack that does not admit devices itself (the
+# split services, whose tests put a stand-in deviceauth in front) still serves the list.
+need openssl openssl
+AUTH_REQUESTS=/api/devices/v1/authentication/auth_requests
+openssl genpkey -algorithm ED25519 -out "$WORK/device.key" 2>/dev/null
+openssl pkey -in "$WORK/device.key" -pubout -out "$WORK/device.pub" 2>/dev/null
+MAC=$(printf '02:00:%02x:%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)) $((RANDOM % 256)))
+jq -cn --arg id "$(jq -cn --arg mac "$MAC" '{mac: $mac}')" --rawfile key "$WORK/device.pub" \
+  '{id_data: $id, pubkey: $key, tenant_token: ""}' | tr -d '\n' >"$WORK/auth.json"
+openssl pkeyutl -sign -rawin -inkey "$WORK/device.key" -in "$WORK/auth.json" -out "$WORK/auth.sig"
+status=$(curl -sS -o "$WORK/body" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+  -H "X-MEN-Signature: $(base64 -w0 "$WORK/auth.sig")" --data-binary @"$WORK/auth.json" \
+  "$BASE_URL$AUTH_REQUESTS")
+if [ "$status" = 404 ] || [ "$status" = 405 ]; then
+  check "mender-cli devices list (the stack admits no devices itself)" cli_user devices list
+  SKIPPED=$((SKIPPED + 1))
+  log "skipped: a device in mender-cli devices list (POST $AUTH_REQUESTS answers $status)"
+else
+  expect_status "a device admits itself" 200 "$status"
+  DEVICE=$(jwt_claims "$(body)" | jq -r .sub)
+  listed() {
+    cli_user devices list --detail 1 &&
+      awk -v id="ID: $DEVICE" '$0 == id {on = 1} on {print} on && /^-----/ {exit}' "$WORK/cli.out" >"$WORK/block" &&
+      grep -qx "ID: $DEVICE" "$WORK/block"
+  }
+  wait_for 10 "mender-cli devices list shows the device ($DEVICE)" listed
+  grep -qx 'Status: accepted' "$WORK/block" || fail "mender-cli shows the device not accepted: $(cat "$WORK/block")"
+  grep -q "$MAC" "$WORK/block" || fail "mender-cli --detail 1 lacks the device's MAC address: $(cat "$WORK/block")"
+  pass "mender-cli shows it accepted, with its MAC address"
+fi
 
 # --- login -----------------------------------------------------------------------------------
 LOGIN=/api/management/v1/useradm/auth/login

@@ -37,12 +37,6 @@ impl Server {
             .await
             .context("opening artifact storage")?;
         let store = storage.store.clone();
-        let standalone = standalone::routes(
-            &settings.standalone,
-            &settings.auth,
-            &settings.data_dir,
-            verifier.clone(),
-        )?;
         let mut query = QueryService::new(
             &settings.query_settings(),
             log.clone(),
@@ -59,9 +53,16 @@ impl Server {
         let command = CommandService::new(
             &settings.command_settings(),
             log,
-            verifier,
+            verifier.clone(),
             store,
             read_side,
+        )?;
+        let standalone = standalone::routes(
+            &settings.standalone,
+            &settings.auth,
+            &settings.data_dir,
+            verifier,
+            command.state.pipeline.clone(),
         )?;
         let mut background = query.spawn_projectors();
         background.extend(command.background);

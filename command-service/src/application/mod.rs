@@ -11,6 +11,7 @@
 //! rule that spans streams can be broken by a race. Loading goes through one place
 //! ([`Session::load`]), where a cache of folded streams can sit without any caller knowing.
 
+pub mod admission;
 pub mod artifacts;
 pub mod deployments;
 pub mod devices;

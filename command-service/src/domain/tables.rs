@@ -8,8 +8,11 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use events::admission::AuthSetStatus;
 use events::deployment::Phase;
 use events::{ArtifactId, DeploymentId, DomainEvent};
+
+use uuid::Uuid;
 
 use super::artifacts::DeploymentUse;
 
@@ -53,6 +56,10 @@ pub struct TenantCatalog {
     /// Per device, the deployments it has an entry in that is not final yet.
     unfinished: HashMap<String, HashSet<DeploymentId>>,
     artifacts: HashMap<ArtifactId, ArtifactChoice>,
+    /// Devices with an admission record, with the status of each of their auth sets.
+    admission: HashMap<String, HashMap<Uuid, AuthSetStatus>>,
+    /// Which device each auth set belongs to.
+    auth_set_owners: HashMap<Uuid, String>,
 }
 
 impl TenantCatalog {
@@ -79,6 +86,23 @@ impl TenantCatalog {
         }) || self.targeting(device).any(|deployment| {
             !deployment.finished() && !deployment.finished_devices.contains(device)
         })
+    }
+
+    /// Whether the device's token must be refused: it has an admission record and none of
+    /// its auth sets is accepted (rejected, reset to pending or dismissed since the token was
+    /// issued). Devices admitted before admission was recorded have no record and keep
+    /// their tokens.
+    pub fn token_refused(&self, device: &str) -> bool {
+        self.admission.get(device).is_some_and(|sets| {
+            !sets
+                .values()
+                .any(|status| *status == AuthSetStatus::Accepted)
+        })
+    }
+
+    /// The device an auth set belongs to.
+    pub fn auth_set_owner(&self, set: Uuid) -> Option<&str> {
+        self.auth_set_owners.get(&set).map(String::as_str)
     }
 
     /// The smallest artifact of `name` that `device_type` can install.
@@ -175,6 +199,19 @@ impl TenantCatalog {
             }
             DomainEvent::ArtifactDeleted(deleted) => {
                 self.artifacts.remove(&deleted.artifact_id);
+            }
+            DomainEvent::AuthSetAdded(added) => {
+                self.auth_set_owners
+                    .insert(added.auth_set_id, added.device_id.clone());
+                self.admission
+                    .entry(added.device_id)
+                    .or_default()
+                    .insert(added.auth_set_id, added.status);
+            }
+            DomainEvent::AuthSetStatusChanged(changed) => {
+                if let Some(sets) = self.admission.get_mut(&changed.device_id) {
+                    sets.insert(changed.auth_set_id, changed.status);
+                }
             }
             _ => {}
         }

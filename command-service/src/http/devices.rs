@@ -36,12 +36,26 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{BASE}/{{id}}/log"), put(save_log))
 }
 
-fn device_caller(device: &http_edge::auth::Identity, request_id: &RequestId) -> Caller {
-    Caller {
+/// The device as the caller of a command, once its token still stands: a token outlives
+/// its auth set's rejection (or reset to pending) only until the device's next request. The
+/// check is a lookup in the catalog, so the `next` poll costs no I/O more for it.
+fn device_caller(
+    state: &AppState,
+    device: &http_edge::auth::Identity,
+    request_id: &RequestId,
+) -> Result<Caller, ApiError> {
+    if state.catalog.with_tenant(&device.tenant, |catalog| {
+        catalog.token_refused(&device.subject)
+    }) {
+        return Err(ApiError::Unauthorized(
+            "the device is not accepted: its token no longer stands".into(),
+        ));
+    }
+    Ok(Caller {
         tenant: device.tenant.clone(),
         actor: format!("device:{}", device.subject),
         request_id: request_id.0.clone(),
-    }
+    })
 }
 
 /// What the device says it runs; the POST body may carry more (provides), which we keep out.
@@ -86,13 +100,13 @@ async fn next(
     request_id: RequestId,
     running: Running,
 ) -> Result<Response, ApiError> {
+    let caller = device_caller(&state, &device, &request_id)?;
     let asked = Asked {
         device: device.subject.clone(),
         artifact_name: required(running.artifact_name, "artifact_name")?,
         device_type: required(running.device_type, "device_type")?,
         now: Utc::now(),
     };
-    let caller = device_caller(&device, &request_id);
     // The hot path: most devices have nothing to do, which the catalog knows without I/O.
     if !state.catalog.with_tenant(&caller.tenant, |catalog| {
         catalog.may_have_work(&asked.device)
@@ -172,6 +186,7 @@ async fn report_status(
     Path(id): Path<String>,
     JsonBody(report): JsonBody<StatusReport>,
 ) -> Result<Response, ApiError> {
+    let caller = device_caller(&state, &device, &request_id)?;
     let deployment: DeploymentId = parse_id(&id)?;
     let status = DeviceDeploymentStatus::parse(&report.status)
         .filter(|status| device::reportable(*status))
@@ -190,7 +205,6 @@ async fn report_status(
             "substate: longer than {MAX_SUBSTATE} characters"
         )));
     }
-    let caller = device_caller(&device, &request_id);
     let outcome = devices::report_status(
         &state.pipeline,
         &caller,
@@ -217,11 +231,11 @@ async fn save_log(
     Path(id): Path<String>,
     JsonBody(log): JsonBody<DeploymentLog>,
 ) -> Result<Response, ApiError> {
+    let caller = device_caller(&state, &device, &request_id)?;
     let deployment: DeploymentId = parse_id(&id)?;
     if log.messages.is_empty() {
         return Err(ApiError::BadRequest("messages: cannot be empty".into()));
     }
-    let caller = device_caller(&device, &request_id);
     let outcome = devices::save_log(
         &state.pipeline,
         &caller,

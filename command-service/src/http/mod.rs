@@ -2,6 +2,7 @@
 
 mod artifacts;
 mod deployments;
+mod devauth;
 mod devices;
 mod internal;
 
@@ -81,6 +82,7 @@ pub fn routes(state: AppState) -> Router {
         .merge(artifacts::router())
         .merge(deployments::router(state.max_deployment_devices))
         .merge(devices::router())
+        .merge(devauth::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             after_loading,

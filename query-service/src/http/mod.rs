@@ -4,6 +4,7 @@ mod artifacts;
 mod audit;
 mod consistency;
 mod deployments;
+mod devauth;
 mod internal;
 mod paging;
 mod streamed;
@@ -49,6 +50,7 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .merge(artifacts::router())
         .merge(deployments::router())
+        .merge(devauth::router())
         .merge(audit::router())
         .merge(internal::router())
         .layer(axum::middleware::from_fn_with_state(

@@ -78,7 +78,11 @@ async fn apply_one(tx: &mut Tx, tenant: &str, at: &str, event: DomainEvent) -> a
         | DomainEvent::DeviceJoinedDeployment(_)
         | DomainEvent::DeviceDeploymentStatusChanged(_)
         | DomainEvent::DeviceAdmittedToPhase(_)
-        | DomainEvent::DeviceDeploymentLogSaved(_) => Ok(()),
+        | DomainEvent::DeviceDeploymentLogSaved(_)
+        // Admission is the devices projection's.
+        | DomainEvent::AuthSetAdded(_)
+        | DomainEvent::AuthSetStatusChanged(_)
+        | DomainEvent::DeviceTokenIssued(_) => Ok(()),
     }
 }
 

@@ -5,20 +5,23 @@ mod artifacts;
 mod deployment_status;
 mod deployments;
 mod device_deployments;
+mod devices;
 mod statements;
 
 pub use artifacts::ArtifactsProjection;
 pub use deployments::DeploymentsProjection;
+pub use devices::DevicesProjection;
 
 use std::sync::Arc;
 
 use crate::projector::Projection;
 
 /// Every projection the read models are built from.
-pub fn all() -> [Arc<dyn Projection>; 2] {
+pub fn all() -> [Arc<dyn Projection>; 3] {
     [
         Arc::new(DeploymentsProjection),
         Arc::new(ArtifactsProjection),
+        Arc::new(DevicesProjection),
     ]
 }
 

@@ -7,6 +7,7 @@
 pub mod artifacts;
 pub mod checkpoints;
 pub mod deployments;
+pub mod devices;
 pub mod entries;
 pub mod past;
 pub(crate) mod sql;
@@ -24,6 +25,7 @@ use tokio::sync::watch;
 
 use self::artifacts::Artifacts;
 use self::deployments::Deployments;
+use self::devices::Devices;
 use self::entries::Entries;
 
 /// The rows of a list one page answers: `limit` of them, after skipping `offset`.
@@ -67,6 +69,11 @@ const MIGRATIONS: MigrationSet = MigrationSet {
             version: 6,
             name: "device list order",
             sql: include_str!("../../../migrations/read-models/0006_device_list_order.sql"),
+        },
+        Migration {
+            version: 7,
+            name: "devices",
+            sql: include_str!("../../../migrations/read-models/0007_devices.sql"),
         },
     ],
 };
@@ -196,6 +203,11 @@ impl ReadModels {
     /// The deployments of the generation reads use now.
     pub fn deployments(&self) -> Deployments {
         Deployments::new(self.pool())
+    }
+
+    /// The devices (admission) of the generation reads use now.
+    pub fn devices(&self) -> Devices {
+        Devices::new(self.pool())
     }
 
     /// The device entries of the generation reads use now.

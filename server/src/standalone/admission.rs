@@ -1,23 +1,27 @@
 //! `POST /api/devices/v1/authentication/auth_requests`: a device proves it holds the key it
 //! presents and, when admitted, gets a device token.
 //!
-//! A device's id is derived from its identity, so the same device gets the same id on every
-//! request and after every restart; that is why admitted devices need not be stored anywhere.
-
-use std::collections::HashSet;
-use std::sync::Mutex;
+//! The request is checked here (its body, its key, its signature); what it changes (a new
+//! auth set, an acceptance by policy, a check-in) is decided and recorded by the command
+//! service's admission commands, on the device's admission stream. A device's id is the
+//! UUID v5 of its identity, so the same device has the same id on every request, after
+//! every restart, and as it had before admission was recorded.
 
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::Router;
 use base64::Engine;
+use command_service::application::{admission, Caller};
+use command_service::domain::admission::{AuthAnswer, AuthRequest as Admission};
+use events::admission::{canonical_identity, device_id};
 use http_edge::auth::TokenKind;
-use http_edge::error_response;
 use http_edge::serve::ClientAddress;
+use http_edge::{error_response, RequestId};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -27,9 +31,6 @@ use super::throttle::address_key;
 use super::{too_many_attempts, StandaloneSettings, StandaloneState};
 
 const SIGNATURE_HEADER: &str = "x-men-signature";
-
-/// Namespace of device ids: changing it would give every device a new id.
-const DEVICE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x8c1e_54a2_3f0b_4d7e_9a61_2b5c_d0e4_f713);
 
 pub(super) fn router() -> Router<StandaloneState> {
     // axum's own limit, answered in time for a client still sending its body.
@@ -49,13 +50,12 @@ struct AuthRequest {
     pubkey: String,
 }
 
-/// Who may have a token besides everyone, when `auto_accept` is on.
+/// Who is admitted without an operator: everyone when `auto_accept` is on, else the
+/// identities and keys preauthorized in the configuration.
 pub(super) struct AdmissionPolicy {
     auto_accept: bool,
-    identities: Vec<Value>,
+    identities: Vec<Map<String, Value>>,
     keys: Vec<DeviceKey>,
-    /// Devices admitted since start, so each is logged once.
-    admitted: Mutex<HashSet<Uuid>>,
 }
 
 impl AdmissionPolicy {
@@ -83,63 +83,28 @@ impl AdmissionPolicy {
             auto_accept: settings.auto_accept,
             identities,
             keys,
-            admitted: Mutex::new(HashSet::new()),
         })
     }
 
-    fn admits(&self, identity: &Value, key: &DeviceKey) -> bool {
+    fn admits(&self, identity: &Map<String, Value>, key: &DeviceKey) -> bool {
         // serde_json compares objects by their entries, not their order.
         self.auto_accept || self.identities.contains(identity) || self.keys.contains(key)
-    }
-
-    /// True the first time since start that `device` is admitted.
-    fn first_admission(&self, device: Uuid) -> bool {
-        self.admitted
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(device)
     }
 }
 
 /// `id_data`: a JSON object, as deviceauth requires.
-fn identity(text: &str) -> Result<Value, String> {
+fn identity(text: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str(text) {
-        Ok(Value::Object(fields)) => Ok(Value::Object(fields)),
+        Ok(Value::Object(fields)) => Ok(fields),
         Ok(_) => Err("not a JSON object".to_owned()),
         Err(error) => Err(error.to_string()),
     }
 }
 
-/// `value` with every object's keys sorted, whatever order the map type keeps.
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(fields) => {
-            let mut sorted: Vec<_> = fields.iter().collect();
-            sorted.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                sorted
-                    .into_iter()
-                    .map(|(name, value)| (name.clone(), canonical(value)))
-                    .collect::<Map<_, _>>(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
-}
-
-/// The device id of an identity: the same identity, however its keys are ordered or spaced,
-/// always has the same id.
-fn device_id(identity: &Value) -> Uuid {
-    Uuid::new_v5(
-        &DEVICE_ID_NAMESPACE,
-        canonical(identity).to_string().as_bytes(),
-    )
-}
-
 async fn auth_request(
     State(state): State<StandaloneState>,
     ClientAddress(client): ClientAddress,
+    Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -184,40 +149,47 @@ async fn auth_request(
     if !signature.is_ok_and(|signature| key.verifies(&body, &signature)) {
         return error_response(StatusCode::UNAUTHORIZED, "signature verification failed");
     }
-    if !state.admission.admits(&identity, &key) {
-        tracing::info!(
-            device_id = %device,
-            id_data = %canonical(&identity),
-            "device not admitted: add its identity to standalone.preauthorized_identities or \
-             its key to standalone.preauthorized_keys"
-        );
-        return error_response(StatusCode::UNAUTHORIZED, "dev auth: unauthorized");
+    let request = Admission {
+        device_id: device.to_string(),
+        admitted_by_policy: state.admission.admits(&identity, &key),
+        identity,
+        pubkey: key.canonical_pem(),
+        new_set_id: Uuid::new_v4(),
+    };
+    // One tenant, as for the tokens this server issues.
+    let caller = Caller {
+        tenant: events::TenantId::default(),
+        actor: format!("device:{device}"),
+        request_id: request_id.0,
+    };
+    let outcome = match admission::auth_request(&state.pipeline, &caller, &request).await {
+        Ok(outcome) => outcome,
+        Err(error) => return error.into_response(),
+    };
+    match outcome.answer {
+        AuthAnswer::Token { auth_set_id } => {
+            tracing::info!(device_id = %device, %auth_set_id, "device admitted: token issued");
+            state.token_response(&request.device_id, TokenKind::Device)
+        }
+        AuthAnswer::Refused(status) => {
+            if outcome.position.is_some() {
+                tracing::info!(
+                    device_id = %device,
+                    id_data = %canonical_identity(&request.identity),
+                    %status,
+                    "device waits for an operator: accept it through the devauth API, or \
+                     preauthorize its identity (standalone.preauthorized_identities) or key \
+                     (standalone.preauthorized_keys)"
+                );
+            }
+            error_response(StatusCode::UNAUTHORIZED, "dev auth: unauthorized")
+        }
     }
-    if state.admission.first_admission(device) {
-        tracing::info!(device_id = %device, id_data = %canonical(&identity), "device admitted");
-    }
-    state.token_response(&device.to_string(), TokenKind::Device)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn device_ids_ignore_key_order_and_spacing() {
-        let a = identity(r#"{"mac":"00:11","serial":"7","nested":{"b":1,"a":2}}"#).unwrap();
-        let b = identity(r#"{ "serial":"7", "nested":{"a":2,"b":1}, "mac":"00:11" }"#).unwrap();
-        let c = identity(r#"{"mac":"00:12","serial":"7","nested":{"b":1,"a":2}}"#).unwrap();
-        assert_eq!(device_id(&a), device_id(&b));
-        assert_ne!(device_id(&a), device_id(&c));
-    }
-
-    #[test]
-    fn device_ids_never_change() {
-        // Devices keep their deployment history only while this holds.
-        let id = device_id(&identity(r#"{"mac":"de:ad:be:ef:00:01"}"#).unwrap());
-        assert_eq!(id.to_string(), "d5be734a-399b-57fb-9920-1e0f24143eae");
-    }
 
     #[test]
     fn identities_must_be_json_objects() {

@@ -102,6 +102,15 @@ impl DeviceKey {
         })
     }
 
+    /// The key as one canonical PEM block (64-column lines, `\n` endings): the same key
+    /// always has the same text, so auth sets compare keys by it.
+    pub fn canonical_pem(&self) -> String {
+        pem::encode_config(
+            &pem::Pem::new("PUBLIC KEY", self.spki.clone()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
+    }
+
     /// Whether `signature` is this key's over exactly `message`.
     pub fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
         UnparsedPublicKey::new(self.algorithm, &self.key)

@@ -81,6 +81,8 @@ const ADMIN_PASSWORD_FILE: &str = "admin.password";
 #[derive(Clone)]
 struct StandaloneState {
     verifier: Arc<Verifier>,
+    /// The command service's pipeline: admission decisions are recorded through it.
+    pipeline: command_service::application::Pipeline,
     issuer: Arc<Issuer>,
     admission: Arc<AdmissionPolicy>,
     inventory: Arc<Inventory>,
@@ -140,6 +142,7 @@ pub(crate) fn routes(
     auth: &AuthSettings,
     data_dir: &Path,
     verifier: Arc<Verifier>,
+    pipeline: command_service::application::Pipeline,
 ) -> anyhow::Result<Option<Router>> {
     if !settings.enabled {
         return Ok(None);
@@ -173,6 +176,7 @@ pub(crate) fn routes(
     };
     let state = StandaloneState {
         verifier,
+        pipeline,
         issuer: Arc::new(issuer),
         admission: Arc::new(admission),
         inventory: Arc::new(Inventory::default()),

@@ -1063,25 +1063,6 @@ on_both_backends!(
     a_client_that_disconnects_mid_upload_leaves_nothing
 );
 
-macro_rules! configured_on_both_backends {
-    ($($case:ident),*) => {
-        mod configured {
-            $(
-                mod $case {
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn sqlite() {
-                        super::super::$case(false).await;
-                    }
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn postgres() {
-                        super::super::$case(true).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
 configured_on_both_backends!(
     an_upload_over_the_maximum_size_is_413_and_stores_nothing,
     an_upload_over_the_storage_limit_is_422_and_stores_nothing,

@@ -7,6 +7,7 @@
 #[macro_use]
 mod support;
 
+mod admission;
 mod api;
 mod artifacts;
 mod audit;

@@ -11,21 +11,21 @@ use serde_json::{json, Value};
 
 use crate::support::TestServer;
 
-const AUTH_REQUESTS: &str = "/api/devices/v1/authentication/auth_requests";
+pub(crate) const AUTH_REQUESTS: &str = "/api/devices/v1/authentication/auth_requests";
 const INVENTORY: &str = "/api/devices/v1/inventory/device/attributes";
 const LOGIN: &str = "/api/management/v1/useradm/auth/login";
-const NEXT: &str = "/api/devices/v1/deployments/device/deployments/next";
+pub(crate) const NEXT: &str = "/api/devices/v1/deployments/device/deployments/next";
 
 /// A device's key pair, in files OpenSSL made.
-struct DeviceKeys {
+pub(crate) struct DeviceKeys {
     dir: PathBuf,
     algorithm: &'static str,
-    public_pem: String,
+    pub(crate) public_pem: String,
 }
 
 impl DeviceKeys {
     /// `algorithm`: `RSA`, `EC` (P-256) or `ED25519`.
-    fn generate(algorithm: &'static str) -> Self {
+    pub(crate) fn generate(algorithm: &'static str) -> Self {
         let dir = tempfile::tempdir().unwrap().keep();
         let mut arguments = vec!["genpkey", "-algorithm", algorithm, "-out", "private.pem"];
         match algorithm {
@@ -73,11 +73,11 @@ impl DeviceKeys {
     }
 }
 
-fn auth_body(id_data: &str, keys: &DeviceKeys) -> String {
+pub(crate) fn auth_body(id_data: &str, keys: &DeviceKeys) -> String {
     json!({"id_data": id_data, "pubkey": keys.public_pem, "tenant_token": ""}).to_string()
 }
 
-async fn post_auth_request(
+pub(crate) async fn post_auth_request(
     server: &TestServer,
     body: &str,
     signature: Option<&str>,
@@ -94,7 +94,11 @@ async fn post_auth_request(
 }
 
 /// Asks to be admitted with a correct signature; returns the status and the body.
-async fn authenticate(server: &TestServer, id_data: &str, keys: &DeviceKeys) -> (u16, String) {
+pub(crate) async fn authenticate(
+    server: &TestServer,
+    id_data: &str,
+    keys: &DeviceKeys,
+) -> (u16, String) {
     let body = auth_body(id_data, keys);
     let response = post_auth_request(server, &body, Some(&keys.sign(body.as_bytes()))).await;
     let status = response.status().as_u16();
@@ -102,7 +106,7 @@ async fn authenticate(server: &TestServer, id_data: &str, keys: &DeviceKeys) -> 
 }
 
 /// The subject of a token this server issued.
-fn subject(server: &TestServer, token: &str) -> String {
+pub(crate) fn subject(server: &TestServer, token: &str) -> String {
     Verifier::from_settings(&server.settings.auth)
         .unwrap()
         .verify(token)
@@ -110,7 +114,7 @@ fn subject(server: &TestServer, token: &str) -> String {
         .sub
 }
 
-async fn assert_refused(response: reqwest::Response, status: u16) {
+pub(crate) async fn assert_refused(response: reqwest::Response, status: u16) {
     assert_eq!(response.status().as_u16(), status);
     let body: Value = response.json().await.unwrap();
     assert!(

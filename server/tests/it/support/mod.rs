@@ -33,6 +33,28 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Makes each case, an async function of `postgres: bool` that starts its own server (with
+/// settings of its own), a test on the embedded backends and one on PostgreSQL with S3.
+#[macro_export]
+macro_rules! configured_on_both_backends {
+    ($($case:ident),*) => {
+        mod configured {
+            $(
+                mod $case {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn sqlite() {
+                        super::super::$case(false).await;
+                    }
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn postgres() {
+                        super::super::$case(true).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,113 @@
+//! Devices and their auth sets (device admission), with each device's status the strongest
+//! of its sets' statuses, as deviceauth aggregates it.
+
+use async_trait::async_trait;
+use events::admission::AuthSetStatus;
+use events::{DomainEvent, RecordedEvent};
+use sqlx::{Any, Transaction};
+
+use super::stored_time;
+use crate::projector::Projection;
+
+pub struct DevicesProjection;
+
+type Tx = Transaction<'static, Any>;
+
+#[async_trait]
+impl Projection for DevicesProjection {
+    fn name(&self) -> &'static str {
+        "devices"
+    }
+
+    async fn apply(&self, tx: &mut Tx, events: &[RecordedEvent]) -> anyhow::Result<()> {
+        for event in events {
+            apply_one(tx, event).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn apply_one(tx: &mut Tx, event: &RecordedEvent) -> anyhow::Result<()> {
+    if event.stream.category() != "devauth" {
+        return Ok(());
+    }
+    let tenant = event.tenant.as_str();
+    let at = stored_time(event.metadata.occurred_at);
+    match event.decode()? {
+        DomainEvent::AuthSetAdded(added) => {
+            let identity = serde_json::to_string(&added.identity_data)?;
+            sqlx::query(
+                "INSERT INTO devices (tenant, id, status, identity_data, created_ts, updated_ts)
+                 VALUES ($1, $2, $3, $4, $5, $5)
+                 ON CONFLICT (tenant, id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(&added.device_id)
+            .bind(added.status.as_str())
+            .bind(&identity)
+            .bind(&at)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO auth_sets (tenant, id, device_id, identity_data, pubkey, status, ts)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (tenant, id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(added.auth_set_id.to_string())
+            .bind(&added.device_id)
+            .bind(&identity)
+            .bind(&added.pubkey)
+            .bind(added.status.as_str())
+            .bind(&at)
+            .execute(&mut **tx)
+            .await?;
+            device_status(tx, tenant, &added.device_id, &at).await
+        }
+        DomainEvent::AuthSetStatusChanged(changed) => {
+            sqlx::query("UPDATE auth_sets SET status = $3 WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(changed.auth_set_id.to_string())
+                .bind(changed.status.as_str())
+                .execute(&mut **tx)
+                .await?;
+            device_status(tx, tenant, &changed.device_id, &at).await
+        }
+        DomainEvent::DeviceTokenIssued(issued) => {
+            sqlx::query("UPDATE devices SET check_in_time = $3 WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(&issued.device_id)
+                .bind(&at)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Sets the device's status from its sets' and, when it changed, its `updated_ts`.
+async fn device_status(tx: &mut Tx, tenant: &str, device: &str, at: &str) -> anyhow::Result<()> {
+    let statuses: Vec<String> =
+        sqlx::query_scalar("SELECT status FROM auth_sets WHERE tenant = $1 AND device_id = $2")
+            .bind(tenant)
+            .bind(device)
+            .fetch_all(&mut **tx)
+            .await?;
+    let status = statuses
+        .iter()
+        .filter_map(|status| AuthSetStatus::parse(status))
+        .max_by_key(|status| status.strength())
+        .map_or("noauth", AuthSetStatus::as_str);
+    sqlx::query(
+        "UPDATE devices SET status = $3, updated_ts = $4
+         WHERE tenant = $1 AND id = $2 AND status <> $3",
+    )
+    .bind(tenant)
+    .bind(device)
+    .bind(status)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
