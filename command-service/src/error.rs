@@ -29,6 +29,13 @@ pub enum ApiError {
         message: String,
         with: Option<serde_json::Value>,
     },
+    /// A conflict answered, as deviceauth does, with the resource it conflicts with as the
+    /// body (beside `error` and `request_id`).
+    #[error("{message}")]
+    ConflictWithResource {
+        message: String,
+        resource: serde_json::Value,
+    },
     #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
@@ -159,6 +166,11 @@ impl From<crate::domain::admission::AdmissionError> for ApiError {
             AdmissionError::SetOfAnotherDevice | AdmissionError::Transition => {
                 Self::BadRequest(error.to_string())
             }
+            AdmissionError::LimitReached => Self::Unprocessable(error.to_string()),
+            AdmissionError::Exists => Self::Conflict {
+                message: error.to_string(),
+                with: None,
+            },
         }
     }
 }
@@ -202,6 +214,16 @@ impl IntoResponse for ApiError {
                     "metadata": { "conflict": with },
                 });
                 (StatusCode::CONFLICT, Json(body)).into_response()
+            }
+            Self::ConflictWithResource {
+                message,
+                mut resource,
+            } => {
+                if let Some(fields) = resource.as_object_mut() {
+                    fields.insert("error".into(), message.into());
+                    fields.insert("request_id".into(), current_request_id().into());
+                }
+                (StatusCode::CONFLICT, Json(resource)).into_response()
             }
             Self::Unprocessable(message) => {
                 error_response(StatusCode::UNPROCESSABLE_ENTITY, message)

@@ -3,6 +3,7 @@
 
 pub mod application;
 pub mod catalog;
+pub mod device_key;
 pub mod domain;
 pub mod error;
 pub mod http;
@@ -57,6 +58,7 @@ impl CommandService {
                 read_side,
                 read_wait: Duration::from_millis(settings.read_wait_ms),
                 max_deployment_devices: settings.max_deployment_devices,
+                max_devices: settings.max_devices,
             },
             background,
         })

@@ -25,6 +25,9 @@ pub struct CommandSettings {
     pub http: http_edge::serve::HttpSettings,
     /// The most devices one deployment may list; more is 400.
     pub max_deployment_devices: usize,
+    /// The most devices that may be accepted at once (deviceauth's `max_devices` limit);
+    /// accepting one more is 422. Unset: no limit.
+    pub max_devices: Option<u64>,
 }
 
 /// Enough for a large fleet in one deployment, small enough that one request cannot make
@@ -52,6 +55,7 @@ impl Default for CommandSettings {
             artifacts: ArtifactSettings::default(),
             http: Default::default(),
             max_deployment_devices: DEFAULT_MAX_DEPLOYMENT_DEVICES,
+            max_devices: None,
         }
     }
 }

@@ -85,6 +85,21 @@ pub struct DeviceTokenIssued {
     pub auth_set_id: Uuid,
 }
 
+/// An operator dismissed one of the device's auth sets: it is gone, and a token issued for
+/// it no longer stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthSetDismissed {
+    pub device_id: String,
+    pub auth_set_id: Uuid,
+}
+
+/// The device was decommissioned: every auth set of it is gone and its tokens no longer
+/// stand. If it asks to be admitted again it starts over, as a new pending device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRemoved {
+    pub device_id: String,
+}
+
 /// The canonical text of an identity: keys sorted at every level, no spaces. Two identities
 /// are the same device exactly when these are equal.
 pub fn canonical_identity(identity: &Map<String, Value>) -> String {

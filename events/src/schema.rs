@@ -9,7 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::admission::{AuthSetAdded, AuthSetStatusChanged, DeviceTokenIssued};
+use crate::admission::{
+    AuthSetAdded, AuthSetDismissed, AuthSetStatusChanged, DeviceRemoved, DeviceTokenIssued,
+};
 use crate::artifact::{ArtifactDeleted, ArtifactDescriptionChanged, ArtifactUploaded};
 use crate::deployment::{
     DeploymentAborted, DeploymentCreated, DeviceAdmittedToPhase, DeviceDecommissioned,
@@ -46,6 +48,8 @@ pub enum DomainEvent {
     AuthSetAdded(AuthSetAdded),
     AuthSetStatusChanged(AuthSetStatusChanged),
     DeviceTokenIssued(DeviceTokenIssued),
+    AuthSetDismissed(AuthSetDismissed),
+    DeviceRemoved(DeviceRemoved),
 }
 
 /// Each event type with the schema versions that may be stored, oldest first; the last is
@@ -64,6 +68,8 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("AuthSetAdded", &[1]),
     ("AuthSetStatusChanged", &[1]),
     ("DeviceTokenIssued", &[1]),
+    ("AuthSetDismissed", &[1]),
+    ("DeviceRemoved", &[1]),
 ];
 
 impl DomainEvent {
@@ -83,6 +89,8 @@ impl DomainEvent {
             Self::AuthSetAdded(_) => "AuthSetAdded",
             Self::AuthSetStatusChanged(_) => "AuthSetStatusChanged",
             Self::DeviceTokenIssued(_) => "DeviceTokenIssued",
+            Self::AuthSetDismissed(_) => "AuthSetDismissed",
+            Self::DeviceRemoved(_) => "DeviceRemoved",
         }
     }
 
@@ -106,6 +114,8 @@ impl DomainEvent {
             Self::AuthSetAdded(event) => serde_json::to_value(event),
             Self::AuthSetStatusChanged(event) => serde_json::to_value(event),
             Self::DeviceTokenIssued(event) => serde_json::to_value(event),
+            Self::AuthSetDismissed(event) => serde_json::to_value(event),
+            Self::DeviceRemoved(event) => serde_json::to_value(event),
         };
         // Plain structs with string keys always serialize.
         value.expect("domain events serialize to JSON")
@@ -144,6 +154,8 @@ impl DomainEvent {
             "AuthSetAdded" => Self::AuthSetAdded(parsed.parse()?),
             "AuthSetStatusChanged" => Self::AuthSetStatusChanged(parsed.parse()?),
             "DeviceTokenIssued" => Self::DeviceTokenIssued(parsed.parse()?),
+            "AuthSetDismissed" => Self::AuthSetDismissed(parsed.parse()?),
+            "DeviceRemoved" => Self::DeviceRemoved(parsed.parse()?),
             other => return Err(SchemaError::UnknownType(other.to_owned())),
         })
     }

@@ -87,6 +87,7 @@ impl QueryService {
                     settings.time_travel_concurrency,
                     Duration::from_millis(settings.read_wait_ms),
                 )),
+                max_devices: settings.max_devices,
             },
             projectors,
         })

@@ -33,6 +33,9 @@ pub struct QuerySettings {
     /// Reads of the past (`as_of`) replayed at once, at most one per tenant; more wait
     /// `read_wait_ms`, then get 503.
     pub time_travel_concurrency: usize,
+    /// The most devices that may be accepted at once, as `GET .../limits/max_devices`
+    /// shows it (the command service enforces it); unset: no limit, shown as -1.
+    pub max_devices: Option<u64>,
 }
 
 impl Default for QuerySettings {
@@ -50,6 +53,7 @@ impl Default for QuerySettings {
             relay: RelaySettings::default(),
             http: Default::default(),
             time_travel_concurrency: 2,
+            max_devices: None,
         }
     }
 }

@@ -63,6 +63,7 @@ impl Server {
             &settings.data_dir,
             verifier,
             command.state.pipeline.clone(),
+            settings.max_devices,
         )?;
         let mut background = query.spawn_projectors();
         background.extend(command.background);

@@ -44,6 +44,8 @@ pub struct ServerSettings {
     pub max_deployment_devices: usize,
     /// Reads of the past (`as_of`) replayed at once, at most one per tenant.
     pub time_travel_concurrency: usize,
+    /// The most devices that may be accepted at once; unset: no limit.
+    pub max_devices: Option<u64>,
 }
 
 impl Default for ServerSettings {
@@ -65,6 +67,7 @@ impl Default for ServerSettings {
             http: Default::default(),
             max_deployment_devices: command_service::settings::DEFAULT_MAX_DEPLOYMENT_DEVICES,
             time_travel_concurrency: 2,
+            max_devices: None,
         }
     }
 }
@@ -96,6 +99,7 @@ impl ServerSettings {
             relay: self.relay.clone(),
             http: self.http.clone(),
             time_travel_concurrency: self.time_travel_concurrency,
+            max_devices: self.max_devices,
         }
     }
 
@@ -110,6 +114,7 @@ impl ServerSettings {
             artifacts: self.artifacts.clone(),
             http: self.http.clone(),
             max_deployment_devices: self.max_deployment_devices,
+            max_devices: self.max_devices,
         }
     }
 

@@ -107,6 +107,12 @@ impl Pipeline {
         session.load(stream, evolve).await
     }
 
+    /// Waits until the write side's tables show `position`: a decision the next request
+    /// is checked against from them (a device's token) holds from the answer on.
+    pub async fn tables_reached(&self, position: Position) -> Result<(), ApiError> {
+        Ok(self.catalog.reached(position).await?)
+    }
+
     /// Decides `command` and records its events, deciding again as long as another writer
     /// changed what it read in between (at most a few times: then 503).
     pub async fn run<T, F, Fut>(&self, caller: &Caller, command: F) -> Result<Outcome<T>, ApiError>

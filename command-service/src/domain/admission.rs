@@ -7,7 +7,10 @@
 //! operator's decisions. The stream's first event brings the device into being: appending it
 //! at version 0 is what keeps two devices from claiming one identity.
 
-use events::admission::{AuthSetAdded, AuthSetStatus, AuthSetStatusChanged, DeviceTokenIssued};
+use events::admission::{
+    AuthSetAdded, AuthSetDismissed, AuthSetStatus, AuthSetStatusChanged, DeviceRemoved,
+    DeviceTokenIssued,
+};
 use events::DomainEvent;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -27,6 +30,9 @@ pub struct AuthSet {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceAdmission {
     pub sets: Vec<AuthSet>,
+    /// The identity the device presented first (the same for every set: it names the
+    /// device).
+    pub identity: Map<String, Value>,
 }
 
 impl DeviceAdmission {
@@ -47,11 +53,20 @@ impl DeviceAdmission {
 
 pub fn evolve(mut state: DeviceAdmission, event: &DomainEvent) -> DeviceAdmission {
     match event {
-        DomainEvent::AuthSetAdded(added) => state.sets.push(AuthSet {
-            id: added.auth_set_id,
-            pubkey: added.pubkey.clone(),
-            status: added.status,
-        }),
+        DomainEvent::AuthSetAdded(added) => {
+            if state.sets.is_empty() {
+                state.identity = added.identity_data.clone();
+            }
+            state.sets.push(AuthSet {
+                id: added.auth_set_id,
+                pubkey: added.pubkey.clone(),
+                status: added.status,
+            });
+        }
+        DomainEvent::AuthSetDismissed(dismissed) => {
+            state.sets.retain(|set| set.id != dismissed.auth_set_id);
+        }
+        DomainEvent::DeviceRemoved(_) => state.sets.clear(),
         DomainEvent::AuthSetStatusChanged(changed) => {
             if let Some(set) = state
                 .sets
@@ -78,6 +93,9 @@ pub struct AuthRequest {
     pub admitted_by_policy: bool,
     /// The id a new set gets.
     pub new_set_id: Uuid,
+    /// Whether the tenant has as many accepted devices as it may: then no set of a device
+    /// not yet accepted is accepted by policy.
+    pub limit_reached: bool,
 }
 
 /// The answer to an auth request.
@@ -98,10 +116,12 @@ pub fn decide_auth_request(
     request: &AuthRequest,
 ) -> (Vec<DomainEvent>, AuthAnswer) {
     let mut events = Vec::new();
+    // Accepting a set of a device already accepted takes no new seat.
+    let may_accept = !request.limit_reached || state.accepted();
     let (set_id, status) = match state.sets.iter().find(|set| set.pubkey == request.pubkey) {
         Some(set) => (set.id, set.status),
         None => {
-            let status = if request.admitted_by_policy {
+            let status = if request.admitted_by_policy && may_accept {
                 AuthSetStatus::Accepted
             } else {
                 AuthSetStatus::Pending
@@ -118,8 +138,10 @@ pub fn decide_auth_request(
         }
     };
     let status = match status {
-        AuthSetStatus::Preauthorized => accept(state, &request.device_id, set_id, &mut events),
-        AuthSetStatus::Pending if request.admitted_by_policy => {
+        AuthSetStatus::Preauthorized if may_accept => {
+            accept(state, &request.device_id, set_id, &mut events)
+        }
+        AuthSetStatus::Pending if request.admitted_by_policy && may_accept => {
             accept(state, &request.device_id, set_id, &mut events)
         }
         other => other,
@@ -192,18 +214,91 @@ pub enum AdmissionError {
     SetOfAnotherDevice,
     #[error("dev auth: bad request")]
     Transition,
+    /// The identity is a device already; preauthorizing it again needs `force`.
+    #[error("device already exists")]
+    Exists,
+    #[error("maximum number of accepted devices reached")]
+    LimitReached,
+}
+
+/// An operator's preauthorization: the device's identity and key, checked.
+#[derive(Debug, Clone)]
+pub struct Preauthorization {
+    pub device_id: String,
+    pub identity: Map<String, Value>,
+    pub pubkey: String,
+    pub force: bool,
+    pub new_set_id: Uuid,
+}
+
+/// `POST .../devices`: a new device with one preauthorized set, accepted on its first auth
+/// request. An identity that is a device already is refused unless `force`, which adds the
+/// key as a preauthorized set of that device (a key it has already changes nothing).
+pub fn decide_preauthorize(
+    state: &DeviceAdmission,
+    request: &Preauthorization,
+) -> Result<Vec<DomainEvent>, AdmissionError> {
+    if state.exists() && !request.force {
+        return Err(AdmissionError::Exists);
+    }
+    if state.sets.iter().any(|set| set.pubkey == request.pubkey) {
+        return Ok(Vec::new());
+    }
+    Ok(vec![DomainEvent::AuthSetAdded(AuthSetAdded {
+        device_id: request.device_id.clone(),
+        auth_set_id: request.new_set_id,
+        identity_data: request.identity.clone(),
+        pubkey: request.pubkey.clone(),
+        status: AuthSetStatus::Preauthorized,
+    })])
+}
+
+/// `DELETE .../devices/{id}/auth/{aid}`: the set is gone; if it was the accepted one, the
+/// device's token no longer stands.
+pub fn decide_dismiss(
+    state: &DeviceAdmission,
+    device: &str,
+    set: Uuid,
+) -> Result<Vec<DomainEvent>, AdmissionError> {
+    if !state.exists() {
+        return Err(AdmissionError::DeviceNotFound);
+    }
+    if state.set(set).is_none() {
+        return Err(AdmissionError::SetNotFound);
+    }
+    Ok(vec![DomainEvent::AuthSetDismissed(AuthSetDismissed {
+        device_id: device.to_owned(),
+        auth_set_id: set,
+    })])
+}
+
+/// `DELETE .../devices/{id}`: the device is decommissioned from admission: every set is
+/// gone and no token of it stands.
+pub fn decide_remove(
+    state: &DeviceAdmission,
+    device: &str,
+) -> Result<Vec<DomainEvent>, AdmissionError> {
+    if !state.exists() {
+        return Err(AdmissionError::DeviceNotFound);
+    }
+    Ok(vec![DomainEvent::DeviceRemoved(DeviceRemoved {
+        device_id: device.to_owned(),
+    })])
 }
 
 /// `PUT .../devices/{id}/auth/{aid}/status`, with Mender's transitions: to accepted from
 /// pending or rejected, to rejected from pending or accepted, to pending from anything but
 /// preauthorized; the status a set already has changes nothing. `set_elsewhere` says whether
-/// the set id belongs to another device (a 400 rather than a 404).
+/// the set id belongs to another device (a 400 rather than a 404); `limit_reached`, whether
+/// the tenant has as many accepted devices as it may (then accepting a device not yet
+/// accepted is refused).
 pub fn decide_status(
     state: &DeviceAdmission,
     device: &str,
     set: Uuid,
     status: AuthSetStatus,
     set_elsewhere: bool,
+    limit_reached: bool,
 ) -> Result<Vec<DomainEvent>, AdmissionError> {
     if !state.exists() {
         return Err(AdmissionError::DeviceNotFound);
@@ -229,6 +324,9 @@ pub fn decide_status(
     if !allowed {
         return Err(AdmissionError::Transition);
     }
+    if status == Accepted && limit_reached && !state.accepted() {
+        return Err(AdmissionError::LimitReached);
+    }
     let mut events = reject_others(state, device, Some(set), status);
     events.push(changed(device, set, status));
     Ok(events)
@@ -247,6 +345,7 @@ mod tests {
             pubkey: key.into(),
             admitted_by_policy,
             new_set_id: Uuid::new_v4(),
+            limit_reached: false,
         }
     }
 
@@ -278,7 +377,8 @@ mod tests {
         let (events, _) = decide_auth_request(&DeviceAdmission::default(), &request("k1", false));
         let state = fold(&events, DeviceAdmission::default());
         let set = state.sets[0].id;
-        let accepted = decide_status(&state, DEVICE, set, AuthSetStatus::Accepted, false).unwrap();
+        let accepted =
+            decide_status(&state, DEVICE, set, AuthSetStatus::Accepted, false, false).unwrap();
         let state = fold(&accepted, state);
         let (events, answer) = decide_auth_request(&state, &request("k1", false));
         assert_eq!(answer, AuthAnswer::Token { auth_set_id: set });
@@ -287,7 +387,8 @@ mod tests {
             [DomainEvent::DeviceTokenIssued(_)]
         ));
 
-        let rejected = decide_status(&state, DEVICE, set, AuthSetStatus::Rejected, false).unwrap();
+        let rejected =
+            decide_status(&state, DEVICE, set, AuthSetStatus::Rejected, false, false).unwrap();
         let state = fold(&rejected, state);
         assert!(!state.accepted());
         let (events, answer) = decide_auth_request(&state, &request("k1", true));
@@ -308,11 +409,107 @@ mod tests {
             "the device keeps its accepted key meanwhile"
         );
         let second = state.sets[1].id;
-        let events = decide_status(&state, DEVICE, second, AuthSetStatus::Accepted, false).unwrap();
+        let events = decide_status(
+            &state,
+            DEVICE,
+            second,
+            AuthSetStatus::Accepted,
+            false,
+            false,
+        )
+        .unwrap();
         let state = fold(&events, state);
         let statuses: Vec<_> = state.sets.iter().map(|set| set.status).collect();
         assert_eq!(statuses, [AuthSetStatus::Rejected, AuthSetStatus::Accepted]);
         assert_ne!(first, second);
+    }
+
+    #[test]
+    fn a_preauthorized_device_is_accepted_on_its_first_request_and_removal_starts_it_over() {
+        let preauthorization = Preauthorization {
+            device_id: DEVICE.into(),
+            identity: serde_json::from_str(r#"{"mac":"00:11"}"#).unwrap(),
+            pubkey: "k1".into(),
+            force: false,
+            new_set_id: Uuid::new_v4(),
+        };
+        let events = decide_preauthorize(&DeviceAdmission::default(), &preauthorization).unwrap();
+        let state = fold(&events, DeviceAdmission::default());
+        assert_eq!(state.sets[0].status, AuthSetStatus::Preauthorized);
+        assert_eq!(
+            decide_preauthorize(&state, &preauthorization),
+            Err(AdmissionError::Exists)
+        );
+        let forced = Preauthorization {
+            force: true,
+            pubkey: "k2".into(),
+            ..preauthorization.clone()
+        };
+        assert_eq!(decide_preauthorize(&state, &forced).unwrap().len(), 1);
+
+        let (events, answer) = decide_auth_request(&state, &request("k1", false));
+        assert!(matches!(answer, AuthAnswer::Token { .. }));
+        let state = fold(&events, state);
+        assert!(state.accepted());
+
+        let removed = fold(&decide_remove(&state, DEVICE).unwrap(), state);
+        assert!(!removed.exists());
+        assert_eq!(
+            decide_remove(&removed, DEVICE),
+            Err(AdmissionError::DeviceNotFound)
+        );
+        let (_, answer) = decide_auth_request(&removed, &request("k1", false));
+        assert_eq!(
+            answer,
+            AuthAnswer::Refused(AuthSetStatus::Pending),
+            "it starts over"
+        );
+    }
+
+    #[test]
+    fn dismissing_the_accepted_set_leaves_the_device_unaccepted() {
+        let (events, _) = decide_auth_request(&DeviceAdmission::default(), &request("k1", true));
+        let state = fold(&events, DeviceAdmission::default());
+        let set = state.sets[0].id;
+        assert_eq!(
+            decide_dismiss(&state, DEVICE, Uuid::new_v4()),
+            Err(AdmissionError::SetNotFound)
+        );
+        let state = fold(&decide_dismiss(&state, DEVICE, set).unwrap(), state);
+        assert!(!state.accepted() && !state.exists());
+    }
+
+    #[test]
+    fn past_the_device_limit_nothing_more_is_accepted() {
+        let full = AuthRequest {
+            limit_reached: true,
+            ..request("k1", true)
+        };
+        let (events, answer) = decide_auth_request(&DeviceAdmission::default(), &full);
+        assert_eq!(
+            answer,
+            AuthAnswer::Refused(AuthSetStatus::Pending),
+            "recorded as pending"
+        );
+        let state = fold(&events, DeviceAdmission::default());
+        let set = state.sets[0].id;
+        assert_eq!(
+            decide_status(&state, DEVICE, set, AuthSetStatus::Accepted, false, true),
+            Err(AdmissionError::LimitReached)
+        );
+        // A device accepted already keeps its seat for another key.
+        let accepted = fold(
+            &decide_status(&state, DEVICE, set, AuthSetStatus::Accepted, false, false).unwrap(),
+            state,
+        );
+        let (_, answer) = decide_auth_request(
+            &accepted,
+            &AuthRequest {
+                limit_reached: true,
+                ..request("k1", false)
+            },
+        );
+        assert!(matches!(answer, AuthAnswer::Token { .. }));
     }
 
     #[test]
@@ -324,8 +521,9 @@ mod tests {
                 pubkey: "k".into(),
                 status,
             }],
+            identity: Map::new(),
         };
-        let decide = |from, to| decide_status(&with(from), DEVICE, Uuid::nil(), to, false);
+        let decide = |from, to| decide_status(&with(from), DEVICE, Uuid::nil(), to, false, false);
         for (from, to, allowed) in [
             (Pending, Accepted, true),
             (Pending, Rejected, true),
@@ -346,16 +544,31 @@ mod tests {
                 DEVICE,
                 Uuid::nil(),
                 Accepted,
+                false,
                 false
             ),
             Err(AdmissionError::DeviceNotFound)
         );
         assert_eq!(
-            decide_status(&with(Pending), DEVICE, Uuid::new_v4(), Accepted, true),
+            decide_status(
+                &with(Pending),
+                DEVICE,
+                Uuid::new_v4(),
+                Accepted,
+                true,
+                false
+            ),
             Err(AdmissionError::SetOfAnotherDevice)
         );
         assert_eq!(
-            decide_status(&with(Pending), DEVICE, Uuid::new_v4(), Accepted, false),
+            decide_status(
+                &with(Pending),
+                DEVICE,
+                Uuid::new_v4(),
+                Accepted,
+                false,
+                false
+            ),
             Err(AdmissionError::SetNotFound)
         );
     }

@@ -60,6 +60,8 @@ pub struct TenantCatalog {
     admission: HashMap<String, HashMap<Uuid, AuthSetStatus>>,
     /// Which device each auth set belongs to.
     auth_set_owners: HashMap<Uuid, String>,
+    /// Devices with an accepted auth set, counted as events arrive.
+    accepted_devices: usize,
 }
 
 impl TenantCatalog {
@@ -93,11 +95,7 @@ impl TenantCatalog {
     /// issued). Devices admitted before admission was recorded have no record and keep
     /// their tokens.
     pub fn token_refused(&self, device: &str) -> bool {
-        self.admission.get(device).is_some_and(|sets| {
-            !sets
-                .values()
-                .any(|status| *status == AuthSetStatus::Accepted)
-        })
+        self.admission.contains_key(device) && !self.device_accepted(device)
     }
 
     /// The device an auth set belongs to.
@@ -132,6 +130,65 @@ impl TenantCatalog {
         if let Some(ids) = self.unfinished.get_mut(device) {
             ids.remove(&deployment);
         }
+    }
+
+    /// Folds an admission event, keeping the count of accepted devices.
+    fn apply_admission(&mut self, event: DomainEvent) {
+        let device = match &event {
+            DomainEvent::AuthSetAdded(added) => added.device_id.clone(),
+            DomainEvent::AuthSetStatusChanged(changed) => changed.device_id.clone(),
+            DomainEvent::AuthSetDismissed(dismissed) => dismissed.device_id.clone(),
+            DomainEvent::DeviceRemoved(removed) => removed.device_id.clone(),
+            _ => return,
+        };
+        let was = self.device_accepted(&device);
+        match event {
+            DomainEvent::AuthSetAdded(added) => {
+                self.auth_set_owners
+                    .insert(added.auth_set_id, added.device_id.clone());
+                self.admission
+                    .entry(added.device_id)
+                    .or_default()
+                    .insert(added.auth_set_id, added.status);
+            }
+            DomainEvent::AuthSetStatusChanged(changed) => {
+                if let Some(sets) = self.admission.get_mut(&changed.device_id) {
+                    sets.insert(changed.auth_set_id, changed.status);
+                }
+            }
+            DomainEvent::AuthSetDismissed(dismissed) => {
+                self.auth_set_owners.remove(&dismissed.auth_set_id);
+                if let Some(sets) = self.admission.get_mut(&dismissed.device_id) {
+                    sets.remove(&dismissed.auth_set_id);
+                }
+            }
+            // The device keeps an empty record: its tokens stay refused.
+            DomainEvent::DeviceRemoved(removed) => {
+                if let Some(sets) = self.admission.get_mut(&removed.device_id) {
+                    for set in sets.drain() {
+                        self.auth_set_owners.remove(&set.0);
+                    }
+                }
+            }
+            _ => {}
+        }
+        match (was, self.device_accepted(&device)) {
+            (false, true) => self.accepted_devices += 1,
+            (true, false) => self.accepted_devices -= 1,
+            _ => {}
+        }
+    }
+
+    fn device_accepted(&self, device: &str) -> bool {
+        self.admission.get(device).is_some_and(|sets| {
+            sets.values()
+                .any(|status| *status == AuthSetStatus::Accepted)
+        })
+    }
+
+    /// How many devices have an accepted auth set.
+    pub fn accepted_devices(&self) -> usize {
+        self.accepted_devices
     }
 
     /// Folds one event into the tables.
@@ -200,19 +257,10 @@ impl TenantCatalog {
             DomainEvent::ArtifactDeleted(deleted) => {
                 self.artifacts.remove(&deleted.artifact_id);
             }
-            DomainEvent::AuthSetAdded(added) => {
-                self.auth_set_owners
-                    .insert(added.auth_set_id, added.device_id.clone());
-                self.admission
-                    .entry(added.device_id)
-                    .or_default()
-                    .insert(added.auth_set_id, added.status);
-            }
-            DomainEvent::AuthSetStatusChanged(changed) => {
-                if let Some(sets) = self.admission.get_mut(&changed.device_id) {
-                    sets.insert(changed.auth_set_id, changed.status);
-                }
-            }
+            DomainEvent::AuthSetAdded(_)
+            | DomainEvent::AuthSetStatusChanged(_)
+            | DomainEvent::AuthSetDismissed(_)
+            | DomainEvent::DeviceRemoved(_) => self.apply_admission(event),
             _ => {}
         }
     }

@@ -37,6 +37,8 @@ pub struct AppState {
     pub read_wait: Duration,
     /// The most devices one deployment may list.
     pub max_deployment_devices: usize,
+    /// The most devices that may be accepted at once; `None`: no limit.
+    pub max_devices: Option<u64>,
 }
 
 impl AppState {

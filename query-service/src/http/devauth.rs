@@ -4,10 +4,12 @@
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use events::TenantId;
 use http_edge::auth::User;
+use http_edge::JsonBody;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::AppState;
@@ -23,12 +25,28 @@ const MAX_PER_PAGE: i64 = 500;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route(&format!("{BASE}/devices"), get(list))
+        .route(&format!("{BASE}/devices/search"), post(search))
         .route(&format!("{BASE}/devices/count"), get(count))
         .route(&format!("{BASE}/devices/{{id}}"), get(device))
         .route(
             &format!("{BASE}/devices/{{id}}/auth/{{aid}}/status"),
             get(auth_set_status),
         )
+        .route(&format!("{BASE}/limits/{{name}}"), get(limit))
+}
+
+/// `GET /limits/max_devices`: `{"limit": N}`, -1 without a limit (as deviceauth answers
+/// today; before 4.2 it answered 0 for that). Any other limit is 400.
+async fn limit(
+    State(state): State<AppState>,
+    User(_): User,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    if name != "max_devices" {
+        return Err(ApiError::BadRequest(format!("unsupported limit {name}")));
+    }
+    let limit = state.max_devices.map_or(-1, |max| max as i64);
+    Ok(Json(json!({ "limit": limit })))
 }
 
 /// The query's parameters in order, repeated keys kept.
@@ -182,7 +200,6 @@ async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let parameters = parameters(query.as_deref());
-    let (page, per_page) = paging(&parameters)?;
     let filter = DeviceFilter {
         statuses: status_filter(
             values(&parameters, "status").map(str::to_owned).collect(),
@@ -190,13 +207,32 @@ async fn list(
         )?,
         ids: values(&parameters, "id").map(str::to_owned).collect(),
     };
+    page_of(
+        &state,
+        &user.tenant,
+        &format!("{BASE}/devices"),
+        &parameters,
+        &filter,
+    )
+    .await
+}
+
+/// The page the query asks for of the devices `filter` lets through, with its links.
+async fn page_of(
+    state: &AppState,
+    tenant: &TenantId,
+    path: &str,
+    parameters: &[(String, String)],
+    filter: &DeviceFilter,
+) -> Result<Response, ApiError> {
+    let (page, per_page) = paging(parameters)?;
     // One row more than the page says whether there is a next page.
     let mut devices = state
         .read_models
         .devices()
         .page(
-            &user.tenant,
-            &filter,
+            tenant,
+            filter,
             Window {
                 limit: per_page + 1,
                 offset: (page - 1).saturating_mul(per_page),
@@ -205,14 +241,60 @@ async fn list(
         .await?;
     let more = devices.len() as i64 > per_page;
     devices.truncate(per_page as usize);
-    let body = views(&state, &user.tenant, devices).await?;
-    let headers = links(
-        &format!("{BASE}/devices"),
-        &parameters,
-        (page, per_page),
-        more,
-    );
+    let body = views(state, tenant, devices).await?;
+    let headers = links(path, parameters, (page, per_page), more);
     Ok((headers, Json(body)).into_response())
+}
+
+/// One value or a list of them, as deviceauth's search body takes both.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::None => Vec::new(),
+            Self::One(value) => vec![value],
+            Self::Many(values) => values,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Search {
+    #[serde(default)]
+    status: OneOrMany,
+    #[serde(default)]
+    id: OneOrMany,
+}
+
+/// `POST /devices/search`: the list's filters in a JSON body, paged by the query. As in
+/// deviceauth, a status the body names that no device can have matches nothing.
+async fn search(
+    State(state): State<AppState>,
+    User(user): User,
+    RawQuery(query): RawQuery,
+    JsonBody(search): JsonBody<Search>,
+) -> Result<Response, ApiError> {
+    let parameters = parameters(query.as_deref());
+    let filter = DeviceFilter {
+        statuses: search.status.into_vec(),
+        ids: search.id.into_vec(),
+    };
+    page_of(
+        &state,
+        &user.tenant,
+        &format!("{BASE}/devices/search"),
+        &parameters,
+        &filter,
+    )
+    .await
 }
 
 async fn count(

@@ -36,6 +36,8 @@ pub struct AppState {
     pub read_wait_ms: u64,
     /// How many reads of the past (`as_of`) replay at once.
     pub replays: Arc<time_travel::Replays>,
+    /// The most devices that may be accepted at once; `None`: no limit.
+    pub max_devices: Option<u64>,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {

@@ -82,7 +82,9 @@ async fn apply_one(tx: &mut Tx, tenant: &str, at: &str, event: DomainEvent) -> a
         // Admission is the devices projection's.
         | DomainEvent::AuthSetAdded(_)
         | DomainEvent::AuthSetStatusChanged(_)
-        | DomainEvent::DeviceTokenIssued(_) => Ok(()),
+        | DomainEvent::DeviceTokenIssued(_)
+        | DomainEvent::AuthSetDismissed(_)
+        | DomainEvent::DeviceRemoved(_) => Ok(()),
     }
 }
 

@@ -73,6 +73,34 @@ async fn apply_one(tx: &mut Tx, event: &RecordedEvent) -> anyhow::Result<()> {
                 .await?;
             device_status(tx, tenant, &changed.device_id, &at).await
         }
+        DomainEvent::AuthSetDismissed(dismissed) => {
+            let set = dismissed.auth_set_id.to_string();
+            let status: Option<String> =
+                sqlx::query_scalar("SELECT status FROM auth_sets WHERE tenant = $1 AND id = $2")
+                    .bind(tenant)
+                    .bind(&set)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            sqlx::query("DELETE FROM auth_sets WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(&set)
+                .execute(&mut **tx)
+                .await?;
+            let remaining: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM auth_sets WHERE tenant = $1 AND device_id = $2",
+            )
+            .bind(tenant)
+            .bind(&dismissed.device_id)
+            .fetch_one(&mut **tx)
+            .await?;
+            // As deviceauth does: a device that only ever was preauthorized goes with its
+            // last set; any other stays, `noauth` when it has no set left.
+            if remaining == 0 && status.as_deref() == Some(AuthSetStatus::Preauthorized.as_str()) {
+                return remove_device(tx, tenant, &dismissed.device_id).await;
+            }
+            device_status(tx, tenant, &dismissed.device_id, &at).await
+        }
+        DomainEvent::DeviceRemoved(removed) => remove_device(tx, tenant, &removed.device_id).await,
         DomainEvent::DeviceTokenIssued(issued) => {
             sqlx::query("UPDATE devices SET check_in_time = $3 WHERE tenant = $1 AND id = $2")
                 .bind(tenant)
@@ -84,6 +112,20 @@ async fn apply_one(tx: &mut Tx, event: &RecordedEvent) -> anyhow::Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+async fn remove_device(tx: &mut Tx, tenant: &str, device: &str) -> anyhow::Result<()> {
+    for table in [
+        "DELETE FROM auth_sets WHERE tenant = $1 AND device_id = $2",
+        "DELETE FROM devices WHERE tenant = $1 AND id = $2",
+    ] {
+        sqlx::query(table)
+            .bind(tenant)
+            .bind(device)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Sets the device's status from its sets' and, when it changed, its `updated_ts`.

@@ -26,9 +26,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::device_key::DeviceKey;
 use super::throttle::address_key;
 use super::{too_many_attempts, StandaloneSettings, StandaloneState};
+use command_service::device_key::DeviceKey;
 
 const SIGNATURE_HEADER: &str = "x-men-signature";
 
@@ -155,6 +155,7 @@ async fn auth_request(
         identity,
         pubkey: key.canonical_pem(),
         new_set_id: Uuid::new_v4(),
+        limit_reached: false,
     };
     // One tenant, as for the tokens this server issues.
     let caller = Caller {
@@ -162,7 +163,14 @@ async fn auth_request(
         actor: format!("device:{device}"),
         request_id: request_id.0,
     };
-    let outcome = match admission::auth_request(&state.pipeline, &caller, &request).await {
+    let outcome = match admission::auth_request(
+        &state.pipeline,
+        &caller,
+        &request,
+        state.max_devices,
+    )
+    .await
+    {
         Ok(outcome) => outcome,
         Err(error) => return error.into_response(),
     };

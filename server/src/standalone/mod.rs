@@ -4,7 +4,6 @@
 //! serve these routes: behind a real Mender, deviceauth, inventory and useradm do.
 
 mod admission;
-mod device_key;
 mod inventory;
 mod login;
 mod throttle;
@@ -83,6 +82,8 @@ struct StandaloneState {
     verifier: Arc<Verifier>,
     /// The command service's pipeline: admission decisions are recorded through it.
     pipeline: command_service::application::Pipeline,
+    /// The most devices that may be accepted at once (`max_devices`).
+    max_devices: Option<u64>,
     issuer: Arc<Issuer>,
     admission: Arc<AdmissionPolicy>,
     inventory: Arc<Inventory>,
@@ -143,6 +144,7 @@ pub(crate) fn routes(
     data_dir: &Path,
     verifier: Arc<Verifier>,
     pipeline: command_service::application::Pipeline,
+    max_devices: Option<u64>,
 ) -> anyhow::Result<Option<Router>> {
     if !settings.enabled {
         return Ok(None);
@@ -177,6 +179,7 @@ pub(crate) fn routes(
     let state = StandaloneState {
         verifier,
         pipeline,
+        max_devices,
         issuer: Arc::new(issuer),
         admission: Arc::new(admission),
         inventory: Arc::new(Inventory::default()),

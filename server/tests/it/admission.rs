@@ -326,6 +326,55 @@ async fn lists_page_oldest_first_with_a_link_line_per_relation(postgres: bool) {
     let id = all[1]["id"].as_str().unwrap();
     let (shown, _) = page_by_id(&server, id).await;
     assert_eq!(shown, 1);
+
+    // The search takes the filters as JSON, one value or a list.
+    let search = |body: reqwest::Body, content_type: &'static str| {
+        let server = &server;
+        async move {
+            let response = server
+                .client
+                .post(server.url(&format!("{DEVICES}/search?per_page=2")))
+                .bearer_auth(server.admin())
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let links = response.headers().get_all("link").iter().count();
+            (
+                status,
+                links,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let json = "application/json";
+    let (status, links, found) =
+        search(json!({"status": "pending"}).to_string().into(), json).await;
+    assert_eq!(
+        (status, links, found.as_array().map(Vec::len)),
+        (200, 2, Some(2))
+    );
+    let (_, _, found) = search(
+        json!({"id": [id, "x"], "status": ["pending"]})
+            .to_string()
+            .into(),
+        json,
+    )
+    .await;
+    assert_eq!(found[0]["id"], id);
+    assert_eq!(found.as_array().map(Vec::len), Some(1));
+    let (status, _, found) = search(json!({"status": ["bogus"]}).to_string().into(), json).await;
+    assert_eq!(
+        (status, found),
+        (200, json!([])),
+        "an unknown status matches nothing"
+    );
+    let (status, _, _) = search("status=pending".into(), "application/x-www-form-urlencoded").await;
+    assert_eq!(status, 415);
+    let (status, _, _) = search("{".into(), json).await;
+    assert_eq!(status, 400);
 }
 
 async fn page_by_id(server: &TestServer, id: &str) -> (usize, Value) {
@@ -339,8 +388,245 @@ async fn page_by_id(server: &TestServer, id: &str) -> (usize, Value) {
     (body.as_array().unwrap().len(), body)
 }
 
+async fn preauthorize(server: &TestServer, body: Value) -> reqwest::Response {
+    server
+        .client
+        .post(server.url(DEVICES))
+        .bearer_auth(server.admin())
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn delete(server: &TestServer, path: &str) -> u16 {
+    server
+        .client
+        .delete(server.url(path))
+        .bearer_auth(server.admin())
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn a_preauthorized_device_is_accepted_on_its_first_request(postgres: bool) {
+    let server = without_auto_accept(postgres).await;
+    let keys = DeviceKeys::generate("ED25519");
+    let identity = json!({"mac": "0a:00:00:00:00:01", "sku": "gw"});
+    let created = preauthorize(
+        &server,
+        json!({"identity_data": identity, "pubkey": keys.public_pem}),
+    )
+    .await;
+    assert_eq!(created.status().as_u16(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    assert!(created.text().await.unwrap().is_empty());
+    let id = location
+        .strip_prefix("devices/")
+        .expect("a relative location")
+        .to_owned();
+    let (code, device) = server
+        .get(&format!("{DEVICES}/{id}"), Some(&server.admin()))
+        .await;
+    assert_eq!(code, 200, "{device}");
+    assert_eq!(device["status"], "preauthorized");
+    assert_eq!(device["identity_data"], identity);
+    assert_eq!(device["auth_sets"][0]["status"], "preauthorized");
+
+    // The same identity again: 409 naming the device.
+    let head = server.head().await;
+    let conflict = preauthorize(
+        &server,
+        json!({"identity_data": identity, "pubkey": keys.public_pem}),
+    )
+    .await;
+    assert_eq!(conflict.status().as_u16(), 409);
+    let body: Value = conflict.json().await.unwrap();
+    assert_eq!(
+        (body["id"].as_str(), &body["identity_data"]),
+        (Some(id.as_str()), &identity)
+    );
+    assert!(
+        body["error"].is_string() && body["request_id"].is_string(),
+        "{body}"
+    );
+    for bad in [
+        json!({"pubkey": keys.public_pem}),
+        json!({"identity_data": {}, "pubkey": keys.public_pem}),
+        json!({"identity_data": {"mac": "x"}}),
+        json!({"identity_data": {"mac": "x"}, "pubkey": "not a key"}),
+        json!({"identity_data": "mac=x", "pubkey": keys.public_pem}),
+    ] {
+        assert_refused(preauthorize(&server, bad.clone()).await, 400).await;
+    }
+    assert_eq!(server.head().await, head, "refusals record nothing");
+
+    let id_data = identity.to_string();
+    let (status, token) = authenticate(&server, &id_data, &keys).await;
+    assert_eq!(status, 200, "preauthorized: accepted on its first request");
+    assert_eq!(subject(&server, &token), id);
+    eventually(&server, &format!("{DEVICES}/{id}"), |device| {
+        device["status"] == "accepted"
+    })
+    .await;
+    // Another key for the same identity waits for an operator.
+    let other = DeviceKeys::generate("ED25519");
+    assert_eq!(authenticate(&server, &id_data, &other).await.0, 401);
+}
+
+async fn decommissioned_and_dismissed_devices_lose_their_tokens(postgres: bool) {
+    let server = TestServer::start(postgres).await;
+    let (first, second) = (
+        DeviceKeys::generate("ED25519"),
+        DeviceKeys::generate("ED25519"),
+    );
+    let (_, first_token) = authenticate(&server, r#"{"mac":"d1"}"#, &first).await;
+    let (_, second_token) = authenticate(&server, r#"{"mac":"d2"}"#, &second).await;
+    let first_id = subject(&server, &first_token);
+    let second_id = subject(&server, &second_token);
+    assert_eq!(next(&server, &first_token).await, 204);
+
+    assert_eq!(delete(&server, &format!("{DEVICES}/{first_id}")).await, 204);
+    assert_eq!(
+        next(&server, &first_token).await,
+        401,
+        "decommissioned: its token is refused"
+    );
+    let (code, _) = server
+        .get(&format!("{DEVICES}/{first_id}"), Some(&server.admin()))
+        .await;
+    assert_eq!(code, 404);
+    assert_eq!(delete(&server, &format!("{DEVICES}/{first_id}")).await, 404);
+
+    let device = eventually(&server, &format!("{DEVICES}/{second_id}"), |body| {
+        body["auth_sets"]
+            .as_array()
+            .is_some_and(|sets| sets.len() == 1)
+    })
+    .await;
+    let set = device["auth_sets"][0]["id"].as_str().unwrap();
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(
+        delete(&server, &format!("{DEVICES}/{second_id}/auth/{unknown}")).await,
+        404
+    );
+    assert_eq!(
+        delete(&server, &format!("{DEVICES}/{unknown}/auth/{set}")).await,
+        404
+    );
+    assert_eq!(
+        delete(&server, &format!("{DEVICES}/{second_id}/auth/{set}")).await,
+        204
+    );
+    assert_eq!(
+        next(&server, &second_token).await,
+        401,
+        "its accepted set is gone"
+    );
+    let (_, device) = server
+        .get(&format!("{DEVICES}/{second_id}"), Some(&server.admin()))
+        .await;
+    assert_eq!(
+        (
+            device["status"].as_str(),
+            device["auth_sets"].as_array().map(Vec::len)
+        ),
+        (Some("noauth"), Some(0))
+    );
+
+    // A decommissioned device that asks again starts over (here auto-accept admits it).
+    let (status, token) = authenticate(&server, r#"{"mac":"d1"}"#, &first).await;
+    assert_eq!(status, 200);
+    assert_eq!(next(&server, &token).await, 204);
+}
+
+async fn accepting_past_max_devices_is_422(postgres: bool) {
+    let server = TestServer::start_with(postgres, |settings| {
+        settings.standalone.auto_accept = false;
+        settings.max_devices = Some(1);
+    })
+    .await;
+    let admin = server.admin();
+    let (code, body) = server
+        .get(
+            "/api/management/v2/devauth/limits/max_devices",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!((code, body), (200, json!({"limit": 1})));
+    let (code, _) = server
+        .get("/api/management/v2/devauth/limits/max_things", Some(&admin))
+        .await;
+    assert_eq!(code, 400);
+
+    let keys = [
+        DeviceKeys::generate("ED25519"),
+        DeviceKeys::generate("ED25519"),
+    ];
+    for (n, keys) in keys.iter().enumerate() {
+        authenticate(&server, &format!(r#"{{"mac":"m{n}"}}"#), keys).await;
+    }
+    let listed = eventually(&server, DEVICES, |body| {
+        body.as_array().is_some_and(|d| d.len() == 2)
+    })
+    .await;
+    let ids_and_sets: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_owned(),
+                d["auth_sets"][0]["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let [(first, first_set), (second, second_set)] = ids_and_sets.as_slice() else {
+        panic!("two devices")
+    };
+    assert_eq!(
+        set_status(&server, first, first_set, "accepted")
+            .await
+            .status(),
+        204
+    );
+    let head = server.head().await;
+    let refused = set_status(&server, second, second_set, "accepted").await;
+    assert_eq!(refused.status().as_u16(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "maximum number of accepted devices reached");
+    assert_eq!(server.head().await, head, "nothing recorded");
+    // A seat freed is a seat taken.
+    assert_eq!(
+        set_status(&server, first, first_set, "rejected")
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        set_status(&server, second, second_set, "accepted")
+            .await
+            .status(),
+        204
+    );
+
+    let unlimited = TestServer::start(postgres).await;
+    let (_, body) = unlimited
+        .get(
+            "/api/management/v2/devauth/limits/max_devices",
+            Some(&unlimited.admin()),
+        )
+        .await;
+    assert_eq!(body, json!({"limit": -1}));
+}
+
 configured_on_both_backends!(
     a_device_waits_for_an_operator_who_accepts_then_rejects_it,
     refused_changes_and_reads_store_nothing,
-    lists_page_oldest_first_with_a_link_line_per_relation
+    lists_page_oldest_first_with_a_link_line_per_relation,
+    a_preauthorized_device_is_accepted_on_its_first_request,
+    decommissioned_and_dismissed_devices_lose_their_tokens,
+    accepting_past_max_devices_is_422
 );
