@@ -21,7 +21,7 @@ use http_edge::auth::Verifier;
 use http_edge::service::HttpServer;
 
 use crate::catalog::Catalog;
-use crate::http::{AppState, ArtifactStorage};
+use crate::http::{AppState, ArtifactStorage, DeviceDoor};
 use crate::read_side::ReadSide;
 use crate::settings::CommandSettings;
 
@@ -59,6 +59,8 @@ impl CommandService {
                 read_wait: Duration::from_millis(settings.read_wait_ms),
                 max_deployment_devices: settings.max_deployment_devices,
                 max_devices: settings.max_devices,
+                door: DeviceDoor::from_settings(&settings.standalone, &settings.auth)?
+                    .map(Arc::new),
             },
             background,
         })

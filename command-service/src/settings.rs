@@ -28,6 +28,48 @@ pub struct CommandSettings {
     /// The most devices that may be accepted at once (deviceauth's `max_devices` limit);
     /// accepting one more is 422. Unset: no limit.
     pub max_devices: Option<u64>,
+    /// Device admission (`auth_requests`) and inventory attributes, for a fleet with no other
+    /// Mender service.
+    pub standalone: AdmissionSettings,
+}
+
+/// How devices are admitted: the `standalone.*` keys the command service reads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdmissionSettings {
+    /// Serve `auth_requests` and inventory attributes at all; off when the server sits
+    /// behind Mender's own deviceauth and inventory.
+    pub enabled: bool,
+    /// Accept every device whose request is signed by the key it presents.
+    pub auto_accept: bool,
+    /// Device identities accepted without an operator when `auto_accept` is off: `id_data`
+    /// JSON objects, as text.
+    pub preauthorized_identities: Vec<String>,
+    /// PEM files of device public keys (`PUBLIC KEY` blocks, any number per file) accepted
+    /// without an operator when `auto_accept` is off.
+    pub preauthorized_keys: Vec<PathBuf>,
+    /// Lifetime of device tokens, in hours.
+    pub device_token_hours: u32,
+    /// Admission requests allowed per minute per device identity. 0: no limit.
+    pub auth_requests_per_minute: u32,
+    /// Admission requests allowed per minute per client address (a fleet behind one NAT
+    /// shares it). 0: no limit.
+    pub auth_requests_per_address_per_minute: u32,
+}
+
+impl Default for AdmissionSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            auto_accept: true,
+            preauthorized_identities: Vec::new(),
+            preauthorized_keys: Vec::new(),
+            // Mender's deviceauth defaults to a week.
+            device_token_hours: 168,
+            auth_requests_per_minute: 10,
+            auth_requests_per_address_per_minute: 600,
+        }
+    }
 }
 
 /// Enough for a large fleet in one deployment, small enough that one request cannot make
@@ -56,6 +98,7 @@ impl Default for CommandSettings {
             http: Default::default(),
             max_deployment_devices: DEFAULT_MAX_DEPLOYMENT_DEVICES,
             max_devices: None,
+            standalone: AdmissionSettings::default(),
         }
     }
 }

@@ -15,7 +15,8 @@
 #                             DEPLOYMENTS_AUTH__HS256_SECRET=... deployments token --device d1
 #
 # BIN_DIR (default target/release, relative to the repository unless absolute) holds
-# command-service, query-service and deployments. When the stack is already up, this prints its
+# command-service, query-service and deployments. AUTO_ACCEPT=false (default true) makes
+# command-service keep new devices pending until accepted through the devauth API. When the stack is already up, this prints its
 # exports again; a stack that is partly up is taken down and started afresh. Only the export
 # lines go to stdout; progress goes to stderr and each process's log to logs/ in the state
 # directory (see common.sh for it and the other settings).
@@ -212,6 +213,9 @@ for variable in $(compgen -e | grep '^DEPLOYMENTS_' || true); do unset "$variabl
 export DEPLOYMENTS_EVENT_LOG_URL=$database_url
 export DEPLOYMENTS_READ_MODELS_URL=$database_url
 export DEPLOYMENTS_AUTH__HS256_SECRET=$secret
+# Devices ask command-service to be admitted: at once, or (AUTO_ACCEPT=false) once accepted
+# through the devauth API.
+export DEPLOYMENTS_STANDALONE__AUTO_ACCEPT=${AUTO_ACCEPT:-true}
 export DEPLOYMENTS_STORAGE__BACKEND=s3
 export DEPLOYMENTS_STORAGE__PUBLIC_URL=$gateway_url
 export DEPLOYMENTS_STORAGE__S3__BUCKET=$BUCKET

@@ -9,6 +9,7 @@ pub mod metrics;
 mod request_id;
 pub mod serve;
 pub mod service;
+pub mod throttle;
 
 pub use error::{error_response, fallback_not_found, method_not_allowed, refuse_oversized};
 pub use json::JsonBody;

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A stand-in for Mender's deviceauth (and inventory) in front of a stack that has none (the
-split services).
+services with `standalone.enabled = false`, meant to sit behind Mender's own).
 
     admission-shim.py PORT_FILE UPSTREAM_URL DEVICE_TOKEN_FILE
 

@@ -143,8 +143,8 @@ pass "deleting it again fails (404)"
 
 # --- devices list ----------------------------------------------------------------------------
 # A device admits itself as mender-client would (an Ed25519 key, the request signed with it),
-# then `mender-cli devices list` must show it. A stack that does not admit devices itself (the
-# split services, whose tests put a stand-in deviceauth in front) still serves the list.
+# then `mender-cli devices list` must show it, on the embedded server and on the split stack.
+# A stack that does not admit devices itself (behind Mender's deviceauth) still serves the list.
 need openssl openssl
 AUTH_REQUESTS=/api/devices/v1/authentication/auth_requests
 openssl genpkey -algorithm ED25519 -out "$WORK/device.key" 2>/dev/null
@@ -153,9 +153,25 @@ MAC=$(printf '02:00:%02x:%02x:%02x:%02x' $((RANDOM % 256)) $((RANDOM % 256)) $((
 jq -cn --arg id "$(jq -cn --arg mac "$MAC" '{mac: $mac}')" --rawfile key "$WORK/device.pub" \
   '{id_data: $id, pubkey: $key, tenant_token: ""}' | tr -d '\n' >"$WORK/auth.json"
 openssl pkeyutl -sign -rawin -inkey "$WORK/device.key" -in "$WORK/auth.json" -out "$WORK/auth.sig"
-status=$(curl -sS -o "$WORK/body" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-  -H "X-MEN-Signature: $(base64 -w0 "$WORK/auth.sig")" --data-binary @"$WORK/auth.json" \
-  "$BASE_URL$AUTH_REQUESTS")
+auth_request() {
+  curl -sS -o "$WORK/body" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -H "X-MEN-Signature: $(base64 -w0 "$WORK/auth.sig")" --data-binary @"$WORK/auth.json" \
+    "$BASE_URL$AUTH_REQUESTS"
+}
+status=$(auth_request)
+if [ "$status" = 401 ]; then
+  # Auto-accept is off: the device waits as pending until accepted through the API.
+  pending() {
+    api GET "/api/management/v2/devauth/devices?status=pending&per_page=500" >/dev/null &&
+      jq -e --arg mac "$MAC" 'any(.[]; .identity_data.mac == $mac)' "$WORK/body" >/dev/null
+  }
+  wait_for 10 "the device waits as pending" pending
+  read -r pending_id pending_set < <(jq -r --arg mac "$MAC" \
+    '.[] | select(.identity_data.mac == $mac) | "\(.id) \(.auth_sets[0].id)"' "$WORK/body")
+  expect_status "accept it through the devauth API" 204 \
+    "$(api_json PUT "/api/management/v2/devauth/devices/$pending_id/auth/$pending_set/status" '{"status": "accepted"}')"
+  status=$(auth_request)
+fi
 if [ "$status" = 404 ] || [ "$status" = 405 ]; then
   check "mender-cli devices list (the stack admits no devices itself)" cli_user devices list
   SKIPPED=$((SKIPPED + 1))

@@ -16,7 +16,7 @@
 #
 # The device is admitted by the stack (POST /api/devices/v1/authentication/auth_requests, as
 # the embedded server does) and its id read from the token it gets (`sub`). A stack that
-# answers that route 404 (the split services, whose deviceauth is Mender's own) needs a way to
+# answers that route 404 (services behind Mender's own deviceauth) needs a way to
 # make device tokens: HS256_SECRET (the secret it verifies tokens with; TENANT, if any, must be
 # the user token's tenant) or DEVICE_TOKEN_CMD (a command printing a device token for the
 # device id appended to it). The client then talks to scripts/clients/admission-shim.py, which
@@ -28,7 +28,9 @@
 # never read or written.
 #
 # Environment: CLIENT_TIMEOUT (seconds each wait may take, default 120), SLOW_SECONDS (how long
-# the slow module holds the download open, default 15), KEEP_WORK=1 (keep the temporary files).
+# the slow module holds the download open, default 15), KEEP_WORK=1 (keep the temporary files),
+# EXPECT_PENDING=1 (the stack admits with auto-accept off: the device must show as pending and
+# is accepted through the devauth API before it gets a token).
 source "$(dirname "$0")/lib.sh"
 
 [ "$(id -u)" = 0 ] || { echo "the mender-client test needs root (mount namespaces)" >&2; exit 2; }
@@ -190,6 +192,22 @@ authorized() {
   client_running
   grep -q 'successfully received new authorization data' "$CLIENT_LOG"
 }
+# With auto-accept off (EXPECT_PENDING=1), the device must wait as pending, without a token,
+# until an operator accepts it through deviceauth's management API.
+if [ "${EXPECT_PENDING:-}" = 1 ]; then
+  pending_device() {
+    client_running
+    api GET "/api/management/v2/devauth/devices?status=pending&per_page=500" >/dev/null
+    jq -e --arg mac "$MAC" 'any(.[]; .identity_data.mac == $mac)' "$WORK/body" >/dev/null
+  }
+  wait_for "$TIMEOUT" "the device waits as pending in the devauth list" pending_device
+  ! grep -q 'successfully received new authorization data' "$CLIENT_LOG" ||
+    fail "the client got a token while pending"
+  read -r pending_id pending_set < <(jq -r --arg mac "$MAC" \
+    '.[] | select(.identity_data.mac == $mac) | "\(.id) \(.auth_sets[0].id)"' "$WORK/body")
+  expect_status "accept the pending device $pending_id through the devauth API" 204 \
+    "$(api_json PUT "/api/management/v2/devauth/devices/$pending_id/auth/$pending_set/status" '{"status": "accepted"}')"
+fi
 wait_for "$TIMEOUT" "the client is authorized (auth_requests answered with a token)" authorized
 
 if [ -z "${DEVICE_ID:-}" ]; then
@@ -336,9 +354,11 @@ stop_client
 
 # Errors the client logged that none of the scenarios explains (e.g. a request the server
 # dropped) fail the run; STRICT=0 only reports them.
-grep 'level=error' "$CLIENT_LOG" | grep -v -E \
-  'DBus not enabled|terminated abnormally|deployment was aborted|Deployment aborted' \
-  >"$WORK/unexpected" || true
+explained='DBus not enabled|terminated abnormally|deployment was aborted|Deployment aborted'
+# While pending, every authorization (and the inventory submission that needs one) is refused.
+[ "${EXPECT_PENDING:-}" != 1 ] ||
+  explained="$explained|dev auth: unauthorized|transient error: authorization request failed"
+grep 'level=error' "$CLIENT_LOG" | grep -v -E "$explained" >"$WORK/unexpected" || true
 if [ -s "$WORK/unexpected" ]; then
   log "the client logged $(wc -l <"$WORK/unexpected") unexpected errors:"
   sed 's/ func=.*//' "$WORK/unexpected" | cut -c1-400 >&2

@@ -62,8 +62,6 @@ impl Server {
             &settings.auth,
             &settings.data_dir,
             verifier,
-            command.state.pipeline.clone(),
-            settings.max_devices,
         )?;
         let mut background = query.spawn_projectors();
         background.extend(command.background);

@@ -115,6 +115,7 @@ impl ServerSettings {
             http: self.http.clone(),
             max_deployment_devices: self.max_deployment_devices,
             max_devices: self.max_devices,
+            standalone: self.standalone.admission.clone(),
         }
     }
 

@@ -2,19 +2,41 @@
 //! of its auth sets.
 
 use events::admission::AuthSetStatus;
-use events::StreamName;
+use events::{DomainEvent, StreamName};
 use uuid::Uuid;
 
-use super::{Caller, Decision, Outcome, Pipeline};
+use super::{Caller, Decision, Outcome, Pipeline, Session};
 use crate::domain::admission::{
     self, AdmissionError, AuthAnswer, AuthRequest, DeviceAdmission, Preauthorization,
 };
 use crate::domain::device;
 use crate::error::ApiError;
 
+/// Runs a command decided on one device's admission stream alone: `decide` sees the
+/// session (for the tables) and the device's admission, and returns the events and the
+/// answer.
+async fn on_device<T>(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    device: &str,
+    decide: impl Fn(&Session, &DeviceAdmission) -> Result<(Vec<DomainEvent>, T), ApiError>,
+) -> Result<Outcome<T>, ApiError> {
+    let stream = StreamName::new(admission::stream(device));
+    pipeline
+        .run(caller, |session| {
+            let (stream, decide) = (stream.clone(), &decide);
+            async move {
+                let state = session.load(&stream, admission::evolve).await?;
+                let (events, answer) = decide(&session, &state)?;
+                Ok(Decision::append(stream, events, answer))
+            }
+        })
+        .await
+}
+
 /// Whether the tenant has as many accepted devices as `max_devices` lets it have. Read from
 /// the tables as they are: two acceptances racing each other may both pass a limit one short.
-fn limit_reached(session: &super::Session, max_devices: Option<u64>) -> bool {
+fn limit_reached(session: &Session, max_devices: Option<u64>) -> bool {
     max_devices
         .is_some_and(|max| session.tables_now(|tables| tables.accepted_devices() as u64 >= max))
 }
@@ -27,21 +49,14 @@ pub async fn auth_request(
     request: &AuthRequest,
     max_devices: Option<u64>,
 ) -> Result<Outcome<AuthAnswer>, ApiError> {
-    let stream = StreamName::new(admission::stream(&request.device_id));
-    let outcome = pipeline
-        .run(caller, |session| {
-            let stream = stream.clone();
-            async move {
-                let state = session.load(&stream, admission::evolve).await?;
-                let request = AuthRequest {
-                    limit_reached: limit_reached(&session, max_devices),
-                    ..request.clone()
-                };
-                let (events, answer) = admission::decide_auth_request(&state, &request);
-                Ok(Decision::append(stream, events, answer))
-            }
-        })
-        .await?;
+    let outcome = on_device(pipeline, caller, &request.device_id, |session, state| {
+        let request = AuthRequest {
+            limit_reached: limit_reached(session, max_devices),
+            ..request.clone()
+        };
+        Ok(admission::decide_auth_request(state, &request))
+    })
+    .await?;
     // The device's requests are checked against the tables: a device accepted just now must
     // not be refused on the request it makes with its new token.
     if let (AuthAnswer::Token { .. }, Some(position)) = (&outcome.answer, outcome.position) {
@@ -59,26 +74,19 @@ pub async fn set_status(
     status: AuthSetStatus,
     max_devices: Option<u64>,
 ) -> Result<Outcome<()>, ApiError> {
-    let stream = StreamName::new(admission::stream(device));
-    pipeline
-        .run(caller, |session| {
-            let stream = stream.clone();
-            async move {
-                let state = session.load(&stream, admission::evolve).await?;
-                // Which device owns a set never changes once recorded, so a table a moment
-                // old answers it as well as the log would.
-                let elsewhere = session.tables_now(|tables| {
-                    tables
-                        .auth_set_owner(set)
-                        .is_some_and(|owner| owner != device)
-                });
-                let full = limit_reached(&session, max_devices);
-                let events =
-                    admission::decide_status(&state, device, set, status, elsewhere, full)?;
-                Ok(Decision::append(stream, events, ()))
-            }
-        })
-        .await
+    on_device(pipeline, caller, device, |session, state| {
+        // Which device owns a set never changes once recorded, so a table a moment old
+        // answers it as well as the log would.
+        let elsewhere = session.tables_now(|tables| {
+            tables
+                .auth_set_owner(set)
+                .is_some_and(|owner| owner != device)
+        });
+        let full = limit_reached(session, max_devices);
+        let events = admission::decide_status(state, device, set, status, elsewhere, full)?;
+        Ok((events, ()))
+    })
+    .await
 }
 
 /// `POST /api/management/v2/devauth/devices`: the device's id, or 409 with the device the
@@ -88,23 +96,20 @@ pub async fn preauthorize(
     caller: &Caller,
     request: &Preauthorization,
 ) -> Result<Outcome<()>, ApiError> {
-    let stream = StreamName::new(admission::stream(&request.device_id));
-    pipeline
-        .run(caller, |session| {
-            let stream = stream.clone();
-            async move {
-                let state = session.load(&stream, admission::evolve).await?;
-                match admission::decide_preauthorize(&state, request) {
-                    Ok(events) => Ok(Decision::append(stream, events, ())),
-                    Err(AdmissionError::Exists) => Err(ApiError::ConflictWithResource {
-                        message: AdmissionError::Exists.to_string(),
-                        resource: existing_device(&request.device_id, &state),
-                    }),
-                    Err(other) => Err(other.into()),
-                }
-            }
-        })
-        .await
+    on_device(
+        pipeline,
+        caller,
+        &request.device_id,
+        |_, state| match admission::decide_preauthorize(state, request) {
+            Ok(events) => Ok((events, ())),
+            Err(AdmissionError::Exists) => Err(ApiError::ConflictWithResource {
+                message: AdmissionError::Exists.to_string(),
+                resource: existing_device(&request.device_id, state),
+            }),
+            Err(other) => Err(other.into()),
+        },
+    )
+    .await
 }
 
 /// The device as the command side knows it, for the 409 of a preauthorization: deviceauth
@@ -137,17 +142,10 @@ pub async fn dismiss(
     device: &str,
     set: Uuid,
 ) -> Result<Outcome<()>, ApiError> {
-    let stream = StreamName::new(admission::stream(device));
-    pipeline
-        .run(caller, |session| {
-            let stream = stream.clone();
-            async move {
-                let state = session.load(&stream, admission::evolve).await?;
-                let events = admission::decide_dismiss(&state, device, set)?;
-                Ok(Decision::append(stream, events, ()))
-            }
-        })
-        .await
+    on_device(pipeline, caller, device, |_, state| {
+        Ok((admission::decide_dismiss(state, device, set)?, ()))
+    })
+    .await
 }
 
 /// `DELETE /api/management/v2/devauth/devices/{id}`: the device is removed from admission

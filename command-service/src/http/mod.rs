@@ -1,10 +1,12 @@
 //! The write half of the API: one router per resource, merged here.
 
+mod admission;
 mod artifacts;
 mod deployments;
 mod devauth;
 mod devices;
 mod internal;
+mod inventory;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,7 @@ use crate::application::Pipeline;
 use crate::catalog::Catalog;
 use crate::read_side::{ReadSide, LOG_POSITION_HEADER};
 
+pub use self::admission::DeviceDoor;
 pub use crate::application::artifacts::ArtifactStorage;
 
 #[derive(Clone)]
@@ -39,6 +42,9 @@ pub struct AppState {
     pub max_deployment_devices: usize,
     /// The most devices that may be accepted at once; `None`: no limit.
     pub max_devices: Option<u64>,
+    /// Device admission and inventory attributes for a fleet with no other Mender service;
+    /// `None` behind Mender's own deviceauth and inventory.
+    pub door: Option<Arc<DeviceDoor>>,
 }
 
 impl AppState {
@@ -80,11 +86,15 @@ impl FromRef<AppState> for Arc<Verifier> {
 /// The command routes alone, for a server that merges them with the query service's (which
 /// then answers the internal health routes for both).
 pub fn routes(state: AppState) -> Router {
-    Router::new()
+    let mut routes = Router::new()
         .merge(artifacts::router())
         .merge(deployments::router(state.max_deployment_devices))
         .merge(devices::router())
-        .merge(devauth::router())
+        .merge(devauth::router());
+    if state.door.is_some() {
+        routes = routes.merge(admission::router()).merge(inventory::router());
+    }
+    routes
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             after_loading,

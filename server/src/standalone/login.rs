@@ -7,15 +7,15 @@ use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
 use base64::Engine;
-use http_edge::auth::TokenKind;
 use http_edge::error_response;
 use http_edge::serve::ClientAddress;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::throttle::address_key;
-use super::{too_many_attempts, StandaloneState};
+use http_edge::throttle::{address_key, too_many_attempts};
+
+use super::StandaloneState;
 
 /// Namespace of user ids: the administrator keeps one id across restarts.
 const USER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x3d7a_91c4_6e25_4b08_8f13_a5d2_c7e9_0b46);
@@ -93,7 +93,7 @@ async fn login(
         tracing::warn!(email = %email, address = %client, "login refused: wrong credentials");
         return error_response(StatusCode::UNAUTHORIZED, "unauthorized");
     }
-    state.token_response(&state.admin.user_id.to_string(), TokenKind::User)
+    state.token_response(&state.admin.user_id.to_string())
 }
 
 #[cfg(test)]

@@ -12,7 +12,10 @@ use crate::support::TestServer;
 const DEVICES: &str = "/api/management/v2/devauth/devices";
 
 async fn without_auto_accept(postgres: bool) -> TestServer {
-    TestServer::start_with(postgres, |settings| settings.standalone.auto_accept = false).await
+    TestServer::start_with(postgres, |settings| {
+        settings.standalone.admission.auto_accept = false
+    })
+    .await
 }
 
 /// Polls `path` until `ready` holds of its body: an auth request is not a management
@@ -544,7 +547,7 @@ async fn decommissioned_and_dismissed_devices_lose_their_tokens(postgres: bool) 
 
 async fn accepting_past_max_devices_is_422(postgres: bool) {
     let server = TestServer::start_with(postgres, |settings| {
-        settings.standalone.auto_accept = false;
+        settings.standalone.admission.auto_accept = false;
         settings.max_devices = Some(1);
     })
     .await;

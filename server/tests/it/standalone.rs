@@ -242,9 +242,10 @@ async fn without_auto_accept_only_preauthorized_devices_are_admitted() {
     let preauthorized_key = DeviceKeys::generate("RSA");
     let key_file = preauthorized_key.public_file();
     let server = start_with(|settings| {
-        settings.standalone.auto_accept = false;
-        settings.standalone.preauthorized_identities = vec![r#"{"sn":"1","mac":"00:01"}"#.into()];
-        settings.standalone.preauthorized_keys = vec![key_file];
+        settings.standalone.admission.auto_accept = false;
+        settings.standalone.admission.preauthorized_identities =
+            vec![r#"{"sn":"1","mac":"00:01"}"#.into()];
+        settings.standalone.admission.preauthorized_keys = vec![key_file];
     })
     .await;
     let other_key = DeviceKeys::generate("RSA");
@@ -352,7 +353,7 @@ async fn without_a_configured_password_one_is_made_in_the_data_directory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switched_off_the_routes_do_not_exist() {
-    let server = start_with(|settings| settings.standalone.enabled = false).await;
+    let server = start_with(|settings| settings.standalone.admission.enabled = false).await;
     assert!(!server.settings.data_dir.join("admin.password").exists());
     let keys = DeviceKeys::generate("ED25519");
     let (status, _) = authenticate(&server, r#"{"mac":"00:11"}"#, &keys).await;
@@ -442,8 +443,11 @@ async fn password_guessing_is_throttled_by_address_and_by_login_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admission_requests_are_throttled_per_identity_and_per_address() {
     let server = start_with(|settings| {
-        settings.standalone.auth_requests_per_minute = 3;
-        settings.standalone.auth_requests_per_address_per_minute = 8;
+        settings.standalone.admission.auth_requests_per_minute = 3;
+        settings
+            .standalone
+            .admission
+            .auth_requests_per_address_per_minute = 8;
     })
     .await;
     let keys = DeviceKeys::generate("ED25519");

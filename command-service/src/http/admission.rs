@@ -1,5 +1,6 @@
-//! `POST /api/devices/v1/authentication/auth_requests`: a device proves it holds the key it
-//! presents and, when admitted, gets a device token.
+//! `POST /api/devices/v1/authentication/auth_requests` (Mender's deviceauth, for a fleet
+//! with no other Mender service): a device proves it holds the key it presents and, when its
+//! auth set is accepted, gets a device token.
 //!
 //! The request is checked here (its body, its key, its signature); what it changes (a new
 //! auth set, an acceptance by policy, a check-in) is decided and recorded by the command
@@ -7,32 +8,103 @@
 //! UUID v5 of its identity, so the same device has the same id on every request, after
 //! every restart, and as it had before admission was recorded.
 
+use std::net::IpAddr;
+
 use anyhow::Context;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Extension;
 use axum::Router;
 use base64::Engine;
-use command_service::application::{admission, Caller};
-use command_service::domain::admission::{AuthAnswer, AuthRequest as Admission};
 use events::admission::{canonical_identity, device_id};
-use http_edge::auth::TokenKind;
+use http_edge::auth::{AuthSettings, Issuer, KeyError, TokenKind};
 use http_edge::serve::ClientAddress;
+use http_edge::throttle::{address_key, too_many_attempts, Throttle};
 use http_edge::{error_response, RequestId};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::throttle::address_key;
-use super::{too_many_attempts, StandaloneSettings, StandaloneState};
-use command_service::device_key::DeviceKey;
+use super::inventory::Inventory;
+use super::AppState;
+use crate::application::{admission, Caller};
+use crate::device_key::DeviceKey;
+use crate::domain::admission::{AuthAnswer, AuthRequest as Admission};
+use crate::settings::AdmissionSettings;
 
 const SIGNATURE_HEADER: &str = "x-men-signature";
 
-pub(super) fn router() -> Router<StandaloneState> {
+/// What the device-facing routes of a fleet with no other Mender service need: who is
+/// accepted without an operator, what signs device tokens, the attempt limits, and the
+/// inventory attributes devices report.
+pub struct DeviceDoor {
+    policy: AdmissionPolicy,
+    issuer: Issuer,
+    device_token_ttl: chrono::Duration,
+    by_address: Throttle<IpAddr>,
+    by_identity: Throttle<Uuid>,
+    pub(super) inventory: Inventory,
+}
+
+impl DeviceDoor {
+    /// The door, or `None` when the standalone routes are switched off or nothing can sign
+    /// device tokens (another service issues them).
+    pub fn from_settings(
+        settings: &AdmissionSettings,
+        auth: &AuthSettings,
+    ) -> anyhow::Result<Option<Self>> {
+        if !settings.enabled {
+            return Ok(None);
+        }
+        let issuer = match Issuer::from_settings(auth) {
+            Ok(issuer) => issuer,
+            Err(KeyError::NoKey) => {
+                tracing::warn!(
+                    "device admission is off: no signing key (set auth.signing_key or \
+                     auth.hs256_secret, or standalone.enabled = false to silence this)"
+                );
+                return Ok(None);
+            }
+            Err(error) => {
+                return Err(error).context("loading the key device tokens are signed with")
+            }
+        };
+        tracing::info!(
+            auto_accept = settings.auto_accept,
+            "device admission and inventory attributes enabled"
+        );
+        Ok(Some(Self {
+            policy: AdmissionPolicy::from_settings(settings)?,
+            issuer,
+            device_token_ttl: chrono::Duration::hours(settings.device_token_hours.into()),
+            by_address: Throttle::new(settings.auth_requests_per_address_per_minute),
+            by_identity: Throttle::new(settings.auth_requests_per_minute),
+            inventory: Inventory::default(),
+        }))
+    }
+
+    /// A device token of the single tenant, as deviceauth answers it.
+    fn token_response(&self, device: &str) -> Response {
+        // Open-source Mender has one tenant and so has a fleet with no other Mender service:
+        // the default tenant, whatever tenant token a device sends.
+        let claims = Issuer::claims(
+            device,
+            &events::TenantId::default(),
+            TokenKind::Device,
+            self.device_token_ttl,
+        );
+        (
+            [(header::CONTENT_TYPE, "application/jwt")],
+            self.issuer.issue(&claims),
+        )
+            .into_response()
+    }
+}
+
+pub(super) fn router() -> Router<AppState> {
     // axum's own limit, answered in time for a client still sending its body.
     const LIMIT: u64 = 2 * 1024 * 1024;
     Router::new().route(
@@ -52,14 +124,14 @@ struct AuthRequest {
 
 /// Who is admitted without an operator: everyone when `auto_accept` is on, else the
 /// identities and keys preauthorized in the configuration.
-pub(super) struct AdmissionPolicy {
+struct AdmissionPolicy {
     auto_accept: bool,
     identities: Vec<Map<String, Value>>,
     keys: Vec<DeviceKey>,
 }
 
 impl AdmissionPolicy {
-    pub(super) fn from_settings(settings: &StandaloneSettings) -> anyhow::Result<Self> {
+    fn from_settings(settings: &AdmissionSettings) -> anyhow::Result<Self> {
         let identities = settings
             .preauthorized_identities
             .iter()
@@ -102,20 +174,23 @@ fn identity(text: &str) -> Result<Map<String, Value>, String> {
 }
 
 async fn auth_request(
-    State(state): State<StandaloneState>,
+    State(state): State<AppState>,
     ClientAddress(client): ClientAddress,
     Extension(request_id): Extension<RequestId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Mounted only with a door; without one the route does not exist.
+    let Some(door) = state.door.clone() else {
+        return error_response(StatusCode::NOT_FOUND, "Resource not found");
+    };
     // Counted before any work: a signature check of a large RSA key is what a flood buys.
     let address = address_key(client);
-    let throttles = &state.throttles;
-    if let Some(wait) = throttles.admission_by_address.wait(&address) {
+    if let Some(wait) = door.by_address.wait(&address) {
         tracing::warn!(address = %client, "admission refused: too many requests from this address");
         return too_many_attempts(wait);
     }
-    throttles.admission_by_address.spend(&address);
+    door.by_address.spend(&address);
     let bad_request = |message: String| error_response(StatusCode::BAD_REQUEST, message);
     let request: AuthRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -132,11 +207,11 @@ async fn auth_request(
         Err(error) => return bad_request(format!("invalid auth request: id_data: {error}")),
     };
     let device = device_id(&identity);
-    if let Some(wait) = throttles.admission_by_identity.wait(&device) {
+    if let Some(wait) = door.by_identity.wait(&device) {
         tracing::warn!(device_id = %device, address = %client, "admission refused: too many requests for this identity");
         return too_many_attempts(wait);
     }
-    throttles.admission_by_identity.spend(&device);
+    door.by_identity.spend(&device);
     let key = match DeviceKey::from_pem(&request.pubkey) {
         Ok(key) => key,
         Err(error) => return bad_request(format!("invalid auth request: {error}")),
@@ -151,7 +226,7 @@ async fn auth_request(
     }
     let request = Admission {
         device_id: device.to_string(),
-        admitted_by_policy: state.admission.admits(&identity, &key),
+        admitted_by_policy: door.policy.admits(&identity, &key),
         identity,
         pubkey: key.canonical_pem(),
         new_set_id: Uuid::new_v4(),
@@ -177,7 +252,7 @@ async fn auth_request(
     match outcome.answer {
         AuthAnswer::Token { auth_set_id } => {
             tracing::info!(device_id = %device, %auth_set_id, "device admitted: token issued");
-            state.token_response(&request.device_id, TokenKind::Device)
+            door.token_response(&request.device_id)
         }
         AuthAnswer::Refused(status) => {
             if outcome.position.is_some() {

@@ -20,9 +20,9 @@ use http_edge::{error_response, JsonBody};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::StandaloneState;
+use super::AppState;
 
-pub(super) fn router() -> Router<StandaloneState> {
+pub(super) fn router() -> Router<AppState> {
     Router::new().route(
         "/api/devices/v1/inventory/device/attributes",
         put(record).patch(record),
@@ -61,7 +61,7 @@ impl DeviceAttributes {
 
 /// Devices' kept attributes, by tenant and device id.
 #[derive(Default)]
-pub(super) struct Inventory {
+pub struct Inventory {
     devices: RwLock<HashMap<(TenantId, String), DeviceAttributes>>,
 }
 
@@ -99,16 +99,19 @@ impl Inventory {
 
 /// `PUT` replaces what the device reported before, `PATCH` adds to it.
 async fn record(
-    State(state): State<StandaloneState>,
+    State(state): State<AppState>,
     method: Method,
     Device(device): Device,
     JsonBody(reported): JsonBody<Vec<Attribute>>,
 ) -> Response {
+    // Mounted only with a door; without one the route does not exist.
+    let Some(door) = &state.door else {
+        return error_response(StatusCode::NOT_FOUND, "Resource not found");
+    };
     if reported.iter().any(|attribute| attribute.name.is_empty()) {
         return error_response(StatusCode::BAD_REQUEST, "attribute name cannot be empty");
     }
-    state
-        .inventory
+    door.inventory
         .record(&device, &reported, method == Method::PUT);
     StatusCode::OK.into_response()
 }

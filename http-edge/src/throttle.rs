@@ -12,6 +12,9 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+
 /// The most keys one limiter remembers.
 const MAX_KEYS: usize = 100_000;
 
@@ -22,14 +25,14 @@ struct Bucket {
 }
 
 /// Attempts per key and minute.
-pub(super) struct Throttle<K> {
+pub struct Throttle<K> {
     per_minute: f64,
     buckets: Mutex<HashMap<K, Bucket>>,
 }
 
 impl<K: Hash + Eq + Clone> Throttle<K> {
     /// `per_minute` attempts a minute per key; 0 switches the limit off.
-    pub(super) fn new(per_minute: u32) -> Self {
+    pub fn new(per_minute: u32) -> Self {
         Self {
             per_minute: f64::from(per_minute),
             buckets: Mutex::new(HashMap::new()),
@@ -45,7 +48,7 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
     }
 
     /// How long until `key` may try again, or `None` if it may now. Does not spend.
-    pub(super) fn wait(&self, key: &K) -> Option<Duration> {
+    pub fn wait(&self, key: &K) -> Option<Duration> {
         if self.per_minute == 0.0 {
             return None;
         }
@@ -60,7 +63,7 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
     }
 
     /// Spends one attempt of `key`.
-    pub(super) fn spend(&self, key: &K) {
+    pub fn spend(&self, key: &K) {
         if self.per_minute == 0.0 {
             return;
         }
@@ -90,7 +93,7 @@ impl<K: Hash + Eq + Clone> Throttle<K> {
 
 /// The key a client address is counted under: IPv6 clients by their /64, which one
 /// subscriber usually holds whole, so that rotating addresses within it buys nothing.
-pub(super) fn address_key(address: IpAddr) -> IpAddr {
+pub fn address_key(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V4(_) => address,
         IpAddr::V6(v6) => {
@@ -109,8 +112,20 @@ pub(super) fn address_key(address: IpAddr) -> IpAddr {
     }
 }
 
+/// 429 with the seconds to wait in `Retry-After`.
+pub fn too_many_attempts(wait: Duration) -> Response {
+    let mut response = crate::error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many attempts; try again later",
+    );
+    if let Ok(value) = HeaderValue::from_str(&retry_after(wait).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
+}
+
 /// Whole seconds for `Retry-After`, never 0.
-pub(super) fn retry_after(wait: Duration) -> u64 {
+pub fn retry_after(wait: Duration) -> u64 {
     wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
