@@ -39,7 +39,7 @@ impl Catalog {
         tenants
             .entry(event.tenant.clone())
             .or_default()
-            .apply(decoded);
+            .apply_at(decoded, Some(event.metadata.occurred_at));
         Ok(())
     }
 

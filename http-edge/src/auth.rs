@@ -111,6 +111,8 @@ pub struct Identity {
     /// The user id or the device id (`sub`).
     pub subject: String,
     pub tenant: TenantId,
+    /// When the token was issued (`iat`, Unix seconds), when it says.
+    pub issued_at: Option<i64>,
 }
 
 /// Why a request was not let in.
@@ -395,6 +397,7 @@ fn identify(
     let identity = Identity {
         subject: claims.sub,
         tenant: TenantId(claims.tenant.unwrap_or_default()),
+        issued_at: claims.iat,
     };
     let span = tracing::Span::current();
     span.record("tenant", identity.tenant.as_str());

@@ -301,25 +301,55 @@ pub fn decide_log(
     )])
 }
 
-/// Takes the device out of service: its unfinished entries become `decommissioned`. Nothing
-/// to decommission appends nothing.
+/// Takes the device out of service in Mender's two steps: its unfinished entry (a device runs
+/// one deployment at a time) becomes `decommissioned`; then the oldest active deployment
+/// targeting it that it has no entry in, created after that entry's deployment (or after its
+/// newest entry's, the same rule `/next` follows), gets a `decommissioned` entry too, so that
+/// a device that never asked still counts and the deployment can finish. Nothing to
+/// decommission appends nothing.
 pub fn decide_decommission(
     state: &DeviceState,
     device: &str,
     catalog: &TenantCatalog,
 ) -> Vec<DomainEvent> {
+    let mut decided = Vec::new();
     let unfinished = state
         .entries
         .iter()
-        .any(|(id, entry)| !effective_status(entry, catalog.deployments.get(id)).is_final());
-    if !unfinished {
-        return Vec::new();
+        .find(|(id, entry)| !effective_status(entry, catalog.deployments.get(id)).is_final())
+        .map(|(id, _)| *id);
+    if unfinished.is_some() {
+        decided.push(DomainEvent::DeviceDecommissioned(
+            events::deployment::DeviceDecommissioned {
+                device_id: device.to_owned(),
+            },
+        ));
     }
-    vec![DomainEvent::DeviceDecommissioned(
-        events::deployment::DeviceDecommissioned {
-            device_id: device.to_owned(),
-        },
-    )]
+    let after = unfinished
+        .into_iter()
+        .chain(state.entries.keys().copied())
+        .filter_map(|id| catalog.deployments.get(&id))
+        .map(|deployment| deployment.created)
+        .max();
+    let next = catalog.targeting(device).find(|deployment| {
+        !deployment.finished()
+            && !state.entries.contains_key(&deployment.id)
+            && after.is_none_or(|after| deployment.created > after)
+    });
+    if let Some(deployment) = next {
+        decided.push(DomainEvent::DeviceJoinedDeployment(
+            DeviceJoinedDeployment {
+                deployment_id: deployment.id,
+                device_id: device.to_owned(),
+                artifact_id: None,
+                status: DeviceDeploymentStatus::Decommissioned,
+                device_type: String::new(),
+                installed_artifact_name: String::new(),
+                phase: None,
+            },
+        ));
+    }
+    decided
 }
 
 /// The statuses a device may report itself.

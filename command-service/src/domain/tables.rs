@@ -62,6 +62,9 @@ pub struct TenantCatalog {
     auth_set_owners: HashMap<Uuid, String>,
     /// Devices with an accepted auth set, counted as events arrive.
     accepted_devices: usize,
+    /// Per device, when it last stopped being accepted: tokens issued before then (by their
+    /// `iat`, in whole seconds) no longer stand, even once it is accepted again.
+    revoked_at: HashMap<String, i64>,
 }
 
 impl TenantCatalog {
@@ -94,8 +97,17 @@ impl TenantCatalog {
     /// its auth sets is accepted (rejected, reset to pending or dismissed since the token was
     /// issued). Devices admitted before admission was recorded have no record and keep
     /// their tokens.
-    pub fn token_refused(&self, device: &str) -> bool {
-        self.admission.contains_key(device) && !self.device_accepted(device)
+    pub fn token_refused(&self, device: &str, issued_at: Option<i64>) -> bool {
+        if self.admission.contains_key(device) && !self.device_accepted(device) {
+            return true;
+        }
+        // A token without `iat` cannot be placed before or after; one issued in the second
+        // of a revocation is refused, and the device asks again.
+        match (self.revoked_at.get(device), issued_at) {
+            (Some(revoked), Some(issued)) => issued <= *revoked,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
     }
 
     /// The device an auth set belongs to.
@@ -132,8 +144,9 @@ impl TenantCatalog {
         }
     }
 
-    /// Folds an admission event, keeping the count of accepted devices.
-    fn apply_admission(&mut self, event: DomainEvent) {
+    /// Folds an admission event recorded at `at` (when known), keeping the count of
+    /// accepted devices and when each last stopped being accepted.
+    fn apply_admission(&mut self, event: DomainEvent, at: Option<DateTime<Utc>>) {
         let device = match &event {
             DomainEvent::AuthSetAdded(added) => added.device_id.clone(),
             DomainEvent::AuthSetStatusChanged(changed) => changed.device_id.clone(),
@@ -174,7 +187,12 @@ impl TenantCatalog {
         }
         match (was, self.device_accepted(&device)) {
             (false, true) => self.accepted_devices += 1,
-            (true, false) => self.accepted_devices -= 1,
+            (true, false) => {
+                self.accepted_devices -= 1;
+                if let Some(at) = at {
+                    self.revoked_at.insert(device, at.timestamp());
+                }
+            }
             _ => {}
         }
     }
@@ -193,6 +211,12 @@ impl TenantCatalog {
 
     /// Folds one event into the tables.
     pub fn apply(&mut self, event: DomainEvent) {
+        self.apply_at(event, None);
+    }
+
+    /// Folds one event recorded at `at` into the tables: admission needs to know when a
+    /// device stopped being accepted.
+    pub fn apply_at(&mut self, event: DomainEvent, at: Option<DateTime<Utc>>) {
         match event {
             DomainEvent::DeploymentCreated(created) => {
                 let mut devices = created.devices;
@@ -260,7 +284,7 @@ impl TenantCatalog {
             DomainEvent::AuthSetAdded(_)
             | DomainEvent::AuthSetStatusChanged(_)
             | DomainEvent::AuthSetDismissed(_)
-            | DomainEvent::DeviceRemoved(_) => self.apply_admission(event),
+            | DomainEvent::DeviceRemoved(_) => self.apply_admission(event, at),
             _ => {}
         }
     }

@@ -37,15 +37,17 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The device as the caller of a command, once its token still stands: a token outlives
-/// its auth set's rejection (or reset to pending) only until the device's next request. The
-/// check is a lookup in the catalog, so the `next` poll costs no I/O more for it.
+/// its auth set's rejection (or reset to pending, dismissal, decommissioning) only until the
+/// device's next request, and a token issued before that does not stand again when the
+/// device is accepted again. The check is a lookup in the catalog, so the `next` poll costs
+/// no I/O more for it.
 fn device_caller(
     state: &AppState,
     device: &http_edge::auth::Identity,
     request_id: &RequestId,
 ) -> Result<Caller, ApiError> {
     if state.catalog.with_tenant(&device.tenant, |catalog| {
-        catalog.token_refused(&device.subject)
+        catalog.token_refused(&device.subject, device.issued_at)
     }) {
         return Err(ApiError::Unauthorized(
             "the device is not accepted: its token no longer stands".into(),

@@ -128,6 +128,7 @@ mod tests {
         http_edge::auth::Identity {
             subject: "device-1".into(),
             tenant: TenantId::default(),
+            issued_at: None,
         }
     }
 

@@ -596,6 +596,18 @@ async fn a_decommissioned_device_is_refused_and_removal_is_always_204(server: Te
     assert_eq!(fleet.statistics(&id).await["decommissioned"], 1);
     assert_eq!(fleet.deployment(&id).await["status"], "finished");
     assert_eq!(remove("never-seen").await.unwrap().status(), 204);
+
+    // Mender's second step: the oldest deployment newer than the running one gets a
+    // decommissioned entry too, and a device that never asked is counted where it is targeted.
+    let running = fleet.deploy("y", "release-2", &["d2"]).await;
+    let newer = fleet.deploy("z", "release-2", &["d2", "silent"]).await;
+    assert_eq!(fleet.next("d2", "release-1", "pi").await.0, 200);
+    assert_eq!(remove("d2").await.unwrap().status(), 204);
+    assert_eq!(fleet.statistics(&running).await["decommissioned"], 1);
+    assert_eq!(fleet.statistics(&newer).await["decommissioned"], 1);
+    assert_eq!(remove("silent").await.unwrap().status(), 204);
+    assert_eq!(fleet.statistics(&newer).await["decommissioned"], 2);
+    assert_eq!(fleet.deployment(&newer).await["status"], "finished");
 }
 
 async fn a_device_log_is_stored_for_its_entry(server: TestServer) {

@@ -589,3 +589,57 @@ fn a_device_whose_deployment_was_aborted_has_no_work_left() {
         "the poll is answered without I/O again"
     );
 }
+
+#[test]
+fn decommissioning_ends_the_running_entry_and_counts_the_device_in_the_next_deployment() {
+    let mut history = vec![artifact("release-2", &["pi"], 300)];
+    let first = deploy(&mut history, "first", "release-2", &["d1", "d2"], now());
+    let second = deploy(
+        &mut history,
+        "second",
+        "release-2",
+        &["d1", "d2"],
+        now() + chrono::Duration::minutes(1),
+    );
+    deploy(
+        &mut history,
+        "third",
+        "release-2",
+        &["d1"],
+        now() + chrono::Duration::minutes(2),
+    );
+    let known = catalog(history.clone());
+    let joined = device::decide_next(
+        &DeviceState::default(),
+        &asked("d1", "release-1", "pi"),
+        &known,
+    )
+    .events;
+    let running = device_after(&joined);
+    let decided = device::decide_decommission(&running, "d1", &known);
+    let [DomainEvent::DeviceDecommissioned(_), DomainEvent::DeviceJoinedDeployment(next)] =
+        decided.as_slice()
+    else {
+        panic!("two steps: {decided:?}")
+    };
+    assert_eq!(
+        (next.deployment_id, next.status),
+        (second, DeviceDeploymentStatus::Decommissioned),
+        "the oldest deployment newer than the running one, not the third"
+    );
+
+    // A device that never asked is counted in the oldest deployment targeting it.
+    let decided = device::decide_decommission(&DeviceState::default(), "d2", &known);
+    let [DomainEvent::DeviceJoinedDeployment(joined)] = decided.as_slice() else {
+        panic!("one step: {decided:?}")
+    };
+    assert_eq!(joined.deployment_id, first);
+    let mut counted = history.clone();
+    counted.extend(decided.clone());
+    assert!(
+        catalog(counted).deployments[&first]
+            .finished_devices
+            .contains("d2"),
+        "the decommissioned device counts as finished"
+    );
+}
