@@ -9,7 +9,6 @@ use super::{Caller, Decision, Outcome, Pipeline, Session};
 use crate::domain::admission::{
     self, AdmissionError, AuthAnswer, AuthRequest, DeviceAdmission, Preauthorization,
 };
-use crate::domain::device;
 use crate::error::ApiError;
 
 /// Runs a command decided on one device's admission stream alone: `decide` sees the
@@ -157,26 +156,17 @@ pub async fn decommission(
     device_id: &str,
 ) -> Result<Outcome<()>, ApiError> {
     let admission_stream = StreamName::new(admission::stream(device_id));
-    let entries_stream = StreamName::new(device::stream(device_id));
     pipeline
         .run(caller, |session| {
-            let (admission_stream, entries_stream) =
-                (admission_stream.clone(), entries_stream.clone());
+            let admission_stream = admission_stream.clone();
             async move {
                 let state = session.load(&admission_stream, admission::evolve).await?;
                 let removed = admission::decide_remove(&state, device_id)?;
-                let entries = session.load(&entries_stream, device::evolve).await?;
-                let decommissioned = session
-                    .tables(&[], |tables| {
-                        device::decide_decommission(&entries, device_id, tables)
-                    })
-                    .await?;
+                let decommissioned =
+                    super::deployments::decommissioned_entries(&session, device_id).await?;
                 Ok(Decision {
                     answer: (),
-                    appends: vec![
-                        (admission_stream, removed),
-                        (entries_stream, decommissioned),
-                    ],
+                    appends: vec![(admission_stream, removed), decommissioned],
                 })
             }
         })

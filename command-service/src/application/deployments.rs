@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use events::{DeploymentId, DomainEvent, StreamName};
 
-use super::{Caller, Decision, Outcome, Pipeline};
+use super::{Caller, Decision, Outcome, Pipeline, Session};
 use crate::domain::deployments::{self, NewDeployment};
 use crate::domain::tables::TenantCatalog;
 use crate::domain::{artifacts, device};
@@ -74,28 +74,34 @@ where
         .await
 }
 
-/// Every unfinished entry of the device becomes `decommissioned`; nothing to decommission
+/// Decommissions the device's deployments (Mender's two steps); nothing to decommission
 /// records nothing.
 pub async fn decommission(
     pipeline: &Pipeline,
     caller: &Caller,
     device_id: &str,
 ) -> Result<Outcome<()>, ApiError> {
-    let stream = StreamName::new(device::stream(device_id));
     pipeline
-        .run(caller, |session| {
-            let stream = stream.clone();
-            async move {
-                let state = session.load(&stream, device::evolve).await?;
-                // Whether an entry is still unfinished depends on aborts, which only the
-                // tables know.
-                let events = session
-                    .tables(&[], |tables| {
-                        device::decide_decommission(&state, device_id, tables)
-                    })
-                    .await?;
-                Ok(Decision::append(stream, events, ()))
-            }
+        .run(caller, |session| async move {
+            let (stream, events) = decommissioned_entries(&session, device_id).await?;
+            Ok(Decision::append(stream, events, ()))
         })
         .await
+}
+
+/// Within a command: the device's entries stream and the events that decommission its
+/// deployments, for any command that takes a device out of service.
+pub(super) async fn decommissioned_entries(
+    session: &Session,
+    device_id: &str,
+) -> Result<(StreamName, Vec<DomainEvent>), ApiError> {
+    let stream = StreamName::new(device::stream(device_id));
+    let state = session.load(&stream, device::evolve).await?;
+    // Whether an entry is still unfinished depends on aborts, which only the tables know.
+    let events = session
+        .tables(&[], |tables| {
+            device::decide_decommission(&state, device_id, tables)
+        })
+        .await?;
+    Ok((stream, events))
 }
