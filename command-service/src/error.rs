@@ -36,6 +36,10 @@ pub enum ApiError {
         message: String,
         resource: serde_json::Value,
     },
+    /// 412: the resource changed since the caller read it (an `If-Match` that no longer
+    /// holds).
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
@@ -175,6 +179,19 @@ impl From<crate::domain::admission::AdmissionError> for ApiError {
     }
 }
 
+impl From<crate::domain::inventory::InventoryError> for ApiError {
+    fn from(error: crate::domain::inventory::InventoryError) -> Self {
+        use crate::domain::inventory::InventoryError;
+        match error {
+            InventoryError::Invalid(message) => Self::BadRequest(message),
+            InventoryError::DeviceNotFound | InventoryError::NotInGroup => {
+                Self::NotFoundBecause(error.to_string())
+            }
+            InventoryError::TagsChanged => Self::PreconditionFailed(error.to_string()),
+        }
+    }
+}
+
 impl From<UploadError> for ApiError {
     fn from(error: UploadError) -> Self {
         let message = error.to_string();
@@ -224,6 +241,9 @@ impl IntoResponse for ApiError {
                     fields.insert("request_id".into(), current_request_id().into());
                 }
                 (StatusCode::CONFLICT, Json(resource)).into_response()
+            }
+            Self::PreconditionFailed(message) => {
+                error_response(StatusCode::PRECONDITION_FAILED, message)
             }
             Self::Unprocessable(message) => {
                 error_response(StatusCode::UNPROCESSABLE_ENTITY, message)

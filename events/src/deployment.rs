@@ -119,6 +119,8 @@ pub struct DeploymentCreated {
     pub phases: Vec<Phase>,
     pub force_installation: bool,
     pub created: DateTime<Utc>,
+    /// The static group the devices were taken from, for a deployment to a group.
+    pub groups: Vec<String>,
 }
 
 /// The operator aborted the deployment: every device not yet in a final state is aborted.

@@ -10,7 +10,9 @@ pub mod admission;
 pub mod artifact;
 pub mod deployment;
 mod envelope;
+pub mod filter;
 mod ids;
+pub mod inventory;
 mod schema;
 
 pub use envelope::{EventMetadata, NewEvent, Position, RecordedEvent, StreamName, TenantId};

@@ -17,6 +17,10 @@ use crate::deployment::{
     DeploymentAborted, DeploymentCreated, DeviceAdmittedToPhase, DeviceDecommissioned,
     DeviceDeploymentLogSaved, DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
 };
+use crate::inventory::{
+    DeviceGroupAssigned, DeviceGroupLeft, DeviceTagsSet, InventoryCleared, InventoryRemoved,
+    InventoryReported,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
@@ -50,6 +54,12 @@ pub enum DomainEvent {
     DeviceTokenIssued(DeviceTokenIssued),
     AuthSetDismissed(AuthSetDismissed),
     DeviceRemoved(DeviceRemoved),
+    InventoryReported(InventoryReported),
+    InventoryCleared(InventoryCleared),
+    DeviceTagsSet(DeviceTagsSet),
+    DeviceGroupAssigned(DeviceGroupAssigned),
+    DeviceGroupLeft(DeviceGroupLeft),
+    InventoryRemoved(InventoryRemoved),
 }
 
 /// Each event type with the schema versions that may be stored, oldest first; the last is
@@ -58,7 +68,7 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("ArtifactUploaded", &[1]),
     ("ArtifactDescriptionChanged", &[1]),
     ("ArtifactDeleted", &[1]),
-    ("DeploymentCreated", &[1, 2]),
+    ("DeploymentCreated", &[1, 2, 3]),
     ("DeploymentAborted", &[1]),
     ("DeviceJoinedDeployment", &[1]),
     ("DeviceDeploymentStatusChanged", &[1]),
@@ -70,6 +80,12 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("DeviceTokenIssued", &[1]),
     ("AuthSetDismissed", &[1]),
     ("DeviceRemoved", &[1]),
+    ("InventoryReported", &[1]),
+    ("InventoryCleared", &[1]),
+    ("DeviceTagsSet", &[1]),
+    ("DeviceGroupAssigned", &[1]),
+    ("DeviceGroupLeft", &[1]),
+    ("InventoryRemoved", &[1]),
 ];
 
 impl DomainEvent {
@@ -91,6 +107,12 @@ impl DomainEvent {
             Self::DeviceTokenIssued(_) => "DeviceTokenIssued",
             Self::AuthSetDismissed(_) => "AuthSetDismissed",
             Self::DeviceRemoved(_) => "DeviceRemoved",
+            Self::InventoryReported(_) => "InventoryReported",
+            Self::InventoryCleared(_) => "InventoryCleared",
+            Self::DeviceTagsSet(_) => "DeviceTagsSet",
+            Self::DeviceGroupAssigned(_) => "DeviceGroupAssigned",
+            Self::DeviceGroupLeft(_) => "DeviceGroupLeft",
+            Self::InventoryRemoved(_) => "InventoryRemoved",
         }
     }
 
@@ -116,6 +138,12 @@ impl DomainEvent {
             Self::DeviceTokenIssued(event) => serde_json::to_value(event),
             Self::AuthSetDismissed(event) => serde_json::to_value(event),
             Self::DeviceRemoved(event) => serde_json::to_value(event),
+            Self::InventoryReported(event) => serde_json::to_value(event),
+            Self::InventoryCleared(event) => serde_json::to_value(event),
+            Self::DeviceTagsSet(event) => serde_json::to_value(event),
+            Self::DeviceGroupAssigned(event) => serde_json::to_value(event),
+            Self::DeviceGroupLeft(event) => serde_json::to_value(event),
+            Self::InventoryRemoved(event) => serde_json::to_value(event),
         };
         // Plain structs with string keys always serialize.
         value.expect("domain events serialize to JSON")
@@ -156,6 +184,12 @@ impl DomainEvent {
             "DeviceTokenIssued" => Self::DeviceTokenIssued(parsed.parse()?),
             "AuthSetDismissed" => Self::AuthSetDismissed(parsed.parse()?),
             "DeviceRemoved" => Self::DeviceRemoved(parsed.parse()?),
+            "InventoryReported" => Self::InventoryReported(parsed.parse()?),
+            "InventoryCleared" => Self::InventoryCleared(parsed.parse()?),
+            "DeviceTagsSet" => Self::DeviceTagsSet(parsed.parse()?),
+            "DeviceGroupAssigned" => Self::DeviceGroupAssigned(parsed.parse()?),
+            "DeviceGroupLeft" => Self::DeviceGroupLeft(parsed.parse()?),
+            "InventoryRemoved" => Self::InventoryRemoved(parsed.parse()?),
             other => return Err(SchemaError::UnknownType(other.to_owned())),
         })
     }
@@ -181,6 +215,15 @@ fn upcast(event_type: &str, from: u32, mut payload: Value) -> Value {
                 fields
                     .entry("force_installation")
                     .or_insert(Value::Bool(false));
+            }
+            payload
+        }
+        // v2 predates targeting by group: a v2 deployment listed its devices.
+        ("DeploymentCreated", 2) => {
+            if let Some(fields) = payload.as_object_mut() {
+                fields
+                    .entry("groups")
+                    .or_insert_with(|| Value::Array(vec![]));
             }
             payload
         }
@@ -264,7 +307,7 @@ mod tests {
             Err(SchemaError::UnknownType(_))
         ));
         assert!(matches!(
-            DomainEvent::decode("DeploymentCreated", 3, fixture("DeploymentCreated", 2)),
+            DomainEvent::decode("DeploymentCreated", 4, fixture("DeploymentCreated", 3)),
             Err(SchemaError::UnknownVersion { .. })
         ));
         assert!(matches!(

@@ -88,7 +88,7 @@ cat >"$C/etc/mender.conf" <<EOF
 {
   "ServerURL": "$SERVER_URL",
   "UpdatePollIntervalSeconds": 2,
-  "InventoryPollIntervalSeconds": 30,
+  "InventoryPollIntervalSeconds": 5,
   "RetryPollIntervalSeconds": 2,
   "RetryPollCount": 3,
   "ModuleTimeoutSeconds": 300,
@@ -217,6 +217,23 @@ if [ -z "${DEVICE_ID:-}" ]; then
 fi
 pass "device id $DEVICE_ID"
 
+# Where the stack admits the device itself, the client's inventory reaches its inventory and
+# the first deployment goes to the device's group; behind a shim, to the device by id.
+FIRST_TARGET=device
+if [ -z "${SHIM_PID:-}" ]; then
+inventory_reported() {
+  [ "$(api GET "/api/management/v1/inventory/devices/$DEVICE_ID")" = 200 ] || return 1
+  jq -e --arg s "$suffix" \
+    'any(.attributes[]; .scope == "inventory" and .name == "client_test" and .value == $s)' \
+    "$WORK/body" >/dev/null
+}
+wait_for "$TIMEOUT" "the client's inventory is shown by the inventory API" inventory_reported
+GROUP="client-$suffix"
+expect_status "put the device into group $GROUP" 204 \
+  "$(api_json PUT "/api/management/v1/inventory/devices/$DEVICE_ID/group" "$(jq -nc --arg g "$GROUP" '{group: $g}')")"
+FIRST_TARGET=group
+fi
+
 # --- helpers ---------------------------------------------------------------------------------
 # make_artifact TYPE NAME KIB: a module-image artifact with a random payload (the client refuses
 # downloads under 4096 bytes). Prints the payload file's path.
@@ -230,12 +247,18 @@ make_artifact() {
     "$(api POST /api/management/v1/deployments/artifacts -F "artifact=@$C/artifacts/$name.mender")"
 }
 
-# deploy NAME ARTIFACT: creates a deployment for the device; sets DEPLOYMENT.
+# deploy NAME ARTIFACT [group]: creates a deployment for the device, or with `group` for the
+# device's group; sets DEPLOYMENT.
 deploy() {
   local status
-  status=$(api_json POST /api/management/v1/deployments/deployments \
-    "$(jq -nc --arg n "$1" --arg a "$2" --arg d "$DEVICE_ID" '{name: $n, artifact_name: $a, devices: [$d]}')" \
-    -D "$WORK/headers")
+  if [ "${3:-}" = group ]; then
+    status=$(api_json POST "/api/management/v1/deployments/deployments/group/$GROUP" \
+      "$(jq -nc --arg n "$1" --arg a "$2" '{name: $n, artifact_name: $a}')" -D "$WORK/headers")
+  else
+    status=$(api_json POST /api/management/v1/deployments/deployments \
+      "$(jq -nc --arg n "$1" --arg a "$2" --arg d "$DEVICE_ID" '{name: $n, artifact_name: $a, devices: [$d]}')" \
+      -D "$WORK/headers")
+  fi
   expect_status "create deployment $1" 201 "$status"
   DEPLOYMENT=$(tr -d '\r' <"$WORK/headers" | sed -n 's|^[Ll]ocation: .*/||p' | tail -n1)
   [ -n "$DEPLOYMENT" ] || fail "no Location in the answer to creating $1"
@@ -263,7 +286,7 @@ diagnose 'printf -- "---- deployment %s ----\n" "${DEPLOYMENT:-}"; [ -n "${DEPLO
 # --- 1. a deployment that installs -----------------------------------------------------------
 OK=ok-$suffix
 make_artifact client-test-install "$OK" 64
-deploy "client-ok-$suffix" "$OK"
+deploy "client-ok-$suffix" "$OK" "$FIRST_TARGET"
 installed() {
   client_running
   cmp -s "$C/artifacts/$OK.bin" "$C/installed/client-test-install/$OK.bin"

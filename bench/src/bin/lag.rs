@@ -53,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
             phases: vec![],
             force_installation: false,
             created: chrono::Utc::now(),
+            groups: Vec::new(),
         }),
     )];
     for device in &devices {

@@ -11,9 +11,7 @@ use crate::domain::admission::{
 };
 use crate::error::ApiError;
 
-/// Runs a command decided on one device's admission stream alone: `decide` sees the
-/// session (for the tables) and the device's admission, and returns the events and the
-/// answer.
+/// Runs a command decided on one device's admission stream alone.
 async fn on_device<T>(
     pipeline: &Pipeline,
     caller: &Caller,
@@ -21,16 +19,7 @@ async fn on_device<T>(
     decide: impl Fn(&Session, &DeviceAdmission) -> Result<(Vec<DomainEvent>, T), ApiError>,
 ) -> Result<Outcome<T>, ApiError> {
     let stream = StreamName::new(admission::stream(device));
-    pipeline
-        .run(caller, |session| {
-            let (stream, decide) = (stream.clone(), &decide);
-            async move {
-                let state = session.load(&stream, admission::evolve).await?;
-                let (events, answer) = decide(&session, &state)?;
-                Ok(Decision::append(stream, events, answer))
-            }
-        })
-        .await
+    super::on_stream(pipeline, caller, stream, admission::evolve, decide).await
 }
 
 /// Whether the tenant has as many accepted devices as `max_devices` lets it have. Read from
@@ -148,8 +137,8 @@ pub async fn dismiss(
 }
 
 /// `DELETE /api/management/v2/devauth/devices/{id}`: the device is removed from admission
-/// (its tokens no longer stand) and its unfinished deployment entries become
-/// `decommissioned`, in one append.
+/// (its tokens no longer stand), its unfinished deployment entries become `decommissioned`
+/// and its inventory goes, in one append.
 pub async fn decommission(
     pipeline: &Pipeline,
     caller: &Caller,
@@ -164,9 +153,10 @@ pub async fn decommission(
                 let removed = admission::decide_remove(&state, device_id)?;
                 let decommissioned =
                     super::deployments::decommissioned_entries(&session, device_id).await?;
+                let inventory = super::inventory::removed(&session, device_id).await?;
                 Ok(Decision {
                     answer: (),
-                    appends: vec![(admission_stream, removed), decommissioned],
+                    appends: vec![(admission_stream, removed), decommissioned, inventory],
                 })
             }
         })

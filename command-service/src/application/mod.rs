@@ -15,6 +15,7 @@ pub mod admission;
 pub mod artifacts;
 pub mod deployments;
 pub mod devices;
+pub mod inventory;
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -202,6 +203,27 @@ impl Pipeline {
             .max()
             .unwrap_or_default())
     }
+}
+
+/// Runs a command decided on one stream alone: `decide` sees the session (for the tables)
+/// and the stream's state, and returns the events for that stream and the answer.
+pub(crate) async fn on_stream<S: Default, T>(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    stream: StreamName,
+    evolve: fn(S, &DomainEvent) -> S,
+    decide: impl Fn(&Session, &S) -> Result<(Vec<DomainEvent>, T), ApiError>,
+) -> Result<Outcome<T>, ApiError> {
+    pipeline
+        .run(caller, |session| {
+            let (stream, decide) = (stream.clone(), &decide);
+            async move {
+                let state = session.load(&stream, evolve).await?;
+                let (events, answer) = decide(&session, &state)?;
+                Ok(Decision::append(stream, events, answer))
+            }
+        })
+        .await
 }
 
 /// One attempt at a command: the streams it has read, at which versions.

@@ -35,6 +35,9 @@ pub struct NewDeployment {
     pub all_devices: Option<bool>,
     pub phases: Option<Vec<NewPhase>>,
     pub force_installation: Option<bool>,
+    /// The static group to deploy to, from `POST /deployments/group/{name}`'s path.
+    #[serde(skip)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -146,6 +149,42 @@ fn plan_phases(
     Ok(phases)
 }
 
+/// The devices a request targets, and the group it names: a list as given, every accepted
+/// device, or the accepted devices of a group, expanded once, now (as Mender does: a device
+/// accepted later does not join).
+fn targets(
+    request: &NewDeployment,
+    catalog: &TenantCatalog,
+) -> Result<(Vec<String>, Vec<String>), DeploymentError> {
+    let listed = request
+        .devices
+        .as_ref()
+        .filter(|devices| !devices.is_empty());
+    let expanded = |group: Option<&str>| {
+        let devices = catalog.accepted_targets(group);
+        if devices.is_empty() {
+            return Err(invalid("No devices for the deployment"));
+        }
+        Ok(devices)
+    };
+    match (&request.group, listed, request.all_devices) {
+        (Some(_), _, _) if request.devices.is_some() || request.all_devices.is_some() => {
+            Err(invalid(
+                "The deployment for group constructor should have neither list of devices nor all_devices flag set",
+            ))
+        }
+        (Some(group), _, _) => Ok((expanded(Some(group))?, vec![group.clone()])),
+        (None, Some(_), Some(true)) => Err(invalid(
+            "Invalid deployments definition: list of devices provided togheter with all_devices flag",
+        )),
+        (None, None, Some(true)) => Ok((expanded(None)?, Vec::new())),
+        (None, Some(devices), _) => Ok((devices.clone(), Vec::new())),
+        (None, None, _) => Err(invalid(
+            "Invalid deployments definition: provide list of devices or set all_devices flag",
+        )),
+    }
+}
+
 /// Validates a request and decides the deployment it creates; `max_devices` is the most
 /// devices one deployment may list.
 pub fn decide_creation(
@@ -157,18 +196,7 @@ pub fn decide_creation(
 ) -> Result<Vec<DomainEvent>, DeploymentError> {
     let name = text(&request.name, "name")?;
     let artifact_name = text(&request.artifact_name, "artifact_name")?;
-    let devices = match (&request.devices, request.all_devices) {
-        (Some(devices), Some(true)) if !devices.is_empty() => {
-            return Err(invalid("devices and all_devices cannot both be given"))
-        }
-        (_, Some(true)) => {
-            return Err(invalid(
-                "all_devices needs a device registry, which this server does not have: list the devices",
-            ))
-        }
-        (Some(devices), _) if !devices.is_empty() => devices.clone(),
-        _ => return Err(invalid("devices: cannot be blank")),
-    };
+    let (devices, mut groups) = targets(request, catalog)?;
     if devices.len() > max_devices {
         return Err(invalid(format!(
             "devices: {} listed, more than the {max_devices} one deployment may have",
@@ -183,6 +211,10 @@ pub fn decide_creation(
     let mut unique = devices.clone();
     unique.sort();
     unique.dedup();
+    // A deployment to one device shows that device's group, as Mender's does.
+    if let ([device], true) = (unique.as_slice(), groups.is_empty()) {
+        groups.extend(catalog.group_of(device).map(str::to_owned));
+    }
     let phases = match &request.phases {
         Some(phases) if !phases.is_empty() => plan_phases(phases, unique.len(), now)?,
         _ => Vec::new(),
@@ -210,6 +242,7 @@ pub fn decide_creation(
         phases,
         force_installation,
         created: now,
+        groups,
     })])
 }
 

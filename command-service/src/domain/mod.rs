@@ -5,4 +5,5 @@ pub mod admission;
 pub mod artifacts;
 pub mod deployments;
 pub mod device;
+pub mod inventory;
 pub mod tables;

@@ -65,6 +65,10 @@ pub struct TenantCatalog {
     /// Per device, when it last stopped being accepted: tokens issued before then (by their
     /// `iat`, in whole seconds) no longer stand, even once it is accepted again.
     revoked_at: HashMap<String, i64>,
+    /// Devices with an inventory record (reported attributes, tags or a group).
+    inventoried: HashSet<String>,
+    /// Each grouped device's static group.
+    groups: HashMap<String, String>,
 }
 
 impl TenantCatalog {
@@ -204,6 +208,64 @@ impl TenantCatalog {
         })
     }
 
+    /// Whether the device is known to the fleet: admitted in some status, or inventoried.
+    pub fn known_device(&self, device: &str) -> bool {
+        self.admission.contains_key(device) || self.inventoried.contains(device)
+    }
+
+    /// The device's static group.
+    pub fn group_of(&self, device: &str) -> Option<&str> {
+        self.groups.get(device).map(String::as_str)
+    }
+
+    /// The devices in `group`, in no particular order.
+    pub fn group_members<'a>(&'a self, group: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.groups
+            .iter()
+            .filter(move |(_, name)| *name == group)
+            .map(|(device, _)| device.as_str())
+    }
+
+    /// The accepted devices, with `group` only those in it, sorted: what a deployment to
+    /// all devices or to a group targets.
+    pub fn accepted_targets(&self, group: Option<&str>) -> Vec<String> {
+        let mut devices: Vec<String> = self
+            .admission
+            .keys()
+            .filter(|device| group.is_none_or(|group| self.group_of(device) == Some(group)))
+            .filter(|device| self.device_accepted(device))
+            .cloned()
+            .collect();
+        devices.sort();
+        devices
+    }
+
+    fn apply_inventory(&mut self, event: &DomainEvent) {
+        match event {
+            DomainEvent::InventoryReported(reported) => {
+                self.inventoried.insert(reported.device_id.clone());
+            }
+            DomainEvent::DeviceTagsSet(set) => {
+                self.inventoried.insert(set.device_id.clone());
+            }
+            DomainEvent::DeviceGroupAssigned(assigned) => {
+                self.inventoried.insert(assigned.device_id.clone());
+                self.groups
+                    .insert(assigned.device_id.clone(), assigned.group.clone());
+            }
+            DomainEvent::DeviceGroupLeft(left)
+                if self.group_of(&left.device_id) == Some(left.group.as_str()) =>
+            {
+                self.groups.remove(&left.device_id);
+            }
+            DomainEvent::InventoryRemoved(removed) => {
+                self.inventoried.remove(&removed.device_id);
+                self.groups.remove(&removed.device_id);
+            }
+            _ => {}
+        }
+    }
+
     /// How many devices have an accepted auth set.
     pub fn accepted_devices(&self) -> usize {
         self.accepted_devices
@@ -285,6 +347,11 @@ impl TenantCatalog {
             | DomainEvent::AuthSetStatusChanged(_)
             | DomainEvent::AuthSetDismissed(_)
             | DomainEvent::DeviceRemoved(_) => self.apply_admission(event, at),
+            DomainEvent::InventoryReported(_)
+            | DomainEvent::DeviceTagsSet(_)
+            | DomainEvent::DeviceGroupAssigned(_)
+            | DomainEvent::DeviceGroupLeft(_)
+            | DomainEvent::InventoryRemoved(_) => self.apply_inventory(&event),
             _ => {}
         }
     }

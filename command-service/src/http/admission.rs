@@ -28,7 +28,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use super::inventory::Inventory;
 use super::AppState;
 use crate::application::{admission, Caller};
 use crate::device_key::DeviceKey;
@@ -38,15 +37,13 @@ use crate::settings::AdmissionSettings;
 const SIGNATURE_HEADER: &str = "x-men-signature";
 
 /// What the device-facing routes of a fleet with no other Mender service need: who is
-/// accepted without an operator, what signs device tokens, the attempt limits, and the
-/// inventory attributes devices report.
+/// accepted without an operator, what signs device tokens, and the attempt limits.
 pub struct DeviceDoor {
     policy: AdmissionPolicy,
     issuer: Issuer,
     device_token_ttl: chrono::Duration,
     by_address: Throttle<IpAddr>,
     by_identity: Throttle<Uuid>,
-    pub(super) inventory: Inventory,
 }
 
 impl DeviceDoor {
@@ -74,7 +71,7 @@ impl DeviceDoor {
         };
         tracing::info!(
             auto_accept = settings.auto_accept,
-            "device admission and inventory attributes enabled"
+            "device admission enabled"
         );
         Ok(Some(Self {
             policy: AdmissionPolicy::from_settings(settings)?,
@@ -82,7 +79,6 @@ impl DeviceDoor {
             device_token_ttl: chrono::Duration::hours(settings.device_token_hours.into()),
             by_address: Throttle::new(settings.auth_requests_per_address_per_minute),
             by_identity: Throttle::new(settings.auth_requests_per_minute),
-            inventory: Inventory::default(),
         }))
     }
 

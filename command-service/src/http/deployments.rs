@@ -50,14 +50,39 @@ async fn create(
     Extension(request_id): Extension<RequestId>,
     JsonBody(request): JsonBody<NewDeployment>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&user, &request_id);
+    created(&state, &user, &request_id, &request).await
+}
+
+/// A deployment to the accepted devices of a static group, expanded now.
+async fn create_for_group(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(group): Path<String>,
+    JsonBody(request): JsonBody<NewDeployment>,
+) -> Result<Response, ApiError> {
+    let request = NewDeployment {
+        group: Some(group),
+        ..request
+    };
+    created(&state, &user, &request_id, &request).await
+}
+
+/// Creates the deployment and answers 201 with its `Location`.
+async fn created(
+    state: &AppState,
+    user: &http_edge::auth::Identity,
+    request_id: &RequestId,
+    request: &NewDeployment,
+) -> Result<Response, ApiError> {
+    let caller = caller(user, request_id);
     let id = DeploymentId::new();
     let now = Utc::now();
     // Guarded by the artifacts stream: an artifact deleted meanwhile makes this decide again.
     let outcome = deployments::create(
         &state.pipeline,
         &caller,
-        &request,
+        request,
         id,
         now,
         state.max_deployment_devices,
@@ -70,13 +95,6 @@ async fn create(
         response.headers_mut().insert(header::LOCATION, location);
     }
     Ok(response)
-}
-
-/// Deployments to a device group need an inventory of groups, which this server has not.
-async fn create_for_group(User(_): User, Path(_): Path<String>) -> Result<Response, ApiError> {
-    Err(ApiError::BadRequest(
-        "deployments to a group need a device registry, which this server does not have: list the devices".into(),
-    ))
 }
 
 #[derive(Deserialize)]

@@ -41,7 +41,7 @@ pub fn router() -> Router<AppState> {
 /// device's next request, and a token issued before that does not stand again when the
 /// device is accepted again. The check is a lookup in the catalog, so the `next` poll costs
 /// no I/O more for it.
-fn device_caller(
+pub(super) fn device_caller(
     state: &AppState,
     device: &http_edge::auth::Identity,
     request_id: &RequestId,

@@ -1,168 +1,225 @@
-//! `PUT` and `PATCH /api/devices/v1/inventory/device/attributes`: mender-client reports its
-//! inventory after every boot and periodically, and treats a failure as an error worth
-//! retrying, so a fleet without an inventory service still needs the route to answer 200.
-//!
-//! Only `device_type` and `artifact_name` are kept, in memory: the deployments side already
-//! records both on each of the device's entries from what the device says when it asks for
-//! its next deployment, so nothing here needs to reach the event log.
+//! The inventory's writes: a device's report of its attributes (Mender's device API
+//! `PUT`/`PATCH /api/devices/v1/inventory/device/attributes`), and an operator's tags,
+//! groups and clearing (the management API v1 `/api/management/v1/inventory`). The reads are
+//! the query service's.
 
-use std::collections::HashMap;
-use std::sync::RwLock;
-
-use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::put;
-use axum::Router;
-use events::TenantId;
-use http_edge::auth::Device;
-use http_edge::{error_response, JsonBody};
+use axum::routing::{delete, patch, put};
+use axum::{Extension, Json, Router};
+use chrono::Utc;
+use http_edge::auth::{Device, User};
+use http_edge::{JsonBody, RequestId};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
+use super::artifacts::caller;
+use super::devices::device_caller;
 use super::AppState;
+use crate::application::inventory::{self, MembersChanged};
+use crate::domain::inventory::{check_group_name, SentAttribute, MAX_GROUP, MAX_GROUP_LEGACY};
+use crate::error::ApiError;
 
-pub(super) fn router() -> Router<AppState> {
+const BASE: &str = "/api/management/v1/inventory";
+
+/// The device's route, mounted where this server admits devices itself.
+pub(super) fn device_router() -> Router<AppState> {
     Router::new().route(
         "/api/devices/v1/inventory/device/attributes",
-        put(record).patch(record),
+        put(report).patch(report),
     )
 }
 
-#[derive(Deserialize)]
-struct Attribute {
-    name: String,
-    value: Value,
+pub(super) fn management_router() -> Router<AppState> {
+    Router::new()
+        .route(&format!("{BASE}/devices/{{id}}"), delete(clear))
+        .route(
+            &format!("{BASE}/devices/{{id}}/tags"),
+            put(tags).patch(tags),
+        )
+        .route(&format!("{BASE}/devices/{{id}}/group"), put(assign))
+        .route(
+            &format!("{BASE}/devices/{{id}}/group/{{name}}"),
+            delete(leave),
+        )
+        .route(
+            &format!("{BASE}/groups/{{name}}/devices"),
+            patch(members).delete(members),
+        )
+        .route(&format!("{BASE}/groups/{{name}}"), delete(delete_group))
 }
 
-/// What the server remembers of a device's inventory.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct DeviceAttributes {
-    pub device_type: Option<String>,
-    pub artifact_name: Option<String>,
-}
-
-impl DeviceAttributes {
-    /// Takes the attributes this server keeps from `reported`; others are ignored.
-    fn apply(&mut self, reported: &[Attribute]) {
-        for attribute in reported {
-            let slot = match attribute.name.as_str() {
-                "device_type" => &mut self.device_type,
-                "artifact_name" => &mut self.artifact_name,
-                _ => continue,
-            };
-            *slot = match &attribute.value {
-                Value::String(text) => Some(text.clone()),
-                other => Some(other.to_string()),
-            };
-        }
-    }
-}
-
-/// Devices' kept attributes, by tenant and device id.
-#[derive(Default)]
-pub struct Inventory {
-    devices: RwLock<HashMap<(TenantId, String), DeviceAttributes>>,
-}
-
-impl Inventory {
-    /// Records what `device` reported, replacing what it reported before when `replace`;
-    /// returns the attributes kept from now on.
-    fn record(
-        &self,
-        device: &http_edge::auth::Identity,
-        reported: &[Attribute],
-        replace: bool,
-    ) -> DeviceAttributes {
-        let mut devices = self
-            .devices
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let kept = devices
-            .entry((device.tenant.clone(), device.subject.clone()))
-            .or_default();
-        let before = kept.clone();
-        if replace {
-            *kept = DeviceAttributes::default();
-        }
-        kept.apply(reported);
-        if *kept != before {
-            tracing::info!(
-                device_type = kept.device_type.as_deref().unwrap_or(""),
-                artifact_name = kept.artifact_name.as_deref().unwrap_or(""),
-                "device inventory changed"
-            );
-        }
-        kept.clone()
-    }
-}
-
-/// `PUT` replaces what the device reported before, `PATCH` adds to it.
-async fn record(
+/// `PUT` replaces the device's reported attributes, `PATCH` adds to them; 200, no body.
+async fn report(
     State(state): State<AppState>,
     method: Method,
     Device(device): Device,
-    JsonBody(reported): JsonBody<Vec<Attribute>>,
-) -> Response {
-    // Mounted only with a door; without one the route does not exist.
-    let Some(door) = &state.door else {
-        return error_response(StatusCode::NOT_FOUND, "Resource not found");
-    };
-    if reported.iter().any(|attribute| attribute.name.is_empty()) {
-        return error_response(StatusCode::BAD_REQUEST, "attribute name cannot be empty");
-    }
-    door.inventory
-        .record(&device, &reported, method == Method::PUT);
-    StatusCode::OK.into_response()
+    Extension(request_id): Extension<RequestId>,
+    JsonBody(attributes): JsonBody<Vec<SentAttribute>>,
+) -> Result<Response, ApiError> {
+    let caller = device_caller(&state, &device, &request_id)?;
+    let outcome = inventory::report(
+        &state.pipeline,
+        &caller,
+        &device.subject,
+        &attributes,
+        method == Method::PUT,
+    )
+    .await?;
+    Ok(state.answered_if(outcome.position, StatusCode::OK).await)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// Clears the device's reported attributes; 204 whether or not there were any, as Mender
+/// answers.
+async fn clear(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(device): Path<String>,
+) -> Result<Response, ApiError> {
+    let outcome = inventory::clear(&state.pipeline, &caller(&user, &request_id), &device).await?;
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
+}
 
-    fn attributes(json: &str) -> Vec<Attribute> {
-        serde_json::from_str(json).unwrap()
-    }
+/// The `If-Match` ETag, with or without the quotes HTTP puts around it.
+fn if_match(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(axum::http::header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| ApiError::BadRequest("If-Match: not a valid ETag".into()))?;
+    Ok(Some(text.trim().trim_matches('"').to_owned()))
+}
 
-    fn device() -> http_edge::auth::Identity {
-        http_edge::auth::Identity {
-            subject: "device-1".into(),
-            tenant: TenantId::default(),
-            issued_at: None,
-        }
-    }
+/// `PUT` replaces the device's tags, `PATCH` adds to them; 412 when `If-Match` names tags
+/// that changed since.
+async fn tags(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(device): Path<String>,
+    JsonBody(sent): JsonBody<Vec<SentAttribute>>,
+) -> Result<Response, ApiError> {
+    let expected = if_match(&headers)?;
+    let outcome = inventory::tags(
+        &state.pipeline,
+        &caller(&user, &request_id),
+        &device,
+        &sent,
+        method == Method::PUT,
+        expected.as_deref(),
+        Utc::now(),
+    )
+    .await?;
+    Ok(state.answered_if(outcome.position, StatusCode::OK).await)
+}
 
-    #[test]
-    fn patch_merges_and_put_replaces() {
-        let inventory = Inventory::default();
-        let kept = inventory.record(
-            &device(),
-            &attributes(
-                r#"[{"name":"device_type","value":"rpi4"},
-                    {"name":"artifact_name","value":"release-1"},
-                    {"name":"mac","value":"00:11"}]"#,
-            ),
-            true,
-        );
-        assert_eq!(kept.device_type.as_deref(), Some("rpi4"));
-        let kept = inventory.record(
-            &device(),
-            &attributes(r#"[{"name":"artifact_name","value":"release-2"}]"#),
-            false,
-        );
-        assert_eq!(kept.device_type.as_deref(), Some("rpi4"));
-        assert_eq!(kept.artifact_name.as_deref(), Some("release-2"));
-        let kept = inventory.record(
-            &device(),
-            &attributes(r#"[{"name":"artifact_name","value":"release-3"}]"#),
-            true,
-        );
-        assert_eq!(
-            kept,
-            DeviceAttributes {
-                device_type: None,
-                artifact_name: Some("release-3".into()),
-            }
-        );
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupBody {
+    group: Option<String>,
+}
+
+async fn assign(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(device): Path<String>,
+    JsonBody(body): JsonBody<GroupBody>,
+) -> Result<Response, ApiError> {
+    let group = body.group.unwrap_or_default();
+    let outcome = inventory::assign(
+        &state.pipeline,
+        &caller(&user, &request_id),
+        &device,
+        &group,
+    )
+    .await?;
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
+}
+
+async fn leave(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path((device, group)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let outcome = inventory::leave(
+        &state.pipeline,
+        &caller(&user, &request_id),
+        &device,
+        &group,
+    )
+    .await?;
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
+}
+
+/// Inventory's count bodies leave out counts of zero, so nothing matched is `{}`.
+fn counts(fields: &[(&str, usize)]) -> Json<Value> {
+    let body: Map<String, Value> = fields
+        .iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(name, count)| ((*name).to_owned(), json!(count)))
+        .collect();
+    Json(Value::Object(body))
+}
+
+/// `PATCH` adds the listed devices to the group (creating it), `DELETE` takes them out;
+/// 200 with how many were found and how many changed.
+async fn members(
+    State(state): State<AppState>,
+    method: Method,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(group): Path<String>,
+    JsonBody(devices): JsonBody<Vec<String>>,
+) -> Result<Response, ApiError> {
+    let add = method == Method::PATCH;
+    check_group_name(&group, if add { MAX_GROUP } else { MAX_GROUP_LEGACY })?;
+    if devices.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the list of devices cannot be empty".into(),
+        ));
     }
+    let outcome = inventory::members(
+        &state.pipeline,
+        &caller(&user, &request_id),
+        &group,
+        &devices,
+        add,
+    )
+    .await?;
+    let MembersChanged { matched, updated } = outcome.answer;
+    let body = counts(&[("matched_count", matched), ("updated_count", updated)]).into_response();
+    Ok(match outcome.position {
+        Some(position) => state.answered_with(position, body).await,
+        None => body,
+    })
+}
+
+/// Every member leaves the group; 200 with how many did (never 404).
+async fn delete_group(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(group): Path<String>,
+) -> Result<Response, ApiError> {
+    check_group_name(&group, MAX_GROUP_LEGACY)?;
+    let outcome =
+        inventory::delete_group(&state.pipeline, &caller(&user, &request_id), &group).await?;
+    let body = counts(&[("updated_count", outcome.answer)]).into_response();
+    Ok(match outcome.position {
+        Some(position) => state.answered_with(position, body).await,
+        None => body,
+    })
 }

@@ -42,8 +42,8 @@ pub struct AppState {
     pub max_deployment_devices: usize,
     /// The most devices that may be accepted at once; `None`: no limit.
     pub max_devices: Option<u64>,
-    /// Device admission and inventory attributes for a fleet with no other Mender service;
-    /// `None` behind Mender's own deviceauth and inventory.
+    /// Device admission and the device's inventory route for a fleet with no other Mender
+    /// service; `None` behind Mender's own deviceauth and inventory.
     pub door: Option<Arc<DeviceDoor>>,
 }
 
@@ -90,9 +90,12 @@ pub fn routes(state: AppState) -> Router {
         .merge(artifacts::router())
         .merge(deployments::router(state.max_deployment_devices))
         .merge(devices::router())
-        .merge(devauth::router());
+        .merge(devauth::router())
+        .merge(inventory::management_router());
     if state.door.is_some() {
-        routes = routes.merge(admission::router()).merge(inventory::router());
+        routes = routes
+            .merge(admission::router())
+            .merge(inventory::device_router());
     }
     routes
         .layer(axum::middleware::from_fn_with_state(

@@ -2,7 +2,6 @@
 //! auth sets, filtered and paged as deviceauth pages them, counts, and a set's status.
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -12,6 +11,7 @@ use http_edge::JsonBody;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::paging::{links, paging, parameters, values};
 use super::AppState;
 use crate::error::ApiError;
 use crate::read_models::devices::{AuthSet, Device, DeviceFilter};
@@ -19,8 +19,6 @@ use crate::read_models::Window;
 
 const BASE: &str = "/api/management/v2/devauth";
 const STATUSES: [&str; 5] = ["pending", "accepted", "rejected", "preauthorized", "noauth"];
-const DEFAULT_PER_PAGE: i64 = 20;
-const MAX_PER_PAGE: i64 = 500;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -47,85 +45,6 @@ async fn limit(
     }
     let limit = state.max_devices.map_or(-1, |max| max as i64);
     Ok(Json(json!({ "limit": limit })))
-}
-
-/// The query's parameters in order, repeated keys kept.
-fn parameters(query: Option<&str>) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.unwrap_or_default().as_bytes())
-        .map(|(name, value)| (name.into_owned(), value.into_owned()))
-        .collect()
-}
-
-fn values<'a>(parameters: &'a [(String, String)], name: &'a str) -> impl Iterator<Item = &'a str> {
-    parameters
-        .iter()
-        .filter(move |(key, _)| key == name)
-        .map(|(_, value)| value.as_str())
-}
-
-/// deviceauth's paging: `page` from 1, `per_page` from 1 to 500 (default 20), refused with
-/// its messages otherwise.
-fn paging(parameters: &[(String, String)]) -> Result<(i64, i64), ApiError> {
-    let read = |name: &str, default: i64| -> Result<i64, ApiError> {
-        let Some(text) = values(parameters, name).next() else {
-            return Ok(default);
-        };
-        let value: i64 = text
-            .parse()
-            .map_err(|_| ApiError::BadRequest(format!("invalid {name} query: \"{text}\"")))?;
-        if value < 1 {
-            return Err(ApiError::BadRequest(format!(
-                "invalid {name} query: value must be a non-zero positive integer"
-            )));
-        }
-        Ok(value)
-    };
-    let page = read("page", 1)?;
-    let per_page = read("per_page", DEFAULT_PER_PAGE)?;
-    if per_page > MAX_PER_PAGE {
-        return Err(ApiError::BadRequest(format!(
-            "parameter \"per_page\" above limit (max: {MAX_PER_PAGE})"
-        )));
-    }
-    Ok((page, per_page))
-}
-
-/// One `Link` header line per relation, as deviceauth sends them: first always, prev past
-/// the first page, next when there is more. The query is re-encoded with its keys sorted.
-fn links(
-    path: &str,
-    parameters: &[(String, String)],
-    (page, per_page): (i64, i64),
-    more: bool,
-) -> HeaderMap {
-    let link = |page: i64, relation: &str| {
-        let mut kept: Vec<(&str, String)> = parameters
-            .iter()
-            .filter(|(name, _)| name != "page" && name != "per_page")
-            .map(|(name, value)| (name.as_str(), value.clone()))
-            .collect();
-        kept.push(("page", page.to_string()));
-        kept.push(("per_page", per_page.to_string()));
-        kept.sort_by(|a, b| a.0.cmp(b.0));
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(kept)
-            .finish();
-        format!("<{path}?{query}>; rel=\"{relation}\"")
-    };
-    let mut relations = vec![link(1, "first")];
-    if page > 1 {
-        relations.push(link(page - 1, "prev"));
-    }
-    if more {
-        relations.push(link(page + 1, "next"));
-    }
-    let mut headers = HeaderMap::new();
-    for relation in relations {
-        if let Ok(value) = HeaderValue::from_str(&relation) {
-            headers.append("link", value);
-        }
-    }
-    headers
 }
 
 fn status_filter(statuses: Vec<String>, message: &str) -> Result<Vec<String>, ApiError> {
@@ -242,7 +161,7 @@ async fn page_of(
     let more = devices.len() as i64 > per_page;
     devices.truncate(per_page as usize);
     let body = views(state, tenant, devices).await?;
-    let headers = links(path, parameters, (page, per_page), more);
+    let headers = links(path, parameters, (page, per_page), more, None);
     Ok((headers, Json(body)).into_response())
 }
 
@@ -348,52 +267,4 @@ async fn auth_set_status(
         .await?
         .ok_or_else(|| ApiError::NotFoundBecause("authorization set not found".into()))?;
     Ok(Json(json!({ "status": set.status })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paging_refuses_what_deviceauth_refuses() {
-        let refused = |query: &str| match paging(&parameters(Some(query))) {
-            Err(ApiError::BadRequest(message)) => message,
-            other => panic!("{query}: {other:?}"),
-        };
-        assert_eq!(
-            refused("per_page=501"),
-            "parameter \"per_page\" above limit (max: 500)"
-        );
-        assert_eq!(refused("page=x"), "invalid page query: \"x\"");
-        assert_eq!(
-            refused("page=0"),
-            "invalid page query: value must be a non-zero positive integer"
-        );
-        assert_eq!(paging(&parameters(None)).unwrap(), (1, 20));
-        assert_eq!(
-            paging(&parameters(Some("page=3&per_page=500"))).unwrap(),
-            (3, 500)
-        );
-    }
-
-    #[test]
-    fn each_link_is_a_line_of_its_own_with_keys_sorted() {
-        let parameters = parameters(Some("status=pending&page=2&per_page=1&id=a"));
-        let headers = links("/x", &parameters, (2, 1), true);
-        let lines: Vec<_> = headers
-            .get_all("link")
-            .iter()
-            .map(|value| value.to_str().unwrap().to_owned())
-            .collect();
-        assert_eq!(
-            lines,
-            [
-                "</x?id=a&page=1&per_page=1&status=pending>; rel=\"first\"",
-                "</x?id=a&page=1&per_page=1&status=pending>; rel=\"prev\"",
-                "</x?id=a&page=3&per_page=1&status=pending>; rel=\"next\"",
-            ]
-        );
-        let first_page = links("/x", &parameters, (1, 1), false);
-        assert_eq!(first_page.get_all("link").iter().count(), 1);
-    }
 }

@@ -6,6 +6,7 @@ mod consistency;
 mod deployments;
 mod devauth;
 mod internal;
+mod inventory;
 mod paging;
 mod streamed;
 pub mod time_travel;
@@ -53,6 +54,7 @@ pub fn routes(state: AppState) -> Router {
         .merge(artifacts::router())
         .merge(deployments::router())
         .merge(devauth::router())
+        .merge(inventory::router())
         .merge(audit::router())
         .merge(internal::router())
         .layer(axum::middleware::from_fn_with_state(

@@ -84,7 +84,14 @@ async fn apply_one(tx: &mut Tx, tenant: &str, at: &str, event: DomainEvent) -> a
         | DomainEvent::AuthSetStatusChanged(_)
         | DomainEvent::DeviceTokenIssued(_)
         | DomainEvent::AuthSetDismissed(_)
-        | DomainEvent::DeviceRemoved(_) => Ok(()),
+        | DomainEvent::DeviceRemoved(_)
+        // Inventory too.
+        | DomainEvent::InventoryReported(_)
+        | DomainEvent::InventoryCleared(_)
+        | DomainEvent::DeviceTagsSet(_)
+        | DomainEvent::DeviceGroupAssigned(_)
+        | DomainEvent::DeviceGroupLeft(_)
+        | DomainEvent::InventoryRemoved(_) => Ok(()),
     }
 }
 
@@ -97,8 +104,8 @@ async fn deployment_created(
     sqlx::query(
         "INSERT INTO deployments (tenant, id, name, artifact_name, search_name,
                                   search_artifact_name, created, finished, status, max_devices,
-                                  device_count, aborted, force_installation, total_size)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 'pending', $8, 0, 0, $9, 0)",
+                                  device_count, aborted, force_installation, total_size, groups)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 'pending', $8, 0, 0, $9, 0, $10)",
     )
     .bind(tenant)
     .bind(&id)
@@ -109,6 +116,11 @@ async fn deployment_created(
     .bind(stored_time(created.created))
     .bind(created.devices.len() as i64)
     .bind(i64::from(created.force_installation))
+    .bind(
+        (!created.groups.is_empty())
+            .then(|| serde_json::to_string(&created.groups))
+            .transpose()?,
+    )
     .execute(&mut **tx)
     .await?;
     let devices = created

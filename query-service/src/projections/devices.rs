@@ -1,5 +1,6 @@
 //! Devices and their auth sets (device admission), with each device's status the strongest
-//! of its sets' statuses, as deviceauth aggregates it.
+//! of its sets' statuses, as deviceauth aggregates it; and each device's inventory, in its
+//! own file.
 
 use async_trait::async_trait;
 use events::admission::AuthSetStatus;
@@ -28,8 +29,10 @@ impl Projection for DevicesProjection {
 }
 
 async fn apply_one(tx: &mut Tx, event: &RecordedEvent) -> anyhow::Result<()> {
-    if event.stream.category() != "devauth" {
-        return Ok(());
+    match event.stream.category() {
+        "devauth" => {}
+        "inventory" => return super::inventory::apply(tx, event).await,
+        _ => return Ok(()),
     }
     let tenant = event.tenant.as_str();
     let at = stored_time(event.metadata.occurred_at);

@@ -6,6 +6,7 @@ mod deployment_status;
 mod deployments;
 mod device_deployments;
 mod devices;
+mod inventory;
 mod statements;
 
 pub use artifacts::ArtifactsProjection;

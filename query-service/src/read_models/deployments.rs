@@ -25,6 +25,8 @@ pub struct Deployment {
     pub force_installation: i64,
     /// Bytes of the artifacts assigned to the devices.
     pub total_size: i64,
+    /// The static group it was made for, as a JSON array.
+    pub groups: Option<String>,
 }
 
 /// How many of a deployment's devices are in one status.
@@ -77,7 +79,7 @@ pub struct DeploymentFilter {
 
 /// Columns of `deployments` that [`Deployment`] reads.
 const COLUMNS: &str = "id, name, artifact_name, created, finished, status, \
-     device_count, max_devices, force_installation, total_size";
+     device_count, max_devices, force_installation, total_size, groups";
 
 /// The deployments of one generation of the read models.
 #[derive(Clone)]

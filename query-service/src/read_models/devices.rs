@@ -99,6 +99,16 @@ impl Devices {
             .await
     }
 
+    /// Every device of the tenant, oldest first.
+    pub async fn all(&self, tenant: &TenantId) -> Result<Vec<Device>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant = $1 ORDER BY created_ts, id"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+    }
+
     pub async fn one(&self, tenant: &TenantId, id: &str) -> Result<Option<Device>, sqlx::Error> {
         sqlx::query_as(&format!(
             "SELECT {DEVICE_COLUMNS} FROM devices WHERE tenant = $1 AND id = $2"

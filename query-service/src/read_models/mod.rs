@@ -9,6 +9,7 @@ pub mod checkpoints;
 pub mod deployments;
 pub mod devices;
 pub mod entries;
+pub mod inventory;
 pub mod past;
 pub(crate) mod sql;
 
@@ -27,6 +28,7 @@ use self::artifacts::Artifacts;
 use self::deployments::Deployments;
 use self::devices::Devices;
 use self::entries::Entries;
+use self::inventory::Inventory;
 
 /// The rows of a list one page answers: `limit` of them, after skipping `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +76,11 @@ const MIGRATIONS: MigrationSet = MigrationSet {
             version: 7,
             name: "devices",
             sql: include_str!("../../../migrations/read-models/0007_devices.sql"),
+        },
+        Migration {
+            version: 8,
+            name: "inventory",
+            sql: include_str!("../../../migrations/read-models/0008_inventory.sql"),
         },
     ],
 };
@@ -208,6 +215,11 @@ impl ReadModels {
     /// The devices (admission) of the generation reads use now.
     pub fn devices(&self) -> Devices {
         Devices::new(self.pool())
+    }
+
+    /// The inventory of the generation reads use now.
+    pub fn inventory(&self) -> Inventory {
+        Inventory::new(self.pool())
     }
 
     /// The device entries of the generation reads use now.

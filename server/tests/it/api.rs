@@ -80,6 +80,7 @@ async fn a_deployment_is_read_from_its_projection(server: TestServer) {
                 phases: vec![],
                 force_installation: false,
                 created: Utc::now(),
+                groups: Vec::new(),
             }),
             DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
                 deployment_id: id,

@@ -180,6 +180,7 @@ fn created_at(
         phases: vec![],
         force_installation: false,
         created: at,
+        groups: Vec::new(),
     })
 }
 

@@ -369,6 +369,7 @@ async fn fill_log(data: &Path, count: usize) {
                         phases: Vec::new(),
                         force_installation: false,
                         created: chrono::Utc::now(),
+                        groups: Vec::new(),
                     });
                 events::NewEvent::new(uuid::Uuid::new_v4(), &created, metadata.clone())
             })

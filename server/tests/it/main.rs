@@ -14,6 +14,7 @@ mod audit;
 mod deployment_reads;
 mod deployments;
 mod durability;
+mod inventory;
 mod openapi;
 mod split;
 mod standalone;

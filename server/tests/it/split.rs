@@ -78,6 +78,7 @@ async fn both_services_run_split_over_one_postgres() {
         phases: vec![],
         force_installation: false,
         created: chrono::Utc::now(),
+        groups: Vec::new(),
     });
     log.append(AppendRequest {
         tenant: TenantId::default(),

@@ -643,3 +643,79 @@ fn decommissioning_ends_the_running_entry_and_counts_the_device_in_the_next_depl
         "the decommissioned device counts as finished"
     );
 }
+
+fn accepted(device: &str, status: events::admission::AuthSetStatus) -> DomainEvent {
+    DomainEvent::AuthSetAdded(events::admission::AuthSetAdded {
+        device_id: device.into(),
+        auth_set_id: uuid::Uuid::new_v4(),
+        identity_data: Default::default(),
+        pubkey: String::new(),
+        status,
+    })
+}
+
+#[test]
+fn all_devices_and_groups_target_the_accepted_devices_of_the_moment() {
+    use events::admission::AuthSetStatus::{Accepted, Pending};
+    let mut known = catalog(vec![
+        artifact("release-1", &["rpi4"], 10),
+        accepted("a", Accepted),
+        accepted("b", Accepted),
+        accepted("p", Pending),
+        crate::domain::inventory::assigned("a", "lab"),
+        crate::domain::inventory::assigned("p", "lab"),
+    ]);
+    let everyone = NewDeployment {
+        all_devices: Some(true),
+        devices: None,
+        ..request(&[])
+    };
+    let made =
+        created(decide_creation(&everyone, DeploymentId::new(), now(), LIMIT, &known).unwrap());
+    assert_eq!(made.devices, ["a", "b"]);
+    assert!(made.groups.is_empty());
+
+    let lab = NewDeployment {
+        group: Some("lab".into()),
+        devices: None,
+        ..request(&[])
+    };
+    let made = created(decide_creation(&lab, DeploymentId::new(), now(), LIMIT, &known).unwrap());
+    assert_eq!(
+        (made.devices, made.groups),
+        (vec!["a".to_owned()], vec!["lab".to_owned()])
+    );
+
+    // One device: its group is shown on the deployment.
+    let single = created(
+        decide_creation(&request(&["a"]), DeploymentId::new(), now(), LIMIT, &known).unwrap(),
+    );
+    assert_eq!(single.groups, ["lab"]);
+
+    // No accepted member: 400 before the artifact is looked for.
+    let nobody = NewDeployment {
+        group: Some("empty".into()),
+        artifact_name: Some("no-such-artifact".into()),
+        devices: None,
+        ..request(&[])
+    };
+    assert_eq!(
+        decide_creation(&nobody, DeploymentId::new(), now(), LIMIT, &known),
+        Err(DeploymentError::Invalid(
+            "No devices for the deployment".into()
+        ))
+    );
+    let both = NewDeployment {
+        group: Some("lab".into()),
+        ..request(&["a"])
+    };
+    assert!(matches!(
+        decide_creation(&both, DeploymentId::new(), now(), LIMIT, &known),
+        Err(DeploymentError::Invalid(message)) if message.contains("group constructor")
+    ));
+    // Accepted later: not in the deployment made before.
+    known.apply(accepted("c", Accepted));
+    let made =
+        created(decide_creation(&everyone, DeploymentId::new(), now(), LIMIT, &known).unwrap());
+    assert_eq!(made.devices, ["a", "b", "c"]);
+}

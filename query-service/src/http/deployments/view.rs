@@ -35,6 +35,9 @@ pub struct DeploymentView {
     pub force_installation: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<PhaseView>,
+    /// The static group the deployment was made for.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
     pub statistics: StatisticsView,
 }
 
@@ -120,6 +123,11 @@ pub async fn deployment_views(
             max_devices: row.max_devices,
             kind: "software",
             force_installation: row.force_installation == 1,
+            groups: row
+                .groups
+                .as_deref()
+                .and_then(|groups| serde_json::from_str(groups).ok())
+                .unwrap_or_default(),
             id: row.id,
         })
         .collect())

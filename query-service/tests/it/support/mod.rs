@@ -91,6 +91,7 @@ pub fn created(id: DeploymentId, name: &str, devices: usize) -> DomainEvent {
         phases: vec![],
         force_installation: false,
         created: Utc::now(),
+        groups: Vec::new(),
     })
 }
 

@@ -1,0 +1,56 @@
+//! The inventory read model: each device's reported attributes, tags and group, read beside
+//! the devices of admission to make Mender's inventory devices.
+
+use events::TenantId;
+use sqlx::AnyPool;
+
+/// One device's inventory row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InventoryRow {
+    pub device_id: String,
+    /// JSON arrays of attributes.
+    pub attributes: String,
+    pub tags: String,
+    pub grp: Option<String>,
+    pub tag_revision: i64,
+    pub created_ts: String,
+    pub updated_ts: String,
+}
+
+const COLUMNS: &str = "device_id, attributes, tags, grp, tag_revision, created_ts, updated_ts";
+
+/// The inventory of one generation of the read models.
+#[derive(Clone)]
+pub struct Inventory {
+    pool: AnyPool,
+}
+
+impl Inventory {
+    pub(super) fn new(pool: AnyPool) -> Self {
+        Self { pool }
+    }
+
+    /// Every inventoried device of the tenant.
+    pub async fn all(&self, tenant: &TenantId) -> Result<Vec<InventoryRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM inventory WHERE tenant = $1"
+        ))
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn one(
+        &self,
+        tenant: &TenantId,
+        device: &str,
+    ) -> Result<Option<InventoryRow>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM inventory WHERE tenant = $1 AND device_id = $2"
+        ))
+        .bind(tenant.as_str())
+        .bind(device)
+        .fetch_optional(&self.pool)
+        .await
+    }
+}

@@ -1,0 +1,837 @@
+//! The inventory through the real API: devices admitted with keys OpenSSL made report their
+//! attributes, which are kept as events and shown, filtered, sorted and searched as Mender's
+//! inventory shows them; operators group and tag them; deployments go to a group and to all
+//! devices, taking the accepted ones of the moment.
+
+use std::time::Duration;
+
+use reqwest::multipart::{Form, Part};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::standalone::{authenticate, subject, DeviceKeys};
+use crate::support::{rootfs_artifact, TestServer};
+
+const V1: &str = "/api/management/v1/inventory";
+const V2: &str = "/api/management/v2/inventory";
+const DEVICE_ATTRIBUTES: &str = "/api/devices/v1/inventory/device/attributes";
+const DEPLOYMENTS: &str = "/api/management/v1/deployments";
+const DEVAUTH: &str = "/api/management/v2/devauth/devices";
+
+/// A device admitted by this server: its id and token.
+struct Admitted {
+    id: String,
+    token: String,
+}
+
+async fn admit(server: &TestServer, mac: &str) -> Admitted {
+    let keys = DeviceKeys::generate("ED25519");
+    let (status, token) = authenticate(server, &format!(r#"{{"mac":"{mac}"}}"#), &keys).await;
+    assert_eq!(status, 200, "{token}");
+    Admitted {
+        id: subject(server, &token),
+        token,
+    }
+}
+
+/// Sends `body` with `method` and the token; answers the status, headers and JSON body.
+async fn send(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Value) {
+    let mut request = server
+        .client
+        .request(method, server.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        headers,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+    )
+}
+
+async fn admin(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let (status, _, body) = send(server, method, path, &server.admin(), body, &[]).await;
+    (status, body)
+}
+
+async fn report(server: &TestServer, device: &Admitted, method: Method, body: Value) -> u16 {
+    send(
+        server,
+        method,
+        DEVICE_ATTRIBUTES,
+        &device.token,
+        Some(body),
+        &[],
+    )
+    .await
+    .0
+}
+
+/// A device report is not a management command, so reads wait by polling for what it did.
+async fn eventually(server: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..100 {
+        let (status, body) = server.get(path, Some(&server.admin())).await;
+        if status == 200 && ready(&body) {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{path} never showed what was expected");
+}
+
+fn attribute<'a>(device: &'a Value, scope: &str, name: &str) -> Option<&'a Value> {
+    device["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["scope"] == scope && a["name"] == name)
+        .map(|a| &a["value"])
+}
+
+fn ids(devices: &Value) -> Vec<String> {
+    devices
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|device| device["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn reported_attributes_are_kept_filtered_sorted_and_searched(postgres: bool) {
+    let server = TestServer::start(postgres).await;
+    let (a, b, c) = (
+        admit(&server, "aa").await,
+        admit(&server, "bb").await,
+        admit(&server, "cc").await,
+    );
+    for (device, device_type, memory) in [(&a, "rpi4", 512), (&b, "rpi4", 2048), (&c, "bbb", 1024)]
+    {
+        let body = json!([
+            {"name": "device_type", "value": device_type},
+            {"name": "mem_total_kB", "value": memory, "description": "memory"},
+            {"name": "interfaces", "value": ["eth0", "wlan0"]},
+        ]);
+        assert_eq!(report(&server, device, Method::PATCH, body).await, 200);
+    }
+    let path = format!("{V1}/devices/{}", c.id);
+    let device = eventually(&server, &path, |d| {
+        attribute(d, "inventory", "mem_total_kB").is_some()
+    })
+    .await;
+    assert_eq!(attribute(&device, "identity", "mac"), Some(&json!("cc")));
+    assert_eq!(
+        attribute(&device, "identity", "status"),
+        Some(&json!("accepted"))
+    );
+    assert_eq!(
+        attribute(&device, "inventory", "device_type"),
+        Some(&json!("bbb"))
+    );
+    assert!(attribute(&device, "system", "created_ts").is_some());
+
+    // The same report again records nothing; a bad one is 400 and records nothing.
+    let head = server.head().await;
+    let same = json!([{"name": "device_type", "value": "bbb"}]);
+    assert_eq!(report(&server, &c, Method::PATCH, same).await, 200);
+    for bad in [
+        json!([{"name": "flag", "value": true}]),
+        json!([{"name": "", "value": "x"}]),
+        json!([{"name": "mixed", "value": ["a", 1]}]),
+        json!({"name": "not a list"}),
+    ] {
+        assert_eq!(
+            report(&server, &c, Method::PATCH, bad.clone()).await,
+            400,
+            "{bad}"
+        );
+    }
+    let too_many: Vec<Value> = (0..101)
+        .map(|i| json!({"name": format!("a{i}"), "value": i}))
+        .collect();
+    assert_eq!(report(&server, &c, Method::PUT, json!(too_many)).await, 400);
+    assert_eq!(server.head().await, head, "nothing was recorded");
+
+    // PUT replaces the whole inventory scope.
+    assert_eq!(
+        report(
+            &server,
+            &c,
+            Method::PUT,
+            json!([{"name": "device_type", "value": "bbb"}])
+        )
+        .await,
+        200
+    );
+    let device = eventually(&server, &path, |d| {
+        attribute(d, "inventory", "mem_total_kB").is_none()
+    })
+    .await;
+    assert_eq!(
+        attribute(&device, "inventory", "device_type"),
+        Some(&json!("bbb"))
+    );
+
+    // Lists: attribute filters (text or number), sort, paging with a Link line per relation.
+    let (_, _, rpi) = send(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices?device_type=rpi4"),
+        &server.admin(),
+        None,
+        &[],
+    )
+    .await;
+    let mut found = ids(&rpi);
+    found.sort();
+    let mut expected = vec![a.id.clone(), b.id.clone()];
+    expected.sort();
+    assert_eq!(found, expected);
+    let (_, _, by_number) = send(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices?inventory/mem_total_kB=eq:2048"),
+        &server.admin(),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(ids(&by_number), [b.id.as_str()]);
+    let (status, headers, sorted) = send(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices?sort=mem_total_kB:asc&per_page=1&page=2"),
+        &server.admin(),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        ids(&sorted),
+        [a.id.as_str()],
+        "c has no memory now (first), then a (512), b (2048)"
+    );
+    assert_eq!(headers["x-total-count"], "3");
+    let links: Vec<&str> = headers
+        .get_all("link")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(links.len(), 4, "{links:?}");
+    assert!(
+        links[3].contains("page=3") && links[3].ends_with("rel=\"last\""),
+        "{links:?}"
+    );
+    let (status, body) = admin(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices?per_page=501"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("parameter \"per_page\" above limit (max: 500)"))
+    );
+    assert!(body["request_id"].is_string());
+
+    // v2 search: every operator, ANDed, with the attributes asked for.
+    let search = |filters: Value| {
+        let server = &server;
+        async move {
+            let (status, headers, body) = send(
+                server,
+                Method::POST,
+                &format!("{V2}/filters/search"),
+                &server.admin(),
+                Some(json!({"filters": filters, "sort": [{"scope": "identity", "attribute": "mac", "order": "asc"}],
+                            "attributes": [{"scope": "identity", "attribute": "mac"}]})),
+                &[],
+            )
+            .await;
+            (status, headers, body)
+        }
+    };
+    let macs = |body: &Value| -> Vec<String> {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|d| {
+                attribute(d, "identity", "mac")
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let term = |attribute: &str, kind: &str, value: Value| json!({"scope": "inventory", "attribute": attribute, "type": kind, "value": value});
+    for (filters, expected) in [
+        (json!([term("mem_total_kB", "$gt", json!(600))]), vec!["bb"]),
+        (
+            json!([
+                term("mem_total_kB", "$lte", json!(2048)),
+                term("device_type", "$eq", json!("rpi4"))
+            ]),
+            vec!["aa", "bb"],
+        ),
+        (
+            json!([term("device_type", "$in", json!(["bbb", "x86"]))]),
+            vec!["cc"],
+        ),
+        (
+            json!([term("device_type", "$nin", json!(["bbb"]))]),
+            vec!["aa", "bb"],
+        ),
+        (
+            json!([term("interfaces", "$eq", json!("wlan0"))]),
+            vec!["aa", "bb"],
+        ),
+        (
+            json!([term("mem_total_kB", "$exists", json!(false))]),
+            vec!["cc"],
+        ),
+        (
+            json!([term("device_type", "$regex", json!("^rp"))]),
+            vec!["aa", "bb"],
+        ),
+        (
+            json!([term("device_type", "$ne", json!("rpi4"))]),
+            vec!["cc"],
+        ),
+        (
+            json!([{"scope": "identity", "attribute": "id", "type": "$eq", "value": a.id}]),
+            vec!["aa"],
+        ),
+    ] {
+        let (status, headers, body) = search(filters.clone()).await;
+        assert_eq!(status, 200, "{filters}: {body}");
+        assert_eq!(macs(&body), expected, "{filters}");
+        assert_eq!(
+            headers["x-total-count"],
+            expected.len().to_string().as_str()
+        );
+        assert!(
+            headers.get("link").is_none(),
+            "inventory's search sends no Link"
+        );
+        let names: Vec<&str> = body[0]["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["mac", "updated_ts"],
+            "only what was asked, and updated_ts"
+        );
+    }
+    for bad in [
+        json!([term("device_type", "$like", json!("x"))]),
+        json!([term("device_type", "$ltne", json!("x"))]),
+        json!([term("device_type", "$regex", json!("(open"))]),
+        json!([term("device_type", "$exists", json!("yes"))]),
+        json!([{"scope": "inventory", "type": "$eq", "value": 1}]),
+    ] {
+        let (status, _, body) = search(bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(body["error"].is_string() && body["request_id"].is_string());
+    }
+    let (status, attributes) = admin(
+        &server,
+        Method::GET,
+        &format!("{V2}/filters/attributes"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let count_of = |scope: &str, name: &str| {
+        attributes
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["scope"] == scope && a["name"] == name)
+            .map(|a| a["count"].clone())
+    };
+    assert_eq!(count_of("inventory", "device_type"), Some(json!(3)));
+    assert_eq!(count_of("inventory", "mem_total_kB"), Some(json!(2)));
+    let (_, statistics) = admin(&server, Method::GET, &format!("{V2}/statistics"), None).await;
+    assert_eq!(statistics["devices_by_status"]["accepted"]["standard"], 3);
+
+    // DELETE clears the reported attributes only; the device stays.
+    let (status, _) = admin(
+        &server,
+        Method::DELETE,
+        &format!("{V1}/devices/{}", a.id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, device) = admin(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices/{}", a.id),
+        None,
+    )
+    .await;
+    assert_eq!(attribute(&device, "inventory", "device_type"), None);
+    assert_eq!(attribute(&device, "identity", "mac"), Some(&json!("aa")));
+    let (status, body) = admin(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices/{}", uuid::Uuid::new_v4()),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("Device not found"))
+    );
+}
+
+async fn operators_group_and_tag_devices(postgres: bool) {
+    let server = TestServer::start(postgres).await;
+    let (a, b, c) = (
+        admit(&server, "g1").await,
+        admit(&server, "g2").await,
+        admit(&server, "g3").await,
+    );
+    let group_of = |id: &str| format!("{V1}/devices/{id}/group");
+    let (status, _) = admin(
+        &server,
+        Method::PUT,
+        &group_of(&a.id),
+        Some(json!({"group": "lab"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, body) = admin(&server, Method::GET, &group_of(&a.id), None).await;
+    assert_eq!(body, json!({"group": "lab"}));
+    let (_, body) = admin(&server, Method::GET, &group_of(&c.id), None).await;
+    assert_eq!(body, json!({"group": null}));
+
+    let head = server.head().await;
+    for bad in ["", "has space", "slash/", &"x".repeat(257)] {
+        let (status, body) = admin(
+            &server,
+            Method::PUT,
+            &group_of(&b.id),
+            Some(json!({"group": bad})),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+    }
+    let unknown = uuid::Uuid::new_v4().to_string();
+    let (status, _) = admin(
+        &server,
+        Method::PUT,
+        &group_of(&unknown),
+        Some(json!({"group": "lab"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = admin(
+        &server,
+        Method::PATCH,
+        &format!("{V1}/groups/lab/devices"),
+        Some(json!([])),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(server.head().await, head, "refused changes record nothing");
+
+    // Members join by list; unknown ids are not matched; counts of zero are left out.
+    let members = format!("{V1}/groups/lab/devices");
+    let (status, body) = admin(
+        &server,
+        Method::PATCH,
+        &members,
+        Some(json!([b.id, unknown])),
+    )
+    .await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"matched_count": 1, "updated_count": 1}))
+    );
+    let (_, body) = admin(&server, Method::PATCH, &members, Some(json!([b.id]))).await;
+    assert_eq!(body, json!({"matched_count": 1}));
+    let (_, body) = admin(&server, Method::PATCH, &members, Some(json!([unknown]))).await;
+    assert_eq!(body, json!({}));
+
+    let (_, groups) = admin(&server, Method::GET, &format!("{V1}/groups"), None).await;
+    assert_eq!(groups, json!(["lab"]));
+    let (status, headers, listed) =
+        send(&server, Method::GET, &members, &server.admin(), None, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-total-count"], "2");
+    let mut listed: Vec<String> = serde_json::from_value(listed).unwrap();
+    listed.sort();
+    let mut expected = vec![a.id.clone(), b.id.clone()];
+    expected.sort();
+    assert_eq!(listed, expected);
+    let (status, body) = admin(
+        &server,
+        Method::GET,
+        &format!("{V1}/groups/none/devices"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("group not found"))
+    );
+    let (_, grouped) = admin(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices?group=lab"),
+        None,
+    )
+    .await;
+    assert_eq!(grouped.as_array().unwrap().len(), 2);
+    let (_, ungrouped) = admin(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices?has_group=false"),
+        None,
+    )
+    .await;
+    assert_eq!(ids(&ungrouped), [c.id.as_str()]);
+
+    // A device leaves only the group it is in.
+    let (status, _) = admin(
+        &server,
+        Method::DELETE,
+        &format!("{V1}/devices/{}/group/other", a.id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = admin(
+        &server,
+        Method::DELETE,
+        &format!("{V1}/devices/{}/group/lab", a.id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+
+    // Tags: an ETag that changes with every update, and 412 for a stale one.
+    let tags = format!("{V1}/devices/{}/tags", c.id);
+    let put_tags = |body: Value, etag: Option<String>| {
+        let (server, tags) = (&server, tags.clone());
+        async move {
+            let headers: Vec<(&str, String)> = etag.into_iter().map(|e| ("if-match", e)).collect();
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            send(
+                server,
+                Method::PUT,
+                &tags,
+                &server.admin(),
+                Some(body),
+                &headers,
+            )
+            .await
+            .0
+        }
+    };
+    assert_eq!(
+        put_tags(
+            json!([{"name": "site", "value": "oslo", "description": "where"}]),
+            None
+        )
+        .await,
+        200
+    );
+    let (_, headers, device) = send(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices/{}", c.id),
+        &server.admin(),
+        None,
+        &[],
+    )
+    .await;
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(attribute(&device, "tags", "site"), Some(&json!("oslo")));
+    let tag = device["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["scope"] == "tags")
+        .unwrap();
+    assert_eq!(tag["description"], "where");
+    assert!(tag["timestamp"].is_string(), "{tag}");
+    let head = server.head().await;
+    assert_eq!(
+        put_tags(
+            json!([{"name": "site", "value": "bergen"}]),
+            Some("stale".into())
+        )
+        .await,
+        412
+    );
+    assert_eq!(
+        put_tags(json!([{"name": "site", "value": true}]), None).await,
+        400
+    );
+    assert_eq!(server.head().await, head);
+    assert_eq!(
+        put_tags(
+            json!([{"name": "rack", "value": 4}]),
+            Some(format!("\"{etag}\""))
+        )
+        .await,
+        200
+    );
+    assert_eq!(
+        put_tags(json!([{"name": "rack", "value": 5}]), Some(etag.clone())).await,
+        412,
+        "the old ETag is stale now"
+    );
+    let (_, headers, device) = send(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices/{}", c.id),
+        &server.admin(),
+        None,
+        &[],
+    )
+    .await;
+    assert_ne!(headers["etag"].to_str().unwrap(), etag);
+    assert_eq!(
+        attribute(&device, "tags", "site"),
+        None,
+        "PUT replaced the tags"
+    );
+    assert_eq!(attribute(&device, "tags", "rack"), Some(&json!(4)));
+    let (status, _) = admin(
+        &server,
+        Method::PUT,
+        &format!("{V1}/devices/{unknown}/tags"),
+        Some(json!([])),
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // Deleting the group takes every member out of it; it is then gone.
+    let (_, body) = admin(&server, Method::DELETE, &format!("{V1}/groups/lab"), None).await;
+    assert_eq!(body, json!({"updated_count": 1}));
+    let (_, groups) = admin(&server, Method::GET, &format!("{V1}/groups"), None).await;
+    assert_eq!(groups, json!([]));
+    let (_, body) = admin(&server, Method::DELETE, &format!("{V1}/groups/lab"), None).await;
+    assert_eq!(body, json!({}));
+
+    // A decommissioned device's inventory goes with it.
+    let (status, _) = admin(
+        &server,
+        Method::PUT,
+        &group_of(&b.id),
+        Some(json!({"group": "lab"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = admin(
+        &server,
+        Method::DELETE,
+        &format!("{DEVAUTH}/{}", b.id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = admin(
+        &server,
+        Method::GET,
+        &format!("{V1}/devices/{}", b.id),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, groups) = admin(&server, Method::GET, &format!("{V1}/groups"), None).await;
+    assert_eq!(groups, json!([]));
+}
+
+async fn upload(server: &TestServer, name: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = rootfs_artifact(dir.path(), name, &["pi"], 4000);
+    let form = Form::new().part(
+        "artifact",
+        Part::bytes(std::fs::read(file).unwrap()).file_name("a.mender"),
+    );
+    let response = server
+        .client
+        .post(server.url(&format!("{DEPLOYMENTS}/artifacts")))
+        .bearer_auth(server.admin())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+async fn create(server: &TestServer, path: &str, body: Value) -> (u16, Value, Option<String>) {
+    let (status, headers, body) = send(
+        server,
+        Method::POST,
+        &format!("{DEPLOYMENTS}/deployments{path}"),
+        &server.admin(),
+        Some(body),
+        &[],
+    )
+    .await;
+    let id = headers
+        .get("location")
+        .map(|l| l.to_str().unwrap().rsplit('/').next().unwrap().to_owned());
+    (status, body, id)
+}
+
+async fn deployments_go_to_a_group_and_to_all_devices_accepted_at_creation(postgres: bool) {
+    let server = TestServer::start_with(postgres, |settings| {
+        settings.standalone.admission.auto_accept = false
+    })
+    .await;
+    upload(&server, "release-9").await;
+    // Two accepted devices and one pending, all in the group.
+    let keys: Vec<DeviceKeys> = (0..3).map(|_| DeviceKeys::generate("ED25519")).collect();
+    for (index, key) in keys.iter().enumerate() {
+        let (status, _) = authenticate(&server, &format!(r#"{{"mac":"m{index}"}}"#), key).await;
+        assert_eq!(status, 401, "pending");
+    }
+    let listed = eventually(&server, DEVAUTH, |d| {
+        d.as_array().is_some_and(|d| d.len() == 3)
+    })
+    .await;
+    let mut devices: Vec<(String, String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["identity_data"]["mac"].as_str().unwrap().to_owned(),
+                d["id"].as_str().unwrap().to_owned(),
+                d["auth_sets"][0]["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    devices.sort();
+    for (_, id, set) in &devices[..2] {
+        let (status, _) = admin(
+            &server,
+            Method::PUT,
+            &format!("{DEVAUTH}/{id}/auth/{set}/status"),
+            Some(json!({"status": "accepted"})),
+        )
+        .await;
+        assert_eq!(status, 204);
+    }
+    let ids: Vec<String> = devices.iter().map(|(_, id, _)| id.clone()).collect();
+    let (status, _) = admin(
+        &server,
+        Method::PATCH,
+        &format!("{V1}/groups/lab/devices"),
+        Some(json!([ids[0], ids[2]])),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    // Refusals first, each recording nothing.
+    let head = server.head().await;
+    for (path, body, code, error) in [
+        ("/group/empty", json!({"name": "x", "artifact_name": "release-9"}), 400, "No devices for the deployment"),
+        ("/group/empty", json!({"name": "x", "artifact_name": "missing"}), 400, "No devices for the deployment"),
+        ("/group/lab", json!({"name": "x", "artifact_name": "release-9", "devices": [ids[0]]}), 400,
+         "The deployment for group constructor should have neither list of devices nor all_devices flag set"),
+        ("/group/lab", json!({"name": "x", "artifact_name": "missing"}), 422, "No artifact for the deployment"),
+        ("", json!({"name": "x", "artifact_name": "release-9", "all_devices": true, "devices": [ids[0]]}), 400,
+         "Invalid deployments definition: list of devices provided togheter with all_devices flag"),
+        ("", json!({"name": "x", "artifact_name": "missing", "all_devices": true}), 422, "No artifact for the deployment"),
+    ] {
+        let (status, response, _) = create(&server, path, body.clone()).await;
+        assert_eq!((status, response["error"].as_str()), (code, Some(error)), "{path} {body}");
+    }
+    assert_eq!(server.head().await, head);
+
+    // The group's accepted member only; the deployment shows the group.
+    let (status, body, id) = create(
+        &server,
+        "/group/lab",
+        json!({"name": "lab rollout", "artifact_name": "release-9"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (_, deployment) = admin(
+        &server,
+        Method::GET,
+        &format!("{DEPLOYMENTS}/deployments/{}", id.unwrap()),
+        None,
+    )
+    .await;
+    assert_eq!(deployment["max_devices"], 1);
+    assert_eq!(deployment["groups"], json!(["lab"]));
+
+    // Every accepted device; one accepted later does not join.
+    let (status, body, id) = create(
+        &server,
+        "",
+        json!({"name": "everyone", "artifact_name": "release-9", "all_devices": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = id.unwrap();
+    let (_, set) = (&devices[2].1, &devices[2].2);
+    let (status, _) = admin(
+        &server,
+        Method::PUT,
+        &format!("{DEVAUTH}/{}/auth/{set}/status", ids[2]),
+        Some(json!({"status": "accepted"})),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (_, deployment) = admin(
+        &server,
+        Method::GET,
+        &format!("{DEPLOYMENTS}/deployments/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(deployment["max_devices"], 2);
+    assert!(deployment.get("groups").is_none(), "{deployment}");
+    let (_, targeted) = admin(
+        &server,
+        Method::GET,
+        &format!("{DEPLOYMENTS}/deployments/{id}/device_list"),
+        None,
+    )
+    .await;
+    let mut targeted: Vec<String> = serde_json::from_value(targeted).unwrap();
+    targeted.sort();
+    let mut accepted_then = ids[..2].to_vec();
+    accepted_then.sort();
+    assert_eq!(targeted, accepted_then);
+}
+
+configured_on_both_backends!(
+    reported_attributes_are_kept_filtered_sorted_and_searched,
+    operators_group_and_tag_devices,
+    deployments_go_to_a_group_and_to_all_devices_accepted_at_creation
+);
