@@ -192,6 +192,20 @@ impl From<crate::domain::inventory::InventoryError> for ApiError {
     }
 }
 
+impl From<crate::domain::filters::FilterError> for ApiError {
+    fn from(error: crate::domain::filters::FilterError) -> Self {
+        use crate::domain::filters::FilterError;
+        match error {
+            FilterError::Invalid(message) => Self::BadRequest(message),
+            FilterError::NameTaken => Self::Conflict {
+                message: error.to_string(),
+                with: None,
+            },
+            FilterError::NotFound => Self::NotFoundBecause(error.to_string()),
+        }
+    }
+}
+
 impl From<UploadError> for ApiError {
     fn from(error: UploadError) -> Self {
         let message = error.to_string();

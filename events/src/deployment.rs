@@ -110,7 +110,7 @@ pub struct Phase {
 }
 
 /// An operator created a deployment of an artifact name to a list of devices.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentCreated {
     pub deployment_id: DeploymentId,
     pub name: String,
@@ -121,6 +121,21 @@ pub struct DeploymentCreated {
     pub created: DateTime<Utc>,
     /// The static group the devices were taken from, for a deployment to a group.
     pub groups: Vec<String>,
+    /// For a dynamic deployment (to a saved filter), the filter as it was at creation: any
+    /// device that matches it when it asks for its next deployment joins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicTarget>,
+}
+
+/// What a dynamic deployment targets: a copy of the saved filter, and how many devices it
+/// takes before it finishes (none: it runs until aborted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DynamicTarget {
+    pub filter_id: Uuid,
+    pub name: String,
+    pub terms: Vec<crate::inventory::FilterTerm>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_devices: Option<u64>,
 }
 
 /// The operator aborted the deployment: every device not yet in a final state is aborted.
@@ -144,6 +159,9 @@ pub struct DeviceJoinedDeployment {
     /// Index of the phase that admitted the device, for phased deployments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<usize>,
+    /// For a dynamic deployment, the saved filter the device matched when it joined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_filter: Option<Uuid>,
 }
 
 /// A device's entry moved to another status: reported by the device, or imposed by an abort,

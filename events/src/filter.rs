@@ -28,6 +28,21 @@ pub enum Operator {
 }
 
 impl Operator {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Eq => "$eq",
+            Self::Ne => "$ne",
+            Self::Gt => "$gt",
+            Self::Gte => "$gte",
+            Self::Lt => "$lt",
+            Self::Lte => "$lte",
+            Self::In => "$in",
+            Self::Nin => "$nin",
+            Self::Exists => "$exists",
+            Self::Regex => "$regex",
+        }
+    }
+
     fn parse(name: &str) -> Result<Self, FilterError> {
         Ok(match name {
             "$eq" => Self::Eq,
@@ -75,6 +90,8 @@ pub struct Predicate {
     pub attribute: String,
     pub operator: Operator,
     pub value: Value,
+    /// The operator as written (`$eq`, ...).
+    kind: &'static str,
     regex: Option<regex::Regex>,
 }
 
@@ -122,8 +139,29 @@ impl Predicate {
             attribute: attribute.clone(),
             operator,
             value,
+            kind: operator.name(),
             regex,
         })
+    }
+
+    /// A predicate from a saved filter's term.
+    pub fn from_term(term: &crate::inventory::FilterTerm) -> Result<Self, FilterError> {
+        Self::parse(&RawPredicate {
+            scope: Some(term.scope.clone()),
+            attribute: Some(term.attribute.clone()),
+            kind: Some(term.kind.clone()),
+            value: Some(term.value.clone()),
+        })
+    }
+
+    /// The term a saved filter stores for this predicate.
+    pub fn term(&self) -> crate::inventory::FilterTerm {
+        crate::inventory::FilterTerm {
+            scope: self.scope.clone(),
+            attribute: self.attribute.clone(),
+            kind: self.kind.to_owned(),
+            value: self.value.clone(),
+        }
     }
 
     /// Whether a device matches, given its attribute values by (scope, name).

@@ -14,6 +14,33 @@ pub fn stream(device_id: &str) -> String {
     format!("inventory-{device_id}")
 }
 
+/// The tenant-wide stream of saved filters: names are unique among them.
+pub const FILTERS_STREAM: &str = "filters";
+
+/// One predicate of a saved filter, as checked when it was saved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilterTerm {
+    pub scope: String,
+    pub attribute: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: Value,
+}
+
+/// An operator saved a filter (a dynamic group) under a name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilterSaved {
+    pub filter_id: uuid::Uuid,
+    pub name: String,
+    pub terms: Vec<FilterTerm>,
+}
+
+/// An operator deleted a saved filter; deployments made from it keep their copy of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilterDeleted {
+    pub filter_id: uuid::Uuid,
+}
+
 /// The ETag of a device's tags after `revision` updates: the same on the write and the read
 /// side, and different after every update.
 pub fn tags_etag(device: &str, revision: u64) -> String {

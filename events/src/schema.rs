@@ -18,8 +18,8 @@ use crate::deployment::{
     DeviceDeploymentLogSaved, DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
 };
 use crate::inventory::{
-    DeviceGroupAssigned, DeviceGroupLeft, DeviceTagsSet, InventoryCleared, InventoryRemoved,
-    InventoryReported,
+    DeviceGroupAssigned, DeviceGroupLeft, DeviceTagsSet, FilterDeleted, FilterSaved,
+    InventoryCleared, InventoryRemoved, InventoryReported,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +60,8 @@ pub enum DomainEvent {
     DeviceGroupAssigned(DeviceGroupAssigned),
     DeviceGroupLeft(DeviceGroupLeft),
     InventoryRemoved(InventoryRemoved),
+    FilterSaved(FilterSaved),
+    FilterDeleted(FilterDeleted),
 }
 
 /// Each event type with the schema versions that may be stored, oldest first; the last is
@@ -70,7 +72,7 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("ArtifactDeleted", &[1]),
     ("DeploymentCreated", &[1, 2, 3]),
     ("DeploymentAborted", &[1]),
-    ("DeviceJoinedDeployment", &[1]),
+    ("DeviceJoinedDeployment", &[1, 2]),
     ("DeviceDeploymentStatusChanged", &[1]),
     ("DeviceDeploymentLogSaved", &[1]),
     ("DeviceAdmittedToPhase", &[1]),
@@ -86,6 +88,8 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("DeviceGroupAssigned", &[1]),
     ("DeviceGroupLeft", &[1]),
     ("InventoryRemoved", &[1]),
+    ("FilterSaved", &[1]),
+    ("FilterDeleted", &[1]),
 ];
 
 impl DomainEvent {
@@ -113,6 +117,8 @@ impl DomainEvent {
             Self::DeviceGroupAssigned(_) => "DeviceGroupAssigned",
             Self::DeviceGroupLeft(_) => "DeviceGroupLeft",
             Self::InventoryRemoved(_) => "InventoryRemoved",
+            Self::FilterSaved(_) => "FilterSaved",
+            Self::FilterDeleted(_) => "FilterDeleted",
         }
     }
 
@@ -144,6 +150,8 @@ impl DomainEvent {
             Self::DeviceGroupAssigned(event) => serde_json::to_value(event),
             Self::DeviceGroupLeft(event) => serde_json::to_value(event),
             Self::InventoryRemoved(event) => serde_json::to_value(event),
+            Self::FilterSaved(event) => serde_json::to_value(event),
+            Self::FilterDeleted(event) => serde_json::to_value(event),
         };
         // Plain structs with string keys always serialize.
         value.expect("domain events serialize to JSON")
@@ -190,6 +198,8 @@ impl DomainEvent {
             "DeviceGroupAssigned" => Self::DeviceGroupAssigned(parsed.parse()?),
             "DeviceGroupLeft" => Self::DeviceGroupLeft(parsed.parse()?),
             "InventoryRemoved" => Self::InventoryRemoved(parsed.parse()?),
+            "FilterSaved" => Self::FilterSaved(parsed.parse()?),
+            "FilterDeleted" => Self::FilterDeleted(parsed.parse()?),
             other => return Err(SchemaError::UnknownType(other.to_owned())),
         })
     }
@@ -227,6 +237,9 @@ fn upcast(event_type: &str, from: u32, mut payload: Value) -> Value {
             }
             payload
         }
+        // v1 predates dynamic deployments: a device joined because it was listed, which the
+        // absent `matched_filter` already says.
+        ("DeviceJoinedDeployment", 1) => payload,
         _ => payload,
     }
 }

@@ -15,5 +15,17 @@ CREATE TABLE inventory (
 );
 CREATE INDEX inventory_by_group ON inventory (tenant, grp);
 
+-- Saved filters (dynamic groups): their predicates as a JSON array.
+CREATE TABLE inventory_filters (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    terms TEXT NOT NULL,
+    created_ts TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+);
+
 -- The static group a deployment was made for (a JSON array; NULL: none).
 ALTER TABLE deployments ADD COLUMN groups TEXT;
+-- A dynamic deployment's filter ({"id", "name", "terms"}; NULL: not dynamic).
+ALTER TABLE deployments ADD COLUMN filter TEXT;

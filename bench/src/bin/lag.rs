@@ -54,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
             force_installation: false,
             created: chrono::Utc::now(),
             groups: Vec::new(),
+            dynamic: None,
         }),
     )];
     for device in &devices {
@@ -67,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
                 device_type: "bench".into(),
                 installed_artifact_name: "release-1".into(),
                 phase: None,
+                matched_filter: None,
             }),
         ));
     }

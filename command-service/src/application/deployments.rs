@@ -6,7 +6,7 @@ use events::{DeploymentId, DomainEvent, StreamName};
 use super::{Caller, Decision, Outcome, Pipeline, Session};
 use crate::domain::deployments::{self, NewDeployment};
 use crate::domain::tables::TenantCatalog;
-use crate::domain::{artifacts, device};
+use crate::domain::{artifacts, device, filters};
 use crate::error::ApiError;
 
 /// Creates a deployment. Decided on the tenant's creation stream, so two identical requests
@@ -26,6 +26,28 @@ pub async fn create(
         StreamName::new(deployments::CREATION_STREAM),
         &[StreamName::new(artifacts::STREAM)],
         |tables| deployments::decide_creation(request, id, now, max_devices, tables),
+    )
+    .await
+}
+
+/// Creates a dynamic deployment from a saved filter; guarded by the artifacts and the filters
+/// streams.
+pub async fn create_dynamic(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    request: &NewDeployment,
+    id: DeploymentId,
+    now: DateTime<Utc>,
+) -> Result<Outcome<()>, ApiError> {
+    from_tables(
+        pipeline,
+        caller,
+        StreamName::new(deployments::CREATION_STREAM),
+        &[
+            StreamName::new(artifacts::STREAM),
+            StreamName::new(filters::STREAM),
+        ],
+        |tables| deployments::decide_dynamic_creation(request, id, now, tables),
     )
     .await
 }

@@ -5,8 +5,8 @@ use events::deployment::{DeviceDeploymentStatus, LogMessage};
 use events::{DeploymentId, StreamName};
 
 use super::{Caller, Decision, Outcome, Pipeline};
-use crate::domain::deployments;
 use crate::domain::device::{self, Admission, Asked, Next};
+use crate::domain::{deployments, inventory};
 use crate::error::ApiError;
 
 /// What the device runs next. A device joining a phased deployment takes a seat in the
@@ -23,8 +23,18 @@ pub async fn next(
             let stream = stream.clone();
             async move {
                 let state = session.load(&stream, device::evolve).await?;
-                let decision =
-                    session.tables_now(|tables| device::decide_next(&state, asked, tables));
+                // A dynamic deployment the device might join: its filter is matched against
+                // the device's inventory as it is now, asserted unchanged at append.
+                let inventory =
+                    if session.tables_now(|tables| tables.dynamic_open_to(&asked.device)) {
+                        let stream = StreamName::new(inventory::stream(&asked.device));
+                        Some(session.load(&stream, inventory::evolve).await?)
+                    } else {
+                        None
+                    };
+                let decision = session.tables_now(|tables| {
+                    device::decide_next(&state, asked, tables, inventory.as_ref())
+                });
                 let mut appends = Vec::new();
                 if let Some(Admission {
                     deployment,

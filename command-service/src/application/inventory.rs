@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use events::{DomainEvent, StreamName};
 
 use super::{Caller, Decision, Outcome, Pipeline, Session};
+use crate::domain::filters;
 use crate::domain::inventory::{self, DeviceInventory, InventoryError, SentAttribute};
 use crate::error::ApiError;
 
@@ -204,4 +205,31 @@ pub(super) async fn removed(
     let stream = StreamName::new(inventory::stream(device));
     let state = session.load(&stream, inventory::evolve).await?;
     Ok((stream.clone(), inventory::decide_remove(&state, device)))
+}
+
+/// `POST /api/management/v2/inventory/filters`: saves a filter under a new name.
+pub async fn save_filter(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    id: uuid::Uuid,
+    request: &filters::NewFilter,
+) -> Result<Outcome<()>, ApiError> {
+    let stream = StreamName::new(filters::STREAM);
+    super::on_stream(pipeline, caller, stream, filters::evolve, |_, state| {
+        Ok((filters::decide_save(state, id, request)?, ()))
+    })
+    .await
+}
+
+/// `DELETE /api/management/v2/inventory/filters/{id}`.
+pub async fn delete_filter(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    id: uuid::Uuid,
+) -> Result<Outcome<()>, ApiError> {
+    let stream = StreamName::new(filters::STREAM);
+    super::on_stream(pipeline, caller, stream, filters::evolve, |_, state| {
+        Ok((filters::decide_delete(state, id)?, ()))
+    })
+    .await
 }

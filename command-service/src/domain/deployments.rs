@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use events::deployment::{DeploymentAborted, DeploymentCreated, Phase};
+use events::deployment::{DeploymentAborted, DeploymentCreated, DynamicTarget, Phase};
 use events::{DeploymentId, DomainEvent};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -38,6 +38,10 @@ pub struct NewDeployment {
     /// The static group to deploy to, from `POST /deployments/group/{name}`'s path.
     #[serde(skip)]
     pub group: Option<String>,
+    /// v2: the saved filter of a dynamic deployment.
+    pub filter_id: Option<String>,
+    /// v2: how many devices a dynamic deployment takes before it finishes.
+    pub max_devices: Option<i64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -185,6 +189,30 @@ fn targets(
     }
 }
 
+/// The artifact must exist (422), and no active deployment may have the same name, artifact
+/// and force flag and the same targets (409).
+fn unless_identical(
+    catalog: &TenantCatalog,
+    (name, artifact_name, force_installation): (&str, &str, bool),
+    same_targets: impl Fn(&super::tables::DeploymentInfo) -> bool,
+) -> Result<(), DeploymentError> {
+    if !catalog.artifact_named(artifact_name) {
+        return Err(DeploymentError::NoArtifact);
+    }
+    match catalog.deployments.values().find(|deployment| {
+        !deployment.finished()
+            && deployment.name == name
+            && deployment.artifact_name == artifact_name
+            && deployment.force_installation == force_installation
+            && same_targets(deployment)
+    }) {
+        Some(existing) => Err(DeploymentError::Identical {
+            existing: existing.id,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Validates a request and decides the deployment it creates; `max_devices` is the most
 /// devices one deployment may list.
 pub fn decide_creation(
@@ -220,20 +248,11 @@ pub fn decide_creation(
         _ => Vec::new(),
     };
     let force_installation = request.force_installation.unwrap_or(false);
-    if !catalog.artifact_named(&artifact_name) {
-        return Err(DeploymentError::NoArtifact);
-    }
-    if let Some(existing) = catalog.deployments.values().find(|deployment| {
-        !deployment.finished()
-            && deployment.name == name
-            && deployment.artifact_name == artifact_name
-            && deployment.force_installation == force_installation
-            && deployment.devices == unique
-    }) {
-        return Err(DeploymentError::Identical {
-            existing: existing.id,
-        });
-    }
+    unless_identical(
+        catalog,
+        (&name, &artifact_name, force_installation),
+        |deployment| deployment.dynamic.is_none() && deployment.devices == unique,
+    )?;
     Ok(vec![DomainEvent::DeploymentCreated(DeploymentCreated {
         deployment_id: id,
         name,
@@ -243,6 +262,75 @@ pub fn decide_creation(
         force_installation,
         created: now,
         groups,
+        dynamic: None,
+    })])
+}
+
+/// Validates a v2 request for a dynamic deployment: every device that matches the saved
+/// filter when it asks joins, until `max_devices` have finished (or, without it, until an
+/// operator aborts it). The filter is copied into the deployment, so deleting or replacing it
+/// later changes nothing here.
+pub fn decide_dynamic_creation(
+    request: &NewDeployment,
+    id: DeploymentId,
+    now: DateTime<Utc>,
+    catalog: &TenantCatalog,
+) -> Result<Vec<DomainEvent>, DeploymentError> {
+    let name = text(&request.name, "name")?;
+    let artifact_name = text(&request.artifact_name, "artifact_name")?;
+    if request.devices.is_some() || request.all_devices.is_some() {
+        return Err(invalid(
+            "a dynamic deployment takes filter_id, neither devices nor all_devices",
+        ));
+    }
+    let filter_id = match request.filter_id.as_deref() {
+        None | Some("") => return Err(invalid("filter_id: cannot be blank")),
+        Some(text) => Uuid::parse_str(text)
+            .map_err(|_| invalid(format!("filter_id: not a filter id: {text:?}")))?,
+    };
+    let filter = catalog
+        .saved_filter(filter_id)
+        .ok_or_else(|| invalid(format!("filter_id: no saved filter {filter_id}")))?;
+    let max_devices = match request.max_devices {
+        None => None,
+        Some(max) if max >= 1 => Some(max as u64),
+        Some(_) => return Err(invalid("max_devices: must be at least 1")),
+    };
+    if request
+        .phases
+        .as_ref()
+        .is_some_and(|phases| !phases.is_empty())
+    {
+        return Err(invalid(
+            "phases: a dynamic deployment is not phased here; create it without phases",
+        ));
+    }
+    let force_installation = request.force_installation.unwrap_or(false);
+    unless_identical(
+        catalog,
+        (&name, &artifact_name, force_installation),
+        |deployment| {
+            deployment
+                .dynamic
+                .as_ref()
+                .is_some_and(|dynamic| dynamic.filter_id == filter_id)
+        },
+    )?;
+    Ok(vec![DomainEvent::DeploymentCreated(DeploymentCreated {
+        deployment_id: id,
+        name,
+        artifact_name,
+        devices: Vec::new(),
+        phases: Vec::new(),
+        force_installation,
+        created: now,
+        groups: Vec::new(),
+        dynamic: Some(DynamicTarget {
+            filter_id,
+            name: filter.name.clone(),
+            terms: filter.terms.clone(),
+            max_devices,
+        }),
     })])
 }
 

@@ -14,7 +14,9 @@ use events::deployment::{
 };
 use events::{ArtifactId, DeploymentId, DomainEvent};
 
+use super::inventory::DeviceInventory;
 use super::tables::{DeploymentInfo, TenantCatalog};
+use uuid::Uuid;
 
 pub fn stream(device: &str) -> String {
     format!("device-{device}")
@@ -126,8 +128,14 @@ fn effective_status(entry: &Entry, deployment: Option<&DeploymentInfo>) -> Devic
 }
 
 /// Chooses what the device runs next: its unfinished entry, else the oldest active
-/// deployment targeting it that was created after its newest finished one.
-pub fn decide_next(state: &DeviceState, asked: &Asked, catalog: &TenantCatalog) -> NextDecision {
+/// deployment targeting it (listing it, or with `inventory` given, a dynamic deployment whose
+/// filter it matches now) that was created after its newest finished one.
+pub fn decide_next(
+    state: &DeviceState,
+    asked: &Asked,
+    catalog: &TenantCatalog,
+    inventory: Option<&DeviceInventory>,
+) -> NextDecision {
     let unfinished = state
         .entries
         .iter()
@@ -163,7 +171,19 @@ pub fn decide_next(state: &DeviceState, asked: &Asked, catalog: &TenantCatalog) 
         .filter_map(|id| catalog.deployments.get(id))
         .map(|deployment| deployment.created)
         .max();
-    let Some(deployment) = catalog.targeting(&asked.device).find(|deployment| {
+    let mut candidates: Vec<(&DeploymentInfo, Option<Uuid>)> = catalog
+        .targeting(&asked.device)
+        .map(|deployment| (deployment, None))
+        .collect();
+    if let Some(inventory) = inventory {
+        candidates.extend(
+            catalog
+                .dynamic_matches(&asked.device, inventory)
+                .map(|(deployment, filter)| (deployment, Some(filter))),
+        );
+        candidates.sort_by_key(|(deployment, _)| (deployment.created, deployment.id));
+    }
+    let Some((deployment, matched_filter)) = candidates.into_iter().find(|(deployment, _)| {
         !deployment.finished()
             && !state.entries.contains_key(&deployment.id)
             && newest_finished.is_none_or(|newest| deployment.created > newest)
@@ -171,6 +191,15 @@ pub fn decide_next(state: &DeviceState, asked: &Asked, catalog: &TenantCatalog) 
         return NextDecision::answer(Next::Nothing);
     };
     let mut admission = None;
+    // A dynamic deployment that takes a number of devices seats them as one phase, so no
+    // more join than it takes.
+    if let Some(max) = deployment.dynamic.as_ref().and_then(|d| d.max_devices) {
+        admission = Some(Admission {
+            deployment: deployment.id,
+            phase: 0,
+            capacity: max,
+        });
+    }
     if !deployment.phases.is_empty() {
         let Some(phase) = deployment
             .phases
@@ -194,7 +223,8 @@ pub fn decide_next(state: &DeviceState, asked: &Asked, catalog: &TenantCatalog) 
             status,
             device_type: asked.device_type.clone(),
             installed_artifact_name: asked.artifact_name.clone(),
-            phase,
+            phase: phase.filter(|_| !deployment.phases.is_empty()),
+            matched_filter,
         })
     };
     let Some(artifact) = catalog.artifact_for(&deployment.artifact_name, &asked.device_type) else {
@@ -346,6 +376,7 @@ pub fn decide_decommission(
                 device_type: String::new(),
                 installed_artifact_name: String::new(),
                 phase: None,
+                matched_filter: None,
             },
         ));
     }

@@ -5,5 +5,6 @@ pub mod admission;
 pub mod artifacts;
 pub mod deployments;
 pub mod device;
+pub mod filters;
 pub mod inventory;
 pub mod tables;

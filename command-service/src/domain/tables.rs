@@ -10,11 +10,15 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use events::admission::AuthSetStatus;
 use events::deployment::Phase;
+use events::filter::Predicate;
 use events::{ArtifactId, DeploymentId, DomainEvent};
+use serde_json::{Map, Value};
 
 use uuid::Uuid;
 
 use super::artifacts::DeploymentUse;
+use super::filters::SavedFilter;
+use super::inventory::DeviceInventory;
 
 /// What decisions need to know about one deployment.
 #[derive(Debug, Clone)]
@@ -30,12 +34,32 @@ pub struct DeploymentInfo {
     pub aborted: bool,
     /// Devices whose entry reached a final state.
     pub finished_devices: HashSet<String>,
+    /// For a dynamic deployment, the filter devices join by.
+    pub dynamic: Option<Dynamic>,
+}
+
+/// What a dynamic deployment needs to decide: the filter's predicates, and the devices it
+/// takes before it finishes.
+#[derive(Debug, Clone)]
+pub struct Dynamic {
+    pub filter_id: Uuid,
+    pub predicates: Vec<Predicate>,
+    pub max_devices: Option<u64>,
 }
 
 impl DeploymentInfo {
-    /// Finished once aborted or once every targeted device is in a final state.
+    /// Finished once aborted or once every targeted device is in a final state; a dynamic
+    /// deployment once `max_devices` devices are, and without it only when aborted.
     pub fn finished(&self) -> bool {
-        self.aborted || self.finished_devices.len() >= self.devices.len()
+        if self.aborted {
+            return true;
+        }
+        match &self.dynamic {
+            Some(dynamic) => dynamic
+                .max_devices
+                .is_some_and(|max| self.finished_devices.len() as u64 >= max),
+            None => self.finished_devices.len() >= self.devices.len(),
+        }
     }
 }
 
@@ -69,6 +93,10 @@ pub struct TenantCatalog {
     inventoried: HashSet<String>,
     /// Each grouped device's static group.
     groups: HashMap<String, String>,
+    /// Each admitted device's identity attributes, for dynamic deployments' filters.
+    identities: HashMap<String, Map<String, Value>>,
+    /// The saved filters dynamic deployments are made from.
+    saved_filters: HashMap<Uuid, SavedFilter>,
 }
 
 impl TenantCatalog {
@@ -94,7 +122,7 @@ impl TenantCatalog {
             })
         }) || self.targeting(device).any(|deployment| {
             !deployment.finished() && !deployment.finished_devices.contains(device)
-        })
+        }) || self.dynamic_open_to(device)
     }
 
     /// Whether the device's token must be refused: it has an admission record and none of
@@ -163,6 +191,8 @@ impl TenantCatalog {
             DomainEvent::AuthSetAdded(added) => {
                 self.auth_set_owners
                     .insert(added.auth_set_id, added.device_id.clone());
+                self.identities
+                    .insert(added.device_id.clone(), added.identity_data.clone());
                 self.admission
                     .entry(added.device_id)
                     .or_default()
@@ -181,6 +211,7 @@ impl TenantCatalog {
             }
             // The device keeps an empty record: its tokens stay refused.
             DomainEvent::DeviceRemoved(removed) => {
+                self.identities.remove(&removed.device_id);
                 if let Some(sets) = self.admission.get_mut(&removed.device_id) {
                     for set in sets.drain() {
                         self.auth_set_owners.remove(&set.0);
@@ -205,6 +236,54 @@ impl TenantCatalog {
         self.admission.get(device).is_some_and(|sets| {
             sets.values()
                 .any(|status| *status == AuthSetStatus::Accepted)
+        })
+    }
+
+    pub fn saved_filter(&self, id: Uuid) -> Option<&SavedFilter> {
+        self.saved_filters.get(&id)
+    }
+
+    /// Active dynamic deployments the device has no entry in yet (as far as the tables
+    /// know): the device's inventory must be read to tell whether it joins one.
+    pub fn dynamic_open_to(&self, device: &str) -> bool {
+        self.deployments.values().any(|deployment| {
+            deployment.dynamic.is_some()
+                && !deployment.finished()
+                && !deployment.finished_devices.contains(device)
+                && !self
+                    .unfinished
+                    .get(device)
+                    .is_some_and(|ids| ids.contains(&deployment.id))
+        })
+    }
+
+    /// Active dynamic deployments whose filter the device matches now, with the filter.
+    pub fn dynamic_matches<'a>(
+        &'a self,
+        device: &'a str,
+        inventory: &'a DeviceInventory,
+    ) -> impl Iterator<Item = (&'a DeploymentInfo, Uuid)> + 'a {
+        let id = Value::String(device.to_owned());
+        let status = self
+            .admission
+            .get(device)
+            .and_then(|sets| sets.values().max_by_key(|status| status.strength()))
+            .map(|status| Value::String(status.as_str().to_owned()));
+        let group = inventory.group.clone().map(Value::String);
+        let identity = self.identities.get(device);
+        self.deployments.values().filter_map(move |deployment| {
+            let dynamic = deployment.dynamic.as_ref()?;
+            let matched =
+                events::filter::all_match(&dynamic.predicates, |scope, name| match (scope, name) {
+                    ("identity", "id") => Some(&id),
+                    ("identity", "status") => status.as_ref(),
+                    ("identity", name) => identity.and_then(|identity| identity.get(name)),
+                    ("inventory", name) => inventory.attributes.get(name).map(|a| &a.value),
+                    ("tags", name) => inventory.tags.get(name).map(|a| &a.value),
+                    ("system", "group") => group.as_ref(),
+                    _ => None,
+                });
+            (!deployment.finished() && matched).then_some((deployment, dynamic.filter_id))
         })
     }
 
@@ -302,6 +381,18 @@ impl TenantCatalog {
                         devices,
                         aborted: false,
                         finished_devices: HashSet::new(),
+                        dynamic: created.dynamic.map(|target| Dynamic {
+                            filter_id: target.filter_id,
+                            // Checked when the filter was saved: a term that no longer
+                            // parses matches nothing rather than everything.
+                            predicates: target
+                                .terms
+                                .iter()
+                                .map(Predicate::from_term)
+                                .collect::<Result<_, _>>()
+                                .unwrap_or_else(|_| vec![never()]),
+                            max_devices: target.max_devices,
+                        }),
                     },
                 );
             }
@@ -347,6 +438,18 @@ impl TenantCatalog {
             | DomainEvent::AuthSetStatusChanged(_)
             | DomainEvent::AuthSetDismissed(_)
             | DomainEvent::DeviceRemoved(_) => self.apply_admission(event, at),
+            DomainEvent::FilterSaved(saved) => {
+                self.saved_filters.insert(
+                    saved.filter_id,
+                    SavedFilter {
+                        name: saved.name,
+                        terms: saved.terms,
+                    },
+                );
+            }
+            DomainEvent::FilterDeleted(deleted) => {
+                self.saved_filters.remove(&deleted.filter_id);
+            }
             DomainEvent::InventoryReported(_)
             | DomainEvent::DeviceTagsSet(_)
             | DomainEvent::DeviceGroupAssigned(_)
@@ -355,6 +458,17 @@ impl TenantCatalog {
             _ => {}
         }
     }
+}
+
+/// A predicate no device matches.
+fn never() -> Predicate {
+    Predicate::from_term(&events::inventory::FilterTerm {
+        scope: "identity".into(),
+        attribute: "id".into(),
+        kind: "$exists".into(),
+        value: Value::Bool(false),
+    })
+    .expect("a fixed, valid predicate")
 }
 
 impl DeploymentUse for TenantCatalog {

@@ -18,6 +18,7 @@ use crate::domain::deployments::NewDeployment;
 use crate::error::{parse_id, ApiError};
 
 const BASE: &str = "/api/management/v1/deployments/deployments";
+const V2: &str = "/api/management/v2/deployments/deployments";
 
 pub fn router(max_devices: usize) -> Router<AppState> {
     // A deployment may list a whole fleet: 100k UUIDs are 4 MB of JSON, past axum's 2 MB.
@@ -36,6 +37,7 @@ pub fn router(max_devices: usize) -> Router<AppState> {
         .route(&format!("{BASE}/{{id}}/status"), put(abort))
         .route(&format!("{BASE}/devices/{{device}}"), delete(decommission))
         .route(&format!("{BASE}/group/{{name}}"), post(create_for_group))
+        .route(V2, post(create_dynamic))
 }
 
 /// The largest deployment request: `max_devices` ids of up to 128 bytes each in JSON (a
@@ -68,6 +70,33 @@ async fn create_for_group(
     created(&state, &user, &request_id, &request).await
 }
 
+/// A dynamic deployment (v2): to the devices that match a saved filter when they ask.
+async fn create_dynamic(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    JsonBody(request): JsonBody<NewDeployment>,
+) -> Result<Response, ApiError> {
+    let caller = caller(&user, &request_id);
+    let id = DeploymentId::new();
+    let outcome =
+        deployments::create_dynamic(&state.pipeline, &caller, &request, id, Utc::now()).await?;
+    Ok(with_location(
+        state
+            .answered_if(outcome.position, StatusCode::CREATED)
+            .await,
+        // The deployment is read through v1, which this server serves.
+        &format!("{BASE}/{id}"),
+    ))
+}
+
+fn with_location(mut response: Response, location: &str) -> Response {
+    if let Ok(location) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
 /// Creates the deployment and answers 201 with its `Location`.
 async fn created(
     state: &AppState,
@@ -88,13 +117,12 @@ async fn created(
         state.max_deployment_devices,
     )
     .await?;
-    let mut response = state
-        .answered_if(outcome.position, StatusCode::CREATED)
-        .await;
-    if let Ok(location) = HeaderValue::from_str(&format!("{BASE}/{id}")) {
-        response.headers_mut().insert(header::LOCATION, location);
-    }
-    Ok(response)
+    Ok(with_location(
+        state
+            .answered_if(outcome.position, StatusCode::CREATED)
+            .await,
+        &format!("{BASE}/{id}"),
+    ))
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,7 @@
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, patch, put};
+use axum::routing::{delete, patch, post, put};
 use axum::{Extension, Json, Router};
 use chrono::Utc;
 use http_edge::auth::{Device, User};
@@ -18,10 +18,12 @@ use super::artifacts::caller;
 use super::devices::device_caller;
 use super::AppState;
 use crate::application::inventory::{self, MembersChanged};
+use crate::domain::filters::NewFilter;
 use crate::domain::inventory::{check_group_name, SentAttribute, MAX_GROUP, MAX_GROUP_LEGACY};
 use crate::error::ApiError;
 
 const BASE: &str = "/api/management/v1/inventory";
+const FILTERS: &str = "/api/management/v2/inventory/filters";
 
 /// The device's route, mounted where this server admits devices itself.
 pub(super) fn device_router() -> Router<AppState> {
@@ -48,6 +50,8 @@ pub(super) fn management_router() -> Router<AppState> {
             patch(members).delete(members),
         )
         .route(&format!("{BASE}/groups/{{name}}"), delete(delete_group))
+        .route(FILTERS, post(save_filter))
+        .route(&format!("{FILTERS}/{{id}}"), delete(delete_filter))
 }
 
 /// `PUT` replaces the device's reported attributes, `PATCH` adds to them; 200, no body.
@@ -222,4 +226,40 @@ async fn delete_group(
         Some(position) => state.answered_with(position, body).await,
         None => body,
     })
+}
+
+/// Saves a filter: 201 with `Location: filters/<id>` (relative, as Mender's GUI reads it).
+async fn save_filter(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    JsonBody(request): JsonBody<NewFilter>,
+) -> Result<Response, ApiError> {
+    let id = uuid::Uuid::new_v4();
+    let outcome =
+        inventory::save_filter(&state.pipeline, &caller(&user, &request_id), id, &request).await?;
+    let mut response = state
+        .answered_if(outcome.position, StatusCode::CREATED)
+        .await;
+    if let Ok(location) = axum::http::HeaderValue::from_str(&format!("filters/{id}")) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::LOCATION, location);
+    }
+    Ok(response)
+}
+
+async fn delete_filter(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::NotFoundBecause("Filter not found".into()))?;
+    let outcome =
+        inventory::delete_filter(&state.pipeline, &caller(&user, &request_id), id).await?;
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
 }

@@ -26,7 +26,7 @@ use super::paging::{links, paging, parameters, values};
 use super::AppState;
 use crate::error::ApiError;
 use crate::read_models::devices::Device;
-use crate::read_models::inventory::InventoryRow;
+use crate::read_models::inventory::{FilterRow, InventoryRow};
 
 const V1: &str = "/api/management/v1/inventory";
 const V2: &str = "/api/management/v2/inventory";
@@ -46,6 +46,53 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{V2}/filters/search"), post(search))
         .route(&format!("{V2}/filters/attributes"), get(attribute_names))
         .route(&format!("{V2}/statistics"), get(statistics))
+        .route(&format!("{V2}/filters"), get(saved_filters))
+        .route(&format!("{V2}/filters/{{id}}"), get(saved_filter))
+}
+
+fn filter_view(row: FilterRow) -> Result<Value, ApiError> {
+    let terms: Value =
+        serde_json::from_str(&row.terms).map_err(|error| ApiError::Internal(error.into()))?;
+    Ok(json!({"id": row.id, "name": row.name, "terms": terms}))
+}
+
+/// `GET /filters?page=&per_page=`: the saved filters, by name.
+async fn saved_filters(
+    State(state): State<AppState>,
+    User(user): User,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<Value>>, ApiError> {
+    let (page, per_page) = paging(&parameters(query.as_deref()))?;
+    let rows = state
+        .read_models
+        .inventory()
+        .filters(
+            &user.tenant,
+            crate::read_models::Window {
+                limit: per_page,
+                offset: (page - 1).saturating_mul(per_page),
+            },
+        )
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(filter_view)
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+async fn saved_filter(
+    State(state): State<AppState>,
+    User(user): User,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let row = state
+        .read_models
+        .inventory()
+        .filter(&user.tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFoundBecause("Filter not found".into()))?;
+    Ok(Json(filter_view(row)?))
 }
 
 /// One attribute in a scope.

@@ -91,7 +91,9 @@ async fn apply_one(tx: &mut Tx, tenant: &str, at: &str, event: DomainEvent) -> a
         | DomainEvent::DeviceTagsSet(_)
         | DomainEvent::DeviceGroupAssigned(_)
         | DomainEvent::DeviceGroupLeft(_)
-        | DomainEvent::InventoryRemoved(_) => Ok(()),
+        | DomainEvent::InventoryRemoved(_)
+        | DomainEvent::FilterSaved(_)
+        | DomainEvent::FilterDeleted(_) => Ok(()),
     }
 }
 
@@ -104,8 +106,9 @@ async fn deployment_created(
     sqlx::query(
         "INSERT INTO deployments (tenant, id, name, artifact_name, search_name,
                                   search_artifact_name, created, finished, status, max_devices,
-                                  device_count, aborted, force_installation, total_size, groups)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 'pending', $8, 0, 0, $9, 0, $10)",
+                                  device_count, aborted, force_installation, total_size, groups,
+                                  filter)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 'pending', $8, 0, 0, $9, 0, $10, $11)",
     )
     .bind(tenant)
     .bind(&id)
@@ -114,11 +117,28 @@ async fn deployment_created(
     .bind(created.name.to_lowercase())
     .bind(created.artifact_name.to_lowercase())
     .bind(stored_time(created.created))
-    .bind(created.devices.len() as i64)
+    // A dynamic deployment finishes at its own `max_devices` (0: only when aborted).
+    .bind(match &created.dynamic {
+        Some(dynamic) => dynamic.max_devices.unwrap_or(0) as i64,
+        None => created.devices.len() as i64,
+    })
     .bind(i64::from(created.force_installation))
     .bind(
         (!created.groups.is_empty())
             .then(|| serde_json::to_string(&created.groups))
+            .transpose()?,
+    )
+    .bind(
+        created
+            .dynamic
+            .as_ref()
+            .map(|dynamic| {
+                serde_json::to_string(&serde_json::json!({
+                    "id": dynamic.filter_id,
+                    "name": dynamic.name,
+                    "terms": dynamic.terms,
+                }))
+            })
             .transpose()?,
     )
     .execute(&mut **tx)

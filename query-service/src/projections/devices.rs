@@ -32,6 +32,7 @@ async fn apply_one(tx: &mut Tx, event: &RecordedEvent) -> anyhow::Result<()> {
     match event.stream.category() {
         "devauth" => {}
         "inventory" => return super::inventory::apply(tx, event).await,
+        "filters" => return super::inventory::apply_filter(tx, event).await,
         _ => return Ok(()),
     }
     let tenant = event.tenant.as_str();

@@ -131,3 +131,32 @@ pub(super) async fn apply(tx: &mut Tx, event: &RecordedEvent) -> anyhow::Result<
     }
     store(tx, tenant, &device, row, &at).await
 }
+
+/// Applies one event of the tenant's `filters` stream.
+pub(super) async fn apply_filter(tx: &mut Tx, event: &RecordedEvent) -> anyhow::Result<()> {
+    let tenant = event.tenant.as_str();
+    match event.decode()? {
+        DomainEvent::FilterSaved(saved) => {
+            sqlx::query(
+                "INSERT INTO inventory_filters (tenant, id, name, terms, created_ts)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant, id) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(saved.filter_id.to_string())
+            .bind(&saved.name)
+            .bind(serde_json::to_string(&saved.terms)?)
+            .bind(stored_time(event.metadata.occurred_at))
+            .execute(&mut **tx)
+            .await?;
+        }
+        DomainEvent::FilterDeleted(deleted) => {
+            sqlx::query("DELETE FROM inventory_filters WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(deleted.filter_id.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}

@@ -27,6 +27,8 @@ pub struct Deployment {
     pub total_size: i64,
     /// The static group it was made for, as a JSON array.
     pub groups: Option<String>,
+    /// A dynamic deployment's filter, as JSON.
+    pub filter: Option<String>,
 }
 
 /// How many of a deployment's devices are in one status.
@@ -79,7 +81,7 @@ pub struct DeploymentFilter {
 
 /// Columns of `deployments` that [`Deployment`] reads.
 const COLUMNS: &str = "id, name, artifact_name, created, finished, status, \
-     device_count, max_devices, force_installation, total_size, groups";
+     device_count, max_devices, force_installation, total_size, groups, filter";
 
 /// The deployments of one generation of the read models.
 #[derive(Clone)]

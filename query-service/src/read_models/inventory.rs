@@ -17,6 +17,15 @@ pub struct InventoryRow {
     pub updated_ts: String,
 }
 
+/// A saved filter.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FilterRow {
+    pub id: String,
+    pub name: String,
+    /// JSON array of predicates.
+    pub terms: String,
+}
+
 const COLUMNS: &str = "device_id, attributes, tags, grp, tag_revision, created_ts, updated_ts";
 
 /// The inventory of one generation of the read models.
@@ -50,6 +59,37 @@ impl Inventory {
         ))
         .bind(tenant.as_str())
         .bind(device)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    /// A page of the saved filters, by name.
+    pub async fn filters(
+        &self,
+        tenant: &TenantId,
+        window: super::Window,
+    ) -> Result<Vec<FilterRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, name, terms FROM inventory_filters WHERE tenant = $1
+             ORDER BY name, id LIMIT $2 OFFSET $3",
+        )
+        .bind(tenant.as_str())
+        .bind(window.limit)
+        .bind(window.offset)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    pub async fn filter(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+    ) -> Result<Option<FilterRow>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT id, name, terms FROM inventory_filters WHERE tenant = $1 AND id = $2",
+        )
+        .bind(tenant.as_str())
+        .bind(id)
         .fetch_optional(&self.pool)
         .await
     }

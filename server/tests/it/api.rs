@@ -81,6 +81,7 @@ async fn a_deployment_is_read_from_its_projection(server: TestServer) {
                 force_installation: false,
                 created: Utc::now(),
                 groups: Vec::new(),
+                dynamic: None,
             }),
             DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
                 deployment_id: id,
@@ -90,6 +91,7 @@ async fn a_deployment_is_read_from_its_projection(server: TestServer) {
                 device_type: "qemux86-64".into(),
                 installed_artifact_name: "release-0".into(),
                 phase: None,
+                matched_filter: None,
             }),
         ],
     )

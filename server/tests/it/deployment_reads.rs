@@ -181,6 +181,7 @@ fn created_at(
         force_installation: false,
         created: at,
         groups: Vec::new(),
+        dynamic: None,
     })
 }
 
@@ -193,6 +194,7 @@ fn joined(id: DeploymentId, device: &str, status: DeviceDeploymentStatus) -> Dom
         device_type: "raspberrypi4".into(),
         installed_artifact_name: "old".into(),
         phase: None,
+        matched_filter: None,
     })
 }
 

@@ -370,6 +370,7 @@ async fn fill_log(data: &Path, count: usize) {
                         force_installation: false,
                         created: chrono::Utc::now(),
                         groups: Vec::new(),
+                        dynamic: None,
                     });
                 events::NewEvent::new(uuid::Uuid::new_v4(), &created, metadata.clone())
             })

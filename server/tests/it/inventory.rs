@@ -830,8 +830,269 @@ async fn deployments_go_to_a_group_and_to_all_devices_accepted_at_creation(postg
     assert_eq!(targeted, accepted_then);
 }
 
+/// `POST /next` as a `pi` device running `old`: the deployment id served, or the status.
+async fn next(server: &TestServer, device: &Admitted) -> Result<String, u16> {
+    let (status, _, body) = send(
+        server,
+        Method::POST,
+        "/api/devices/v1/deployments/device/deployments/next",
+        &device.token,
+        Some(json!({"artifact_name": "old", "device_type": "pi"})),
+        &[],
+    )
+    .await;
+    match status {
+        200 => Ok(body["id"].as_str().unwrap().to_owned()),
+        other => Err(other),
+    }
+}
+
+async fn finish(server: &TestServer, device: &Admitted, deployment: &str) {
+    let (status, _, body) = send(
+        server,
+        Method::PUT,
+        &format!("/api/devices/v1/deployments/device/deployments/{deployment}/status"),
+        &device.token,
+        Some(json!({"status": "success"})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 204, "{body}");
+}
+
+async fn dynamic_deployments_take_the_devices_that_match_when_they_ask(postgres: bool) {
+    let server = TestServer::start(postgres).await;
+    upload(&server, "release-7").await;
+    let (a, b, c) = (
+        admit(&server, "dyn-a").await,
+        admit(&server, "dyn-b").await,
+        admit(&server, "dyn-c").await,
+    );
+    for (device, tier) in [(&a, "beta"), (&b, "stable"), (&c, "beta")] {
+        let body = json!([{"name": "tier", "value": tier}]);
+        assert_eq!(report(&server, device, Method::PATCH, body).await, 200);
+    }
+    let filters = format!("{V2}/filters");
+    let beta = json!([{"scope": "inventory", "attribute": "tier", "type": "$eq", "value": "beta"}]);
+
+    // Refused filters and deployments record nothing.
+    let head = server.head().await;
+    for bad in [
+        json!({"name": "", "terms": beta}),
+        json!({"name": "none", "terms": []}),
+        json!({"name": "odd", "terms": [{"scope": "inventory", "attribute": "tier", "type": "$like", "value": "b"}]}),
+        json!({"name": "extra", "terms": beta, "colour": "red"}),
+    ] {
+        let (status, body) = admin(&server, Method::POST, &filters, Some(bad.clone())).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    assert_eq!(server.head().await, head);
+
+    let (status, headers, _) = send(
+        &server,
+        Method::POST,
+        &filters,
+        &server.admin(),
+        Some(json!({"name": "beta", "terms": beta})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 201);
+    let location = headers["location"].to_str().unwrap();
+    let filter_id = location.strip_prefix("filters/").unwrap().to_owned();
+    let (status, _) = admin(
+        &server,
+        Method::POST,
+        &filters,
+        Some(json!({"name": "beta", "terms": beta})),
+    )
+    .await;
+    assert_eq!(status, 409, "names are unique");
+    let (_, saved) = admin(
+        &server,
+        Method::GET,
+        &format!("{filters}/{filter_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        saved,
+        json!({"id": filter_id, "name": "beta", "terms": beta})
+    );
+    let (_, listed) = admin(&server, Method::GET, &filters, None).await;
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    let v2 = "/api/management/v2/deployments/deployments";
+    let head = server.head().await;
+    for (body, code) in [
+        (json!({"name": "x", "artifact_name": "release-7"}), 400),
+        (
+            json!({"name": "x", "artifact_name": "release-7", "filter_id": uuid::Uuid::new_v4()}),
+            400,
+        ),
+        (
+            json!({"name": "x", "artifact_name": "release-7", "filter_id": filter_id, "max_devices": 0}),
+            400,
+        ),
+        (
+            json!({"name": "x", "artifact_name": "release-7", "filter_id": filter_id, "devices": [a.id]}),
+            400,
+        ),
+        (
+            json!({"name": "x", "artifact_name": "missing", "filter_id": filter_id}),
+            422,
+        ),
+    ] {
+        let (status, response) = admin(&server, Method::POST, v2, Some(body.clone())).await;
+        assert_eq!(status, code, "{body}: {response}");
+        assert!(response["error"].is_string() && response["request_id"].is_string());
+    }
+    assert_eq!(server.head().await, head);
+
+    // Takes two devices; b does not match until its tier changes.
+    let (status, headers, body) = send(&server, Method::POST, v2, &server.admin(),
+        Some(json!({"name": "beta rollout", "artifact_name": "release-7", "filter_id": filter_id, "max_devices": 2})), &[]).await;
+    assert_eq!(status, 201, "{body}");
+    let id = headers["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, deployment) = admin(
+        &server,
+        Method::GET,
+        &format!("{DEPLOYMENTS}/deployments/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(deployment["dynamic"], true);
+    assert_eq!(
+        deployment["filter"],
+        json!({"id": filter_id, "name": "beta", "terms": beta})
+    );
+    assert_eq!(deployment["max_devices"], 2);
+
+    assert_eq!(next(&server, &b).await, Err(204), "b is stable");
+    assert_eq!(next(&server, &a).await.as_deref(), Ok(id.as_str()));
+    let body = json!([{"name": "tier", "value": "beta"}]);
+    assert_eq!(report(&server, &b, Method::PATCH, body).await, 200);
+    assert_eq!(
+        next(&server, &b).await.as_deref(),
+        Ok(id.as_str()),
+        "b matches now"
+    );
+    assert_eq!(
+        next(&server, &c).await,
+        Err(204),
+        "two devices taken: no seat for c"
+    );
+
+    // The join names the filter that matched.
+    let log = server.log().await;
+    let stream = events::StreamName::new(format!("device-{}", b.id));
+    let recorded = log
+        .read_stream(&events::TenantId::default(), &stream, 0)
+        .await
+        .unwrap();
+    let joined = recorded
+        .iter()
+        .find_map(|event| match event.decode().unwrap() {
+            events::DomainEvent::DeviceJoinedDeployment(joined) => Some(joined),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        joined.matched_filter.map(|f| f.to_string()),
+        Some(filter_id.clone())
+    );
+
+    finish(&server, &a, &id).await;
+    finish(&server, &b, &id).await;
+    let (_, deployment) = admin(
+        &server,
+        Method::GET,
+        &format!("{DEPLOYMENTS}/deployments/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(deployment["status"], "finished", "{deployment}");
+    assert_eq!(next(&server, &c).await, Err(204));
+
+    // Deleting the filter leaves the deployment's copy.
+    let (status, _) = admin(
+        &server,
+        Method::DELETE,
+        &format!("{filters}/{filter_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, _) = admin(
+        &server,
+        Method::DELETE,
+        &format!("{filters}/{filter_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, deployment) = admin(
+        &server,
+        Method::GET,
+        &format!("{DEPLOYMENTS}/deployments/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(deployment["filter"]["name"], "beta");
+
+    // Without max_devices it runs until aborted, and takes devices that match later.
+    let (status, _) = admin(
+        &server,
+        Method::POST,
+        &filters,
+        Some(json!({"name": "all beta", "terms": beta})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (_, listed) = admin(&server, Method::GET, &filters, None).await;
+    let filter_id = listed[0]["id"].as_str().unwrap().to_owned();
+    upload(&server, "release-8").await;
+    let (status, headers, _) = send(
+        &server,
+        Method::POST,
+        v2,
+        &server.admin(),
+        Some(json!({"name": "open", "artifact_name": "release-8", "filter_id": filter_id})),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 201);
+    let open = headers["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(next(&server, &c).await.as_deref(), Ok(open.as_str()));
+    finish(&server, &c, &open).await;
+    let (_, deployment) = admin(
+        &server,
+        Method::GET,
+        &format!("{DEPLOYMENTS}/deployments/{open}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        deployment["status"], "inprogress",
+        "an open dynamic deployment does not finish by itself"
+    );
+}
+
 configured_on_both_backends!(
     reported_attributes_are_kept_filtered_sorted_and_searched,
     operators_group_and_tag_devices,
-    deployments_go_to_a_group_and_to_all_devices_accepted_at_creation
+    deployments_go_to_a_group_and_to_all_devices_accepted_at_creation,
+    dynamic_deployments_take_the_devices_that_match_when_they_ask
 );

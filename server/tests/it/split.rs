@@ -79,6 +79,7 @@ async fn both_services_run_split_over_one_postgres() {
         force_installation: false,
         created: chrono::Utc::now(),
         groups: Vec::new(),
+        dynamic: None,
     });
     log.append(AppendRequest {
         tenant: TenantId::default(),

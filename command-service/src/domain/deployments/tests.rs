@@ -393,6 +393,7 @@ fn the_oldest_active_deployment_is_served_with_the_smallest_compatible_artifact(
         &DeviceState::default(),
         &asked("d1", "release-1", "pi"),
         &known,
+        None,
     );
     let Next::Serve {
         deployment,
@@ -417,6 +418,7 @@ fn nothing_compatible_is_noartifact_and_the_same_artifact_is_already_installed()
         &DeviceState::default(),
         &asked("d1", "release-1", "x86"),
         &known,
+        None,
     );
     assert_eq!(wrong_type.answer, Next::Nothing);
     assert!(
@@ -426,6 +428,7 @@ fn nothing_compatible_is_noartifact_and_the_same_artifact_is_already_installed()
         &DeviceState::default(),
         &asked("d2", "release-2", "pi"),
         &known,
+        None,
     );
     assert_eq!(same.answer, Next::Nothing);
     assert!(
@@ -442,12 +445,13 @@ fn an_unfinished_entry_is_served_again_and_contradicting_it_fails_it() {
         &DeviceState::default(),
         &asked("d1", "release-1", "pi"),
         &known,
+        None,
     );
     let state = device_after(&first.events);
-    let again = device::decide_next(&state, &asked("d1", "release-1", "pi"), &known);
+    let again = device::decide_next(&state, &asked("d1", "release-1", "pi"), &known, None);
     assert!(matches!(again.answer, Next::Serve { deployment, .. } if deployment == id));
     assert!(again.events.is_empty());
-    let other = device::decide_next(&state, &asked("d1", "release-9", "pi"), &known);
+    let other = device::decide_next(&state, &asked("d1", "release-9", "pi"), &known, None);
     assert_eq!(other.answer, Next::Contradiction);
     assert!(
         matches!(&other.events[..], [DomainEvent::DeviceDeploymentStatusChanged(c)] if c.status == DeviceDeploymentStatus::Failure)
@@ -484,6 +488,7 @@ fn an_older_deployment_is_never_served_after_a_newer_one_finished() {
             device_type: "pi".into(),
             installed_artifact_name: "release-3".into(),
             phase: None,
+            matched_filter: None,
         },
     )];
     history.extend(device_events.clone());
@@ -493,6 +498,7 @@ fn an_older_deployment_is_never_served_after_a_newer_one_finished() {
         &device_after(&device_events),
         &asked("d1", "release-3", "pi"),
         &known,
+        None,
     );
     assert_eq!(decision.answer, Next::Nothing);
     device_events.clear();
@@ -506,6 +512,7 @@ fn status_reports_follow_the_entry() {
         &DeviceState::default(),
         &asked("d1", "release-1", "pi"),
         &catalog(history.clone()),
+        None,
     )
     .events;
     history.extend(joined.clone());
@@ -579,6 +586,7 @@ fn a_device_whose_deployment_was_aborted_has_no_work_left() {
         &DeviceState::default(),
         &asked("d1", "release-1", "pi"),
         &catalog(history.clone()),
+        None,
     )
     .events;
     history.extend(joined);
@@ -613,6 +621,7 @@ fn decommissioning_ends_the_running_entry_and_counts_the_device_in_the_next_depl
         &DeviceState::default(),
         &asked("d1", "release-1", "pi"),
         &known,
+        None,
     )
     .events;
     let running = device_after(&joined);

@@ -38,6 +38,12 @@ pub struct DeploymentView {
     /// The static group the deployment was made for.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Made from a saved filter: devices join as they match it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic: bool,
+    /// The filter a dynamic deployment was made from, as it was then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Value>,
     pub statistics: StatisticsView,
 }
 
@@ -128,6 +134,11 @@ pub async fn deployment_views(
                 .as_deref()
                 .and_then(|groups| serde_json::from_str(groups).ok())
                 .unwrap_or_default(),
+            dynamic: row.filter.is_some(),
+            filter: row
+                .filter
+                .as_deref()
+                .and_then(|filter| serde_json::from_str(filter).ok()),
             id: row.id,
         })
         .collect())

@@ -92,6 +92,7 @@ pub fn created(id: DeploymentId, name: &str, devices: usize) -> DomainEvent {
         force_installation: false,
         created: Utc::now(),
         groups: Vec::new(),
+        dynamic: None,
     })
 }
 
@@ -104,6 +105,7 @@ pub fn joined(id: DeploymentId, device: &str, status: DeviceDeploymentStatus) ->
         device_type: "raspberrypi4".to_owned(),
         installed_artifact_name: "old".to_owned(),
         phase: None,
+        matched_filter: None,
     })
 }
 
