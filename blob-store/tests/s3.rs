@@ -326,10 +326,12 @@ async fn an_expired_link_is_refused() {
     let (store, _client, _bucket) = fresh_store().await;
     let key = key();
     store.put(&key, body(data(1000))).await.unwrap();
-    let expires = chrono::Utc::now() + chrono::Duration::seconds(1);
+    // Links last whole seconds, so one second could be none at all; and a loaded machine may
+    // take a second to make the first request. Four leave room for both.
+    let expires = chrono::Utc::now() + chrono::Duration::seconds(4);
     let link = store.download_link(&key, expires).await.unwrap();
     assert_eq!(get(&link, None).await.0, StatusCode::OK);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(get(&link, None).await.0, StatusCode::FORBIDDEN);
     assert!(store
         .download_link(&key, chrono::Utc::now() - chrono::Duration::seconds(1))

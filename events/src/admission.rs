@@ -100,6 +100,19 @@ pub struct DeviceRemoved {
     pub device_id: String,
 }
 
+/// The tenant-wide stream acceptances are counted on while a limit of accepted devices is
+/// set: every acceptance under the limit appends to it, so two cannot both take the last place.
+pub const LIMIT_STREAM: &str = "accepted-devices";
+
+/// A device became accepted while the tenant had a limit of accepted devices: it was the
+/// `accepted`-th of at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedWithinLimit {
+    pub device_id: String,
+    pub accepted: u64,
+    pub limit: u64,
+}
+
 /// The canonical text of an identity: keys sorted at every level, no spaces. Two identities
 /// are the same device exactly when these are equal.
 pub fn canonical_identity(identity: &Map<String, Value>) -> String {

@@ -10,7 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::admission::{
-    AuthSetAdded, AuthSetDismissed, AuthSetStatusChanged, DeviceRemoved, DeviceTokenIssued,
+    AcceptedWithinLimit, AuthSetAdded, AuthSetDismissed, AuthSetStatusChanged, DeviceRemoved,
+    DeviceTokenIssued,
 };
 use crate::artifact::{ArtifactDeleted, ArtifactDescriptionChanged, ArtifactUploaded};
 use crate::deployment::{
@@ -62,6 +63,7 @@ pub enum DomainEvent {
     InventoryRemoved(InventoryRemoved),
     FilterSaved(FilterSaved),
     FilterDeleted(FilterDeleted),
+    AcceptedWithinLimit(AcceptedWithinLimit),
 }
 
 /// Each event type with the schema versions that may be stored, oldest first; the last is
@@ -90,6 +92,7 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("InventoryRemoved", &[1]),
     ("FilterSaved", &[1]),
     ("FilterDeleted", &[1]),
+    ("AcceptedWithinLimit", &[1]),
 ];
 
 impl DomainEvent {
@@ -119,6 +122,7 @@ impl DomainEvent {
             Self::InventoryRemoved(_) => "InventoryRemoved",
             Self::FilterSaved(_) => "FilterSaved",
             Self::FilterDeleted(_) => "FilterDeleted",
+            Self::AcceptedWithinLimit(_) => "AcceptedWithinLimit",
         }
     }
 
@@ -152,6 +156,7 @@ impl DomainEvent {
             Self::InventoryRemoved(event) => serde_json::to_value(event),
             Self::FilterSaved(event) => serde_json::to_value(event),
             Self::FilterDeleted(event) => serde_json::to_value(event),
+            Self::AcceptedWithinLimit(event) => serde_json::to_value(event),
         };
         // Plain structs with string keys always serialize.
         value.expect("domain events serialize to JSON")
@@ -200,6 +205,7 @@ impl DomainEvent {
             "InventoryRemoved" => Self::InventoryRemoved(parsed.parse()?),
             "FilterSaved" => Self::FilterSaved(parsed.parse()?),
             "FilterDeleted" => Self::FilterDeleted(parsed.parse()?),
+            "AcceptedWithinLimit" => Self::AcceptedWithinLimit(parsed.parse()?),
             other => return Err(SchemaError::UnknownType(other.to_owned())),
         })
     }

@@ -1,7 +1,7 @@
 //! Device admission's commands: a device's auth request, and an operator's decision on one
 //! of its auth sets.
 
-use events::admission::AuthSetStatus;
+use events::admission::{AcceptedWithinLimit, AuthSetStatus, LIMIT_STREAM};
 use events::{DomainEvent, StreamName};
 use uuid::Uuid;
 
@@ -22,11 +22,54 @@ async fn on_device<T>(
     super::on_stream(pipeline, caller, stream, admission::evolve, decide).await
 }
 
-/// Whether the tenant has as many accepted devices as `max_devices` lets it have. Read from
-/// the tables as they are: two acceptances racing each other may both pass a limit one short.
-fn limit_reached(session: &Session, max_devices: Option<u64>) -> bool {
-    max_devices
-        .is_some_and(|max| session.tables_now(|tables| tables.accepted_devices() as u64 >= max))
+/// Runs a command on one device's admission stream that may accept the device. Without a
+/// limit it is any such command. Under `max_devices`, `decide` is told whether the tenant is
+/// at the limit, read from the tables once they reflect the tenant's limit stream; an
+/// acceptance appends to that stream in the same append, so acceptances racing for the last
+/// place are decided one after the other.
+async fn within_limit<T>(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    device: &str,
+    max_devices: Option<u64>,
+    decide: impl Fn(&Session, &DeviceAdmission, bool) -> Result<(Vec<DomainEvent>, T), ApiError>,
+) -> Result<Outcome<T>, ApiError> {
+    let Some(limit) = max_devices else {
+        return on_device(pipeline, caller, device, |session, state| {
+            decide(session, state, false)
+        })
+        .await;
+    };
+    let stream = StreamName::new(admission::stream(device));
+    let places = StreamName::new(LIMIT_STREAM);
+    pipeline
+        .run(caller, |session| {
+            let (stream, places, decide) = (stream.clone(), places.clone(), &decide);
+            async move {
+                let state = session.load(&stream, admission::evolve).await?;
+                let accepted = session
+                    .tables(std::slice::from_ref(&places), |tables| {
+                        tables.accepted_devices() as u64
+                    })
+                    .await?;
+                let (events, answer) = decide(&session, &state, accepted >= limit)?;
+                let after = events.iter().fold(state.clone(), admission::evolve);
+                let counted = if after.accepted() && !state.accepted() {
+                    vec![DomainEvent::AcceptedWithinLimit(AcceptedWithinLimit {
+                        device_id: device.to_owned(),
+                        accepted: accepted + 1,
+                        limit,
+                    })]
+                } else {
+                    Vec::new()
+                };
+                Ok(Decision {
+                    answer,
+                    appends: vec![(stream, events), (places, counted)],
+                })
+            }
+        })
+        .await
 }
 
 /// Records what an auth request changes (a new set, an acceptance by policy, a check-in) and
@@ -37,13 +80,19 @@ pub async fn auth_request(
     request: &AuthRequest,
     max_devices: Option<u64>,
 ) -> Result<Outcome<AuthAnswer>, ApiError> {
-    let outcome = on_device(pipeline, caller, &request.device_id, |session, state| {
-        let request = AuthRequest {
-            limit_reached: limit_reached(session, max_devices),
-            ..request.clone()
-        };
-        Ok(admission::decide_auth_request(state, &request))
-    })
+    let outcome = within_limit(
+        pipeline,
+        caller,
+        &request.device_id,
+        max_devices,
+        |_, state, full| {
+            let request = AuthRequest {
+                limit_reached: full,
+                ..request.clone()
+            };
+            Ok(admission::decide_auth_request(state, &request))
+        },
+    )
     .await?;
     // The device's requests are checked against the tables: a device accepted just now must
     // not be refused on the request it makes with its new token.
@@ -62,18 +111,23 @@ pub async fn set_status(
     status: AuthSetStatus,
     max_devices: Option<u64>,
 ) -> Result<Outcome<()>, ApiError> {
-    on_device(pipeline, caller, device, |session, state| {
-        // Which device owns a set never changes once recorded, so a table a moment old
-        // answers it as well as the log would.
-        let elsewhere = session.tables_now(|tables| {
-            tables
-                .auth_set_owner(set)
-                .is_some_and(|owner| owner != device)
-        });
-        let full = limit_reached(session, max_devices);
-        let events = admission::decide_status(state, device, set, status, elsewhere, full)?;
-        Ok((events, ()))
-    })
+    within_limit(
+        pipeline,
+        caller,
+        device,
+        max_devices,
+        |session, state, full| {
+            // Which device owns a set never changes once recorded, so a table a moment old
+            // answers it as well as the log would.
+            let elsewhere = session.tables_now(|tables| {
+                tables
+                    .auth_set_owner(set)
+                    .is_some_and(|owner| owner != device)
+            });
+            let events = admission::decide_status(state, device, set, status, elsewhere, full)?;
+            Ok((events, ()))
+        },
+    )
     .await
 }
 

@@ -93,7 +93,8 @@ async fn apply_one(tx: &mut Tx, tenant: &str, at: &str, event: DomainEvent) -> a
         | DomainEvent::DeviceGroupLeft(_)
         | DomainEvent::InventoryRemoved(_)
         | DomainEvent::FilterSaved(_)
-        | DomainEvent::FilterDeleted(_) => Ok(()),
+        | DomainEvent::FilterDeleted(_)
+        | DomainEvent::AcceptedWithinLimit(_) => Ok(()),
     }
 }
 

@@ -647,7 +647,55 @@ async fn accepting_past_max_devices_is_422(postgres: bool) {
     assert_eq!(body, json!({"limit": -1}));
 }
 
+/// Acceptances racing for the last places: each is decided after the one before it took its
+/// place, so no more devices are accepted than the limit lets in.
+async fn racing_acceptances_never_pass_max_devices(postgres: bool) {
+    const LIMIT: usize = 3;
+    let server = TestServer::start_with(postgres, |settings| {
+        settings.standalone.admission.auto_accept = false;
+        settings.max_devices = Some(LIMIT as u64);
+    })
+    .await;
+    let keys: Vec<DeviceKeys> = (0..2 * LIMIT)
+        .map(|_| DeviceKeys::generate("ED25519"))
+        .collect();
+    for (n, keys) in keys.iter().enumerate() {
+        assert_eq!(
+            authenticate(&server, &format!(r#"{{"mac":"race{n}"}}"#), keys)
+                .await
+                .0,
+            401
+        );
+    }
+    let listed = eventually(&server, DEVICES, |body| {
+        body.as_array().is_some_and(|d| d.len() == 2 * LIMIT)
+    })
+    .await;
+    let accepting = listed.as_array().unwrap().iter().map(|device| {
+        let (id, set) = (
+            device["id"].as_str().unwrap().to_owned(),
+            device["auth_sets"][0]["id"].as_str().unwrap().to_owned(),
+        );
+        let server = &server;
+        async move {
+            set_status(server, &id, &set, "accepted")
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let mut answers = futures::future::join_all(accepting).await;
+    answers.sort();
+    assert_eq!(
+        answers,
+        [[204; LIMIT], [422; LIMIT]].concat(),
+        "as many accepted as the limit, the rest refused"
+    );
+    assert_eq!(count(&server, "accepted").await, LIMIT as i64);
+}
+
 configured_on_both_backends!(
+    racing_acceptances_never_pass_max_devices,
     a_device_waits_for_an_operator_who_accepts_then_rejects_it,
     refused_changes_and_reads_store_nothing,
     lists_page_oldest_first_with_a_link_line_per_relation,
