@@ -140,6 +140,10 @@ impl From<crate::domain::deployments::DeploymentError> for ApiError {
                 with: Some(serde_json::json!({ "id": existing })),
             },
             DeploymentError::NotFound => Self::NotFound,
+            DeploymentError::AlreadyPaused | DeploymentError::NotPaused => Self::Conflict {
+                message,
+                with: None,
+            },
         }
     }
 }

@@ -144,6 +144,36 @@ pub struct DeploymentAborted {
     pub deployment_id: DeploymentId,
 }
 
+/// Why a deployment was paused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PauseCause {
+    /// A user paused it; `subject` is their token's `sub`.
+    Operator { subject: String },
+    /// Its failure policy tripped on these counts of finished and failed devices.
+    Policy {
+        finished: u64,
+        failed: u64,
+        failure_percent: f64,
+    },
+}
+
+/// The deployment was paused: devices that have not started it get nothing until it is
+/// resumed; devices already updating go on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeploymentPaused {
+    pub deployment_id: DeploymentId,
+    pub cause: PauseCause,
+}
+
+/// A user resumed a paused deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentResumed {
+    pub deployment_id: DeploymentId,
+    /// The user's token's `sub`.
+    pub subject: String,
+}
+
 /// A targeted device asked for its next deployment and got an entry in this one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceJoinedDeployment {

@@ -15,8 +15,9 @@ use crate::admission::{
 };
 use crate::artifact::{ArtifactDeleted, ArtifactDescriptionChanged, ArtifactUploaded};
 use crate::deployment::{
-    DeploymentAborted, DeploymentCreated, DeviceAdmittedToPhase, DeviceDecommissioned,
-    DeviceDeploymentLogSaved, DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
+    DeploymentAborted, DeploymentCreated, DeploymentPaused, DeploymentResumed,
+    DeviceAdmittedToPhase, DeviceDecommissioned, DeviceDeploymentLogSaved,
+    DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
 };
 use crate::inventory::{
     DeviceGroupAssigned, DeviceGroupLeft, DeviceTagsSet, FilterDeleted, FilterSaved,
@@ -64,6 +65,8 @@ pub enum DomainEvent {
     FilterSaved(FilterSaved),
     FilterDeleted(FilterDeleted),
     AcceptedWithinLimit(AcceptedWithinLimit),
+    DeploymentPaused(DeploymentPaused),
+    DeploymentResumed(DeploymentResumed),
 }
 
 /// Each event type with the schema versions that may be stored, oldest first; the last is
@@ -93,6 +96,8 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("FilterSaved", &[1]),
     ("FilterDeleted", &[1]),
     ("AcceptedWithinLimit", &[1]),
+    ("DeploymentPaused", &[1]),
+    ("DeploymentResumed", &[1]),
 ];
 
 impl DomainEvent {
@@ -123,6 +128,8 @@ impl DomainEvent {
             Self::FilterSaved(_) => "FilterSaved",
             Self::FilterDeleted(_) => "FilterDeleted",
             Self::AcceptedWithinLimit(_) => "AcceptedWithinLimit",
+            Self::DeploymentPaused(_) => "DeploymentPaused",
+            Self::DeploymentResumed(_) => "DeploymentResumed",
         }
     }
 
@@ -157,6 +164,8 @@ impl DomainEvent {
             Self::FilterSaved(event) => serde_json::to_value(event),
             Self::FilterDeleted(event) => serde_json::to_value(event),
             Self::AcceptedWithinLimit(event) => serde_json::to_value(event),
+            Self::DeploymentPaused(event) => serde_json::to_value(event),
+            Self::DeploymentResumed(event) => serde_json::to_value(event),
         };
         // Plain structs with string keys always serialize.
         value.expect("domain events serialize to JSON")
@@ -206,6 +215,8 @@ impl DomainEvent {
             "FilterSaved" => Self::FilterSaved(parsed.parse()?),
             "FilterDeleted" => Self::FilterDeleted(parsed.parse()?),
             "AcceptedWithinLimit" => Self::AcceptedWithinLimit(parsed.parse()?),
+            "DeploymentPaused" => Self::DeploymentPaused(parsed.parse()?),
+            "DeploymentResumed" => Self::DeploymentResumed(parsed.parse()?),
             other => return Err(SchemaError::UnknownType(other.to_owned())),
         })
     }

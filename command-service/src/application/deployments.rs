@@ -70,6 +70,31 @@ pub async fn abort(
     .await
 }
 
+/// Pauses (`pause`) or resumes a deployment, for the user `subject`. Decided on the
+/// deployment's stream like an abort, so pauses, resumes and aborts are serialised.
+pub async fn pause_or_resume(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    id: DeploymentId,
+    subject: &str,
+    pause: bool,
+) -> Result<Outcome<()>, ApiError> {
+    from_tables(
+        pipeline,
+        caller,
+        StreamName::new(deployments::stream(id)),
+        &[],
+        |tables| {
+            if pause {
+                deployments::decide_pause(id, subject, tables)
+            } else {
+                deployments::decide_resume(id, subject, tables)
+            }
+        },
+    )
+    .await
+}
+
 /// Events for `stream` decided from the tables alone, once they reflect the stream and
 /// `sources` at the versions the decision is appended at.
 async fn from_tables<E>(

@@ -9,7 +9,10 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use events::deployment::{DeploymentAborted, DeploymentCreated, DynamicTarget, Phase};
+use events::deployment::{
+    DeploymentAborted, DeploymentCreated, DeploymentPaused, DeploymentResumed, DynamicTarget,
+    PauseCause, Phase,
+};
 use events::{DeploymentId, DomainEvent};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -62,6 +65,10 @@ pub enum DeploymentError {
     NotFound,
     #[error("Deployment already finished")]
     Finished,
+    #[error("Deployment already paused")]
+    AlreadyPaused,
+    #[error("Deployment is not paused")]
+    NotPaused,
 }
 
 fn invalid(message: impl Into<String>) -> DeploymentError {
@@ -348,6 +355,52 @@ pub fn decide_abort(
     }
     Ok(vec![DomainEvent::DeploymentAborted(DeploymentAborted {
         deployment_id: id,
+    })])
+}
+
+/// Pauses an unfinished deployment that is not paused, for an operator (`subject`).
+pub fn decide_pause(
+    id: DeploymentId,
+    subject: &str,
+    catalog: &TenantCatalog,
+) -> Result<Vec<DomainEvent>, DeploymentError> {
+    let deployment = catalog
+        .deployments
+        .get(&id)
+        .ok_or(DeploymentError::NotFound)?;
+    if deployment.finished() {
+        return Err(DeploymentError::Finished);
+    }
+    if deployment.paused {
+        return Err(DeploymentError::AlreadyPaused);
+    }
+    Ok(vec![DomainEvent::DeploymentPaused(DeploymentPaused {
+        deployment_id: id,
+        cause: PauseCause::Operator {
+            subject: subject.to_owned(),
+        },
+    })])
+}
+
+/// Resumes a paused, unfinished deployment.
+pub fn decide_resume(
+    id: DeploymentId,
+    subject: &str,
+    catalog: &TenantCatalog,
+) -> Result<Vec<DomainEvent>, DeploymentError> {
+    let deployment = catalog
+        .deployments
+        .get(&id)
+        .ok_or(DeploymentError::NotFound)?;
+    if deployment.finished() {
+        return Err(DeploymentError::Finished);
+    }
+    if !deployment.paused {
+        return Err(DeploymentError::NotPaused);
+    }
+    Ok(vec![DomainEvent::DeploymentResumed(DeploymentResumed {
+        deployment_id: id,
+        subject: subject.to_owned(),
     })])
 }
 

@@ -185,6 +185,7 @@ pub fn decide_next(
     }
     let Some((deployment, matched_filter)) = candidates.into_iter().find(|(deployment, _)| {
         !deployment.finished()
+            && !deployment.paused
             && !state.entries.contains_key(&deployment.id)
             && newest_finished.is_none_or(|newest| deployment.created > newest)
     }) else {

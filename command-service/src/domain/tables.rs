@@ -36,6 +36,8 @@ pub struct DeploymentInfo {
     pub finished_devices: HashSet<String>,
     /// For a dynamic deployment, the filter devices join by.
     pub dynamic: Option<Dynamic>,
+    /// Paused: devices that have not started it get nothing.
+    pub paused: bool,
 }
 
 /// What a dynamic deployment needs to decide: the filter's predicates, and the devices it
@@ -381,6 +383,7 @@ impl TenantCatalog {
                         devices,
                         aborted: false,
                         finished_devices: HashSet::new(),
+                        paused: false,
                         dynamic: created.dynamic.map(|target| Dynamic {
                             filter_id: target.filter_id,
                             // Checked when the filter was saved: a term that no longer
@@ -399,6 +402,16 @@ impl TenantCatalog {
             DomainEvent::DeploymentAborted(aborted) => {
                 if let Some(info) = self.deployments.get_mut(&aborted.deployment_id) {
                     info.aborted = true;
+                }
+            }
+            DomainEvent::DeploymentPaused(paused) => {
+                if let Some(info) = self.deployments.get_mut(&paused.deployment_id) {
+                    info.paused = true;
+                }
+            }
+            DomainEvent::DeploymentResumed(resumed) => {
+                if let Some(info) = self.deployments.get_mut(&resumed.deployment_id) {
+                    info.paused = false;
                 }
             }
             DomainEvent::DeviceJoinedDeployment(joined) => {

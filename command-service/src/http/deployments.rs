@@ -38,6 +38,8 @@ pub fn router(max_devices: usize) -> Router<AppState> {
         .route(&format!("{BASE}/devices/{{device}}"), delete(decommission))
         .route(&format!("{BASE}/group/{{name}}"), post(create_for_group))
         .route(V2, post(create_dynamic))
+        .route(&format!("{V2}/{{id}}/pause"), post(pause))
+        .route(&format!("{V2}/{{id}}/resume"), post(resume))
 }
 
 /// The largest deployment request: `max_devices` ids of up to 128 bytes each in JSON (a
@@ -123,6 +125,42 @@ async fn created(
             .await,
         &format!("{BASE}/{id}"),
     ))
+}
+
+async fn pause(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    pause_or_resume(&state, &user, &request_id, &id, true).await
+}
+
+async fn resume(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    pause_or_resume(&state, &user, &request_id, &id, false).await
+}
+
+/// 204; 404 for an unknown deployment, 422 for a finished one, 409 when it already is in
+/// the state asked for.
+async fn pause_or_resume(
+    state: &AppState,
+    user: &http_edge::auth::Identity,
+    request_id: &RequestId,
+    id: &str,
+    pause: bool,
+) -> Result<Response, ApiError> {
+    let id: DeploymentId = parse_id(id)?;
+    let caller = caller(user, request_id);
+    let outcome =
+        deployments::pause_or_resume(&state.pipeline, &caller, id, &user.subject, pause).await?;
+    Ok(state
+        .answered_if(outcome.position, StatusCode::NO_CONTENT)
+        .await)
 }
 
 #[derive(Deserialize)]

@@ -65,6 +65,13 @@ async fn apply_one(tx: &mut Tx, tenant: &str, at: &str, event: DomainEvent) -> a
         DomainEvent::DeviceDecommissioned(decommissioned) => {
             device_deployments::decommissioned(tx, tenant, at, decommissioned).await
         }
+        DomainEvent::DeploymentPaused(paused) => {
+            let cause = serde_json::to_string(&paused.cause)?;
+            paused_as(tx, tenant, paused.deployment_id, Some(cause)).await
+        }
+        DomainEvent::DeploymentResumed(resumed) => {
+            paused_as(tx, tenant, resumed.deployment_id, None).await
+        }
         DomainEvent::ArtifactUploaded(uploaded) => artifact_uploaded(tx, tenant, uploaded).await,
         DomainEvent::ArtifactDeleted(deleted) => {
             sqlx::query("DELETE FROM deployment_known_artifacts WHERE tenant = $1 AND id = $2")
@@ -187,6 +194,25 @@ async fn deployment_created(
     .bind(tenant)
     .bind(&id)
     .bind(&created.artifact_name)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks the deployment paused with `cause`, or not paused without one.
+async fn paused_as(
+    tx: &mut Tx,
+    tenant: &str,
+    id: events::DeploymentId,
+    cause: Option<String>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE deployments SET paused = $3, pause_cause = $4 WHERE tenant = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id.to_string())
+    .bind(i64::from(cause.is_some()))
+    .bind(cause)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -29,6 +29,10 @@ pub struct Deployment {
     pub groups: Option<String>,
     /// A dynamic deployment's filter, as JSON.
     pub filter: Option<String>,
+    /// 1 while paused.
+    pub paused: i64,
+    /// Why it is paused, as JSON.
+    pub pause_cause: Option<String>,
 }
 
 /// How many of a deployment's devices are in one status.
@@ -81,7 +85,7 @@ pub struct DeploymentFilter {
 
 /// Columns of `deployments` that [`Deployment`] reads.
 const COLUMNS: &str = "id, name, artifact_name, created, finished, status, \
-     device_count, max_devices, force_installation, total_size, groups, filter";
+     device_count, max_devices, force_installation, total_size, groups, filter, paused, pause_cause";
 
 /// The deployments of one generation of the read models.
 #[derive(Clone)]

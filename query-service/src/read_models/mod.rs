@@ -82,6 +82,11 @@ const MIGRATIONS: MigrationSet = MigrationSet {
             name: "inventory",
             sql: include_str!("../../../migrations/read-models/0008_inventory.sql"),
         },
+        Migration {
+            version: 9,
+            name: "pause",
+            sql: include_str!("../../../migrations/read-models/0009_pause.sql"),
+        },
     ],
 };
 

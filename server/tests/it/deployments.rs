@@ -146,6 +146,22 @@ impl Fleet {
         body
     }
 
+    /// `POST /v2/.../{id}/pause` or `/resume`: the status and the error, if any.
+    async fn pause_or_resume(&self, id: &str, action: &str) -> (u16, Value) {
+        let response = self
+            .server
+            .client
+            .post(self.server.url(&format!(
+                "/api/management/v2/deployments/deployments/{id}/{action}"
+            )))
+            .bearer_auth(self.server.admin())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
     async fn abort(&self, id: &str, body: Value) -> u16 {
         self.server
             .client
@@ -1180,7 +1196,60 @@ async fn random_commands_keep_statistics_and_rebuilds_exact(server: TestServer) 
     assert_eq!(after.dump().await.unwrap(), live_dump);
 }
 
+async fn a_paused_deployment_serves_only_devices_already_updating(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let id = fleet.deploy("paused", "release-2", &["d1", "d2"]).await;
+    let (status, _) = fleet.next("d1", "release-1", "pi").await;
+    assert_eq!(status, 200, "d1 starts before the pause");
+
+    let head = fleet.server.head().await;
+    for (target, action, code) in [
+        (uuid::Uuid::new_v4().to_string(), "pause", 404),
+        ("not-an-id".to_owned(), "pause", 400),
+        (id.clone(), "resume", 409),
+    ] {
+        let (status, body) = fleet.pause_or_resume(&target, action).await;
+        assert_eq!(status, code, "{action} {target}: {body}");
+        assert!(body["error"].is_string() && body["request_id"].is_string());
+    }
+    assert_eq!(fleet.server.head().await, head, "refusals record nothing");
+    assert_eq!(fleet.deployment(&id).await["paused"], false);
+
+    assert_eq!(fleet.pause_or_resume(&id, "pause").await.0, 204);
+    assert_eq!(fleet.pause_or_resume(&id, "pause").await.0, 409);
+    let deployment = fleet.deployment(&id).await;
+    assert_eq!(deployment["paused"], true);
+    assert_eq!(deployment["pause_cause"]["kind"], "operator");
+    assert_eq!(deployment["pause_cause"]["subject"], "admin");
+
+    assert_eq!(fleet.next("d2", "release-1", "pi").await.0, 204, "d2 waits");
+    assert_eq!(
+        fleet.next("d1", "release-1", "pi").await.0,
+        200,
+        "d1 goes on"
+    );
+    assert_eq!(fleet.report("d1", &id, "installing").await.0, 204);
+
+    assert_eq!(fleet.pause_or_resume(&id, "resume").await.0, 204);
+    let deployment = fleet.deployment(&id).await;
+    assert_eq!(deployment["paused"], false);
+    assert!(deployment.get("pause_cause").is_none(), "{deployment}");
+    assert_eq!(
+        fleet.next("d2", "release-1", "pi").await.0,
+        200,
+        "d2 goes now"
+    );
+
+    assert_eq!(fleet.abort(&id, json!({"status": "aborted"})).await, 204);
+    let (status, body) = fleet.pause_or_resume(&id, "pause").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (422, Some("Deployment already finished"))
+    );
+}
+
 on_both_backends!(
+    a_paused_deployment_serves_only_devices_already_updating,
     a_created_deployment_is_readable_at_its_location,
     a_deployment_to_a_hundred_thousand_devices_is_accepted,
     bad_deployment_requests_are_400_and_change_nothing,

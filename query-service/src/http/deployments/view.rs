@@ -44,6 +44,11 @@ pub struct DeploymentView {
     /// The filter a dynamic deployment was made from, as it was then.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<Value>,
+    /// Paused: devices that have not started it get nothing until it is resumed.
+    pub paused: bool,
+    /// Why it is paused: `{"kind": "operator", "subject"}` or `{"kind": "policy", ...}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pause_cause: Option<Value>,
     pub statistics: StatisticsView,
 }
 
@@ -134,6 +139,11 @@ pub async fn deployment_views(
                 .as_deref()
                 .and_then(|groups| serde_json::from_str(groups).ok())
                 .unwrap_or_default(),
+            paused: row.paused == 1,
+            pause_cause: row
+                .pause_cause
+                .as_deref()
+                .and_then(|cause| serde_json::from_str(cause).ok()),
             dynamic: row.filter.is_some(),
             filter: row
                 .filter
