@@ -52,44 +52,25 @@ pub async fn create_dynamic(
     .await
 }
 
-/// Aborts an unfinished deployment. Decided from the tables, whose facts about a deployment
-/// come from its own stream and its devices' streams; appending to the deployment's stream
-/// at the version read serialises aborts with each other and with phase admissions.
-pub async fn abort(
-    pipeline: &Pipeline,
-    caller: &Caller,
-    id: DeploymentId,
-) -> Result<Outcome<()>, ApiError> {
-    from_tables(
-        pipeline,
-        caller,
-        StreamName::new(deployments::stream(id)),
-        &[],
-        |tables| deployments::decide_abort(id, tables),
-    )
-    .await
-}
-
-/// Pauses (`pause`) or resumes a deployment, for the user `subject`. Decided on the
-/// deployment's stream like an abort, so pauses, resumes and aborts are serialised.
-pub async fn pause_or_resume(
+/// Aborts an unfinished deployment (`None`), or for the user `subject` pauses or resumes
+/// it (`Some(pause)`). Decided from the tables, whose facts about a deployment come from its
+/// own stream and its devices' streams; appending to the deployment's stream at the version
+/// read serialises aborts, pauses, resumes and phase admissions.
+pub async fn abort_or_pause(
     pipeline: &Pipeline,
     caller: &Caller,
     id: DeploymentId,
     subject: &str,
-    pause: bool,
+    pause: Option<bool>,
 ) -> Result<Outcome<()>, ApiError> {
     from_tables(
         pipeline,
         caller,
         StreamName::new(deployments::stream(id)),
         &[],
-        |tables| {
-            if pause {
-                deployments::decide_pause(id, subject, tables)
-            } else {
-                deployments::decide_resume(id, subject, tables)
-            }
+        |tables| match pause {
+            None => deployments::decide_abort(id, tables),
+            Some(pause) => deployments::decide_pause(id, subject, pause, tables),
         },
     )
     .await

@@ -358,10 +358,12 @@ pub fn decide_abort(
     })])
 }
 
-/// Pauses an unfinished deployment that is not paused, for an operator (`subject`).
+/// An operator (`subject`) pauses an unfinished deployment that is not paused (`pause`),
+/// or resumes one that is.
 pub fn decide_pause(
     id: DeploymentId,
     subject: &str,
+    pause: bool,
     catalog: &TenantCatalog,
 ) -> Result<Vec<DomainEvent>, DeploymentError> {
     let deployment = catalog
@@ -371,37 +373,19 @@ pub fn decide_pause(
     if deployment.finished() {
         return Err(DeploymentError::Finished);
     }
-    if deployment.paused {
-        return Err(DeploymentError::AlreadyPaused);
+    let subject = subject.to_owned();
+    match (pause, deployment.paused) {
+        (true, true) => Err(DeploymentError::AlreadyPaused),
+        (false, false) => Err(DeploymentError::NotPaused),
+        (true, false) => Ok(vec![DomainEvent::DeploymentPaused(DeploymentPaused {
+            deployment_id: id,
+            cause: PauseCause::Operator { subject },
+        })]),
+        (false, true) => Ok(vec![DomainEvent::DeploymentResumed(DeploymentResumed {
+            deployment_id: id,
+            subject,
+        })]),
     }
-    Ok(vec![DomainEvent::DeploymentPaused(DeploymentPaused {
-        deployment_id: id,
-        cause: PauseCause::Operator {
-            subject: subject.to_owned(),
-        },
-    })])
-}
-
-/// Resumes a paused, unfinished deployment.
-pub fn decide_resume(
-    id: DeploymentId,
-    subject: &str,
-    catalog: &TenantCatalog,
-) -> Result<Vec<DomainEvent>, DeploymentError> {
-    let deployment = catalog
-        .deployments
-        .get(&id)
-        .ok_or(DeploymentError::NotFound)?;
-    if deployment.finished() {
-        return Err(DeploymentError::Finished);
-    }
-    if !deployment.paused {
-        return Err(DeploymentError::NotPaused);
-    }
-    Ok(vec![DomainEvent::DeploymentResumed(DeploymentResumed {
-        deployment_id: id,
-        subject: subject.to_owned(),
-    })])
 }
 
 /// Admissions of a phased deployment, folded from its own stream.

@@ -157,7 +157,8 @@ async fn pause_or_resume(
     let id: DeploymentId = parse_id(id)?;
     let caller = caller(user, request_id);
     let outcome =
-        deployments::pause_or_resume(&state.pipeline, &caller, id, &user.subject, pause).await?;
+        deployments::abort_or_pause(&state.pipeline, &caller, id, &user.subject, Some(pause))
+            .await?;
     Ok(state
         .answered_if(outcome.position, StatusCode::NO_CONTENT)
         .await)
@@ -181,7 +182,8 @@ async fn abort(
         return Err(ApiError::BadRequest("status: must be \"aborted\"".into()));
     }
     let caller = caller(&user, &request_id);
-    let outcome = deployments::abort(&state.pipeline, &caller, id).await?;
+    let outcome =
+        deployments::abort_or_pause(&state.pipeline, &caller, id, &user.subject, None).await?;
     Ok(state
         .answered_if(outcome.position, StatusCode::NO_CONTENT)
         .await)
