@@ -99,6 +99,8 @@ pub struct TenantCatalog {
     identities: HashMap<String, Map<String, Value>>,
     /// The saved filters dynamic deployments are made from.
     saved_filters: HashMap<Uuid, SavedFilter>,
+    /// The dynamic deployments, so a poll looks at these few rather than at every deployment.
+    dynamic: BTreeSet<(DateTime<Utc>, DeploymentId)>,
 }
 
 impl TenantCatalog {
@@ -248,15 +250,20 @@ impl TenantCatalog {
     /// Active dynamic deployments the device has no entry in yet (as far as the tables
     /// know): the device's inventory must be read to tell whether it joins one.
     pub fn dynamic_open_to(&self, device: &str) -> bool {
-        self.deployments.values().any(|deployment| {
-            deployment.dynamic.is_some()
-                && !deployment.finished()
+        self.dynamic_deployments().any(|deployment| {
+            !deployment.finished()
                 && !deployment.finished_devices.contains(device)
                 && !self
                     .unfinished
                     .get(device)
                     .is_some_and(|ids| ids.contains(&deployment.id))
         })
+    }
+
+    fn dynamic_deployments(&self) -> impl Iterator<Item = &DeploymentInfo> {
+        self.dynamic
+            .iter()
+            .filter_map(|(_, id)| self.deployments.get(id))
     }
 
     /// Active dynamic deployments whose filter the device matches now, with the filter.
@@ -273,7 +280,7 @@ impl TenantCatalog {
             .map(|status| Value::String(status.as_str().to_owned()));
         let group = inventory.group.clone().map(Value::String);
         let identity = self.identities.get(device);
-        self.deployments.values().filter_map(move |deployment| {
+        self.dynamic_deployments().filter_map(move |deployment| {
             let dynamic = deployment.dynamic.as_ref()?;
             let matched =
                 events::filter::all_match(&dynamic.predicates, |scope, name| match (scope, name) {
@@ -362,6 +369,10 @@ impl TenantCatalog {
     pub fn apply_at(&mut self, event: DomainEvent, at: Option<DateTime<Utc>>) {
         match event {
             DomainEvent::DeploymentCreated(created) => {
+                if created.dynamic.is_some() {
+                    self.dynamic
+                        .insert((created.created, created.deployment_id));
+                }
                 let mut devices = created.devices;
                 devices.sort();
                 devices.dedup();
