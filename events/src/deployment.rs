@@ -125,6 +125,36 @@ pub struct DeploymentCreated {
     /// device that matches it when it asks for its next deployment joins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic: Option<DynamicTarget>,
+    /// The failure policy: when enough of the finished devices failed, the deployment pauses
+    /// or aborts by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RolloutPolicy>,
+}
+
+/// What a deployment does by itself when its devices fail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RolloutPolicy {
+    /// Trips once failed devices are at least this percent of the finished ones (1 to 100).
+    pub failure_threshold_percent: u32,
+    /// Not before this many devices have finished.
+    pub min_finished_devices: u64,
+    pub on_threshold: OnThreshold,
+}
+
+/// What a tripped policy does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnThreshold {
+    Pause,
+    Abort,
+}
+
+/// The counts a policy tripped on: devices finished (in success or failure) and failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PolicyTrip {
+    pub finished: u64,
+    pub failed: u64,
+    pub failure_percent: f64,
 }
 
 /// What a dynamic deployment targets: a copy of the saved filter, and how many devices it
@@ -138,10 +168,13 @@ pub struct DynamicTarget {
     pub max_devices: Option<u64>,
 }
 
-/// The operator aborted the deployment: every device not yet in a final state is aborted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The deployment was aborted, by an operator or (with `policy`) by its failure policy:
+/// every device not yet in a final state is aborted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentAborted {
     pub deployment_id: DeploymentId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyTrip>,
 }
 
 /// Why a deployment was paused.
@@ -151,11 +184,7 @@ pub enum PauseCause {
     /// A user paused it; `subject` is their token's `sub`.
     Operator { subject: String },
     /// Its failure policy tripped on these counts of finished and failed devices.
-    Policy {
-        finished: u64,
-        failed: u64,
-        failure_percent: f64,
-    },
+    Policy(PolicyTrip),
 }
 
 /// The deployment was paused: devices that have not started it get nothing until it is

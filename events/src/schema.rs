@@ -75,8 +75,8 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("ArtifactUploaded", &[1]),
     ("ArtifactDescriptionChanged", &[1]),
     ("ArtifactDeleted", &[1]),
-    ("DeploymentCreated", &[1, 2, 3]),
-    ("DeploymentAborted", &[1]),
+    ("DeploymentCreated", &[1, 2, 3, 4]),
+    ("DeploymentAborted", &[1, 2]),
     ("DeviceJoinedDeployment", &[1, 2]),
     ("DeviceDeploymentStatusChanged", &[1]),
     ("DeviceDeploymentLogSaved", &[1]),
@@ -254,6 +254,9 @@ fn upcast(event_type: &str, from: u32, mut payload: Value) -> Value {
             }
             payload
         }
+        // v3 predates failure policies (absent: none), v1 of an abort the policy's (absent:
+        // an operator's).
+        ("DeploymentCreated", 3) | ("DeploymentAborted", 1) => payload,
         // v1 predates dynamic deployments: a device joined because it was listed, which the
         // absent `matched_filter` already says.
         ("DeviceJoinedDeployment", 1) => payload,
@@ -337,7 +340,7 @@ mod tests {
             Err(SchemaError::UnknownType(_))
         ));
         assert!(matches!(
-            DomainEvent::decode("DeploymentCreated", 4, fixture("DeploymentCreated", 3)),
+            DomainEvent::decode("DeploymentCreated", 5, fixture("DeploymentCreated", 4)),
             Err(SchemaError::UnknownVersion { .. })
         ));
         assert!(matches!(

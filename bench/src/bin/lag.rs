@@ -55,6 +55,7 @@ async fn main() -> anyhow::Result<()> {
             created: chrono::Utc::now(),
             groups: Vec::new(),
             dynamic: None,
+            policy: None,
         }),
     )];
     for device in &devices {

@@ -83,7 +83,34 @@ pub async fn report_status(
                 let events = session.tables_now(|tables| {
                     device::decide_status(&state, device_id, deployment, status, substate, tables)
                 })?;
-                Ok(Decision::append(stream, events, ()))
+                let mut appends = Vec::new();
+                // A final status of a deployment with a failure policy: the counts, with
+                // everything committed so far and this device, may trip it, in this append.
+                let policed = session.tables_now(|tables| {
+                    tables
+                        .deployments
+                        .get(&deployment)
+                        .is_some_and(|d| d.policy.is_some())
+                });
+                if !events.is_empty() && status.is_final() && policed {
+                    let trip = session
+                        .tables(&[], |tables| {
+                            deployments::decide_policy(tables, deployment, device_id, status)
+                        })
+                        .await?;
+                    if let Some(trip) = trip {
+                        let own = StreamName::new(deployments::stream(deployment));
+                        let tripped = session.load(&own, deployments::evolve_tripped).await?;
+                        if !tripped {
+                            appends.push((own, vec![trip]));
+                        }
+                    }
+                }
+                appends.push((stream, events));
+                Ok(Decision {
+                    answer: (),
+                    appends,
+                })
             }
         })
         .await

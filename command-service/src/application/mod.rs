@@ -323,6 +323,7 @@ mod tests {
     fn event() -> DomainEvent {
         DomainEvent::DeploymentAborted(DeploymentAborted {
             deployment_id: events::DeploymentId::new(),
+            policy: None,
         })
     }
 

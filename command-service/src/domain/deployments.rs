@@ -10,8 +10,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use events::deployment::{
-    DeploymentAborted, DeploymentCreated, DeploymentPaused, DeploymentResumed, DynamicTarget,
-    PauseCause, Phase,
+    DeploymentAborted, DeploymentCreated, DeploymentPaused, DeploymentResumed,
+    DeviceDeploymentStatus, DynamicTarget, OnThreshold, PauseCause, Phase, PolicyTrip,
+    RolloutPolicy,
 };
 use events::{DeploymentId, DomainEvent};
 use serde::Deserialize;
@@ -45,6 +46,56 @@ pub struct NewDeployment {
     pub filter_id: Option<String>,
     /// v2: how many devices a dynamic deployment takes before it finishes.
     pub max_devices: Option<i64>,
+    /// What the deployment does by itself when its devices fail.
+    pub policy: Option<NewPolicy>,
+}
+
+/// `"policy"` as the client sent it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPolicy {
+    pub failure_threshold_percent: Option<i64>,
+    pub min_finished_devices: Option<i64>,
+    pub on_threshold: Option<String>,
+    pub device_timeout_seconds: Option<i64>,
+}
+
+/// Devices that must finish before a policy is evaluated, unless the request says.
+const MIN_FINISHED_DEVICES: u64 = 10;
+
+/// Checks a policy, naming the field that is wrong.
+fn checked_policy(sent: &Option<NewPolicy>) -> Result<Option<RolloutPolicy>, DeploymentError> {
+    let Some(sent) = sent else {
+        return Ok(None);
+    };
+    let failure_threshold_percent = match sent.failure_threshold_percent {
+        Some(percent) if (1..=100).contains(&percent) => percent as u32,
+        _ => {
+            return Err(invalid(
+                "policy.failure_threshold_percent: required, between 1 and 100",
+            ))
+        }
+    };
+    let min_finished_devices = match sent.min_finished_devices {
+        None => MIN_FINISHED_DEVICES,
+        Some(n) if n >= 1 => n as u64,
+        Some(_) => return Err(invalid("policy.min_finished_devices: at least 1")),
+    };
+    let on_threshold = match sent.on_threshold.as_deref() {
+        None | Some("pause") => OnThreshold::Pause,
+        Some("abort") => OnThreshold::Abort,
+        Some(_) => return Err(invalid("policy.on_threshold: \"pause\" or \"abort\"")),
+    };
+    if sent.device_timeout_seconds.is_some() {
+        return Err(invalid(
+            "policy.device_timeout_seconds: device timeouts are not supported yet",
+        ));
+    }
+    Ok(Some(RolloutPolicy {
+        failure_threshold_percent,
+        min_finished_devices,
+        on_threshold,
+    }))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -232,6 +283,7 @@ pub fn decide_creation(
     let name = text(&request.name, "name")?;
     let artifact_name = text(&request.artifact_name, "artifact_name")?;
     let (devices, mut groups) = targets(request, catalog)?;
+    let policy = checked_policy(&request.policy)?;
     if devices.len() > max_devices {
         return Err(invalid(format!(
             "devices: {} listed, more than the {max_devices} one deployment may have",
@@ -270,6 +322,7 @@ pub fn decide_creation(
         created: now,
         groups,
         dynamic: None,
+        policy,
     })])
 }
 
@@ -298,6 +351,7 @@ pub fn decide_dynamic_creation(
     let filter = catalog
         .saved_filter(filter_id)
         .ok_or_else(|| invalid(format!("filter_id: no saved filter {filter_id}")))?;
+    let policy = checked_policy(&request.policy)?;
     let max_devices = match request.max_devices {
         None => None,
         Some(max) if max >= 1 => Some(max as u64),
@@ -338,6 +392,7 @@ pub fn decide_dynamic_creation(
             terms: filter.terms.clone(),
             max_devices,
         }),
+        policy,
     })])
 }
 
@@ -355,6 +410,7 @@ pub fn decide_abort(
     }
     Ok(vec![DomainEvent::DeploymentAborted(DeploymentAborted {
         deployment_id: id,
+        policy: None,
     })])
 }
 
@@ -386,6 +442,78 @@ pub fn decide_pause(
             subject,
         })]),
     }
+}
+
+/// Whether the deployment's failure policy has tripped, folded from its own stream: it trips
+/// once, so a deployment resumed after a trip goes on.
+pub fn evolve_tripped(tripped: bool, event: &DomainEvent) -> bool {
+    tripped
+        || matches!(
+            event,
+            DomainEvent::DeploymentPaused(DeploymentPaused {
+                cause: PauseCause::Policy(_),
+                ..
+            }) | DomainEvent::DeploymentAborted(DeploymentAborted {
+                policy: Some(_),
+                ..
+            })
+        )
+}
+
+/// With `device` reaching the final `status`, whether the deployment's policy trips: failed
+/// devices at least the threshold's percent of the finished ones, once at least the minimum
+/// have finished (devices aborted or decommissioned count as neither). Counts are the tables'
+/// plus this device. A deployment this report finishes does not trip.
+pub fn decide_policy(
+    catalog: &TenantCatalog,
+    id: DeploymentId,
+    device: &str,
+    status: DeviceDeploymentStatus,
+) -> Option<DomainEvent> {
+    let deployment = catalog.deployments.get(&id)?;
+    let policy = deployment.policy.as_ref()?;
+    if deployment.finished() || deployment.policy_tripped || !status.is_final() {
+        return None;
+    }
+    let newly_final = !deployment.finished_devices.contains(device);
+    if deployment.dynamic.is_none()
+        && deployment.finished_devices.len() + usize::from(newly_final) >= deployment.devices.len()
+    {
+        return None;
+    }
+    let outcome = !matches!(
+        status,
+        DeviceDeploymentStatus::Aborted | DeviceDeploymentStatus::Decommissioned
+    );
+    let finished = deployment.outcomes.finished.len() as u64
+        + u64::from(outcome && !deployment.outcomes.finished.contains(device));
+    let failed = deployment.outcomes.failed.len() as u64
+        + u64::from(
+            status == DeviceDeploymentStatus::Failure
+                && !deployment.outcomes.failed.contains(device),
+        );
+    if finished < policy.min_finished_devices {
+        return None;
+    }
+    let failure_percent = failed as f64 * 100.0 / finished as f64;
+    if failure_percent < f64::from(policy.failure_threshold_percent) {
+        return None;
+    }
+    let trip = PolicyTrip {
+        finished,
+        failed,
+        failure_percent: (failure_percent * 100.0).round() / 100.0,
+    };
+    Some(match policy.on_threshold {
+        OnThreshold::Pause => DomainEvent::DeploymentPaused(DeploymentPaused {
+            deployment_id: id,
+            cause: PauseCause::Policy(trip),
+        }),
+        OnThreshold::Abort => DomainEvent::DeploymentAborted(DeploymentAborted {
+            deployment_id: id,
+            policy: Some(trip),
+        }),
+    })
 }
 
 /// Admissions of a phased deployment, folded from its own stream.

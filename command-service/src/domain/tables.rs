@@ -9,7 +9,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use events::admission::AuthSetStatus;
-use events::deployment::Phase;
+use events::deployment::{DeviceDeploymentStatus, PauseCause, Phase, RolloutPolicy};
 use events::filter::Predicate;
 use events::{ArtifactId, DeploymentId, DomainEvent};
 use serde_json::{Map, Value};
@@ -38,6 +38,19 @@ pub struct DeploymentInfo {
     pub dynamic: Option<Dynamic>,
     /// Paused: devices that have not started it get nothing.
     pub paused: bool,
+    /// The failure policy, and whether it has tripped (it trips once).
+    pub policy: Option<RolloutPolicy>,
+    pub policy_tripped: bool,
+    /// For a deployment with a policy, the devices that finished in success or failure, and
+    /// those that failed.
+    pub outcomes: Outcomes,
+}
+
+/// Devices by outcome, kept for deployments with a failure policy.
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes {
+    pub finished: HashSet<String>,
+    pub failed: HashSet<String>,
 }
 
 /// What a dynamic deployment needs to decide: the filter's predicates, and the devices it
@@ -169,6 +182,25 @@ impl TenantCatalog {
         self.artifacts
             .values()
             .any(|artifact| artifact.name == name)
+    }
+
+    /// Counts a device's final status for its deployment's policy, if it has one.
+    fn outcome(&mut self, deployment: DeploymentId, device: &str, status: DeviceDeploymentStatus) {
+        let Some(info) = self.deployments.get_mut(&deployment) else {
+            return;
+        };
+        if info.policy.is_none() || !status.is_final() {
+            return;
+        }
+        if !matches!(
+            status,
+            DeviceDeploymentStatus::Aborted | DeviceDeploymentStatus::Decommissioned
+        ) {
+            info.outcomes.finished.insert(device.to_owned());
+        }
+        if status == DeviceDeploymentStatus::Failure {
+            info.outcomes.failed.insert(device.to_owned());
+        }
     }
 
     fn entry_finished(&mut self, deployment: DeploymentId, device: &str) {
@@ -395,6 +427,9 @@ impl TenantCatalog {
                         aborted: false,
                         finished_devices: HashSet::new(),
                         paused: false,
+                        policy: created.policy,
+                        policy_tripped: false,
+                        outcomes: Outcomes::default(),
                         dynamic: created.dynamic.map(|target| Dynamic {
                             filter_id: target.filter_id,
                             // Checked when the filter was saved: a term that no longer
@@ -413,11 +448,13 @@ impl TenantCatalog {
             DomainEvent::DeploymentAborted(aborted) => {
                 if let Some(info) = self.deployments.get_mut(&aborted.deployment_id) {
                     info.aborted = true;
+                    info.policy_tripped |= aborted.policy.is_some();
                 }
             }
             DomainEvent::DeploymentPaused(paused) => {
                 if let Some(info) = self.deployments.get_mut(&paused.deployment_id) {
                     info.paused = true;
+                    info.policy_tripped |= matches!(paused.cause, PauseCause::Policy(_));
                 }
             }
             DomainEvent::DeploymentResumed(resumed) => {
@@ -426,6 +463,7 @@ impl TenantCatalog {
                 }
             }
             DomainEvent::DeviceJoinedDeployment(joined) => {
+                self.outcome(joined.deployment_id, &joined.device_id, joined.status);
                 if joined.status.is_final() {
                     self.entry_finished(joined.deployment_id, &joined.device_id);
                 } else {
@@ -436,6 +474,7 @@ impl TenantCatalog {
                 }
             }
             DomainEvent::DeviceDeploymentStatusChanged(changed) if changed.status.is_final() => {
+                self.outcome(changed.deployment_id, &changed.device_id, changed.status);
                 self.entry_finished(changed.deployment_id, &changed.device_id);
             }
             DomainEvent::DeviceDecommissioned(decommissioned) => {

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use events::artifact::ArtifactUploaded;
-use events::deployment::{DeploymentAborted, DeploymentCreated};
+use events::deployment::{DeploymentAborted, DeploymentCreated, PauseCause, PolicyTrip};
 use events::{DomainEvent, RecordedEvent};
 use sqlx::{Any, Transaction};
 
@@ -60,12 +60,18 @@ async fn apply_one(tx: &mut Tx, tenant: &str, at: &str, event: DomainEvent) -> a
     match event {
         DomainEvent::DeploymentCreated(created) => deployment_created(tx, tenant, created).await,
         DomainEvent::DeploymentAborted(aborted) => {
+            if let Some(trip) = &aborted.policy {
+                policy_tripped(tx, tenant, aborted.deployment_id, trip).await?;
+            }
             deployment_aborted(tx, tenant, at, aborted).await
         }
         DomainEvent::DeviceDecommissioned(decommissioned) => {
             device_deployments::decommissioned(tx, tenant, at, decommissioned).await
         }
         DomainEvent::DeploymentPaused(paused) => {
+            if let PauseCause::Policy(trip) = &paused.cause {
+                policy_tripped(tx, tenant, paused.deployment_id, trip).await?;
+            }
             let cause = serde_json::to_string(&paused.cause)?;
             paused_as(tx, tenant, paused.deployment_id, Some(cause)).await
         }
@@ -115,8 +121,8 @@ async fn deployment_created(
         "INSERT INTO deployments (tenant, id, name, artifact_name, search_name,
                                   search_artifact_name, created, finished, status, max_devices,
                                   device_count, aborted, force_installation, total_size, groups,
-                                  filter)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 'pending', $8, 0, 0, $9, 0, $10, $11)",
+                                  filter, policy)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 'pending', $8, 0, 0, $9, 0, $10, $11, $12)",
     )
     .bind(tenant)
     .bind(&id)
@@ -147,6 +153,13 @@ async fn deployment_created(
                     "terms": dynamic.terms,
                 }))
             })
+            .transpose()?,
+    )
+    .bind(
+        created
+            .policy
+            .as_ref()
+            .map(serde_json::to_string)
             .transpose()?,
     )
     .execute(&mut **tx)
@@ -196,6 +209,22 @@ async fn deployment_created(
     .bind(&created.artifact_name)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Records the counts the deployment's policy tripped on.
+async fn policy_tripped(
+    tx: &mut Tx,
+    tenant: &str,
+    id: events::DeploymentId,
+    trip: &PolicyTrip,
+) -> anyhow::Result<()> {
+    sqlx::query("UPDATE deployments SET policy_trip = $3 WHERE tenant = $1 AND id = $2")
+        .bind(tenant)
+        .bind(id.to_string())
+        .bind(serde_json::to_string(trip)?)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

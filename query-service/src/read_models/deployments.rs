@@ -33,6 +33,9 @@ pub struct Deployment {
     pub paused: i64,
     /// Why it is paused, as JSON.
     pub pause_cause: Option<String>,
+    /// The failure policy, and the counts it tripped on, as JSON.
+    pub policy: Option<String>,
+    pub policy_trip: Option<String>,
 }
 
 /// How many of a deployment's devices are in one status.
@@ -85,7 +88,7 @@ pub struct DeploymentFilter {
 
 /// Columns of `deployments` that [`Deployment`] reads.
 const COLUMNS: &str = "id, name, artifact_name, created, finished, status, \
-     device_count, max_devices, force_installation, total_size, groups, filter, paused, pause_cause";
+     device_count, max_devices, force_installation, total_size, groups, filter, paused, pause_cause, policy, policy_trip";
 
 /// The deployments of one generation of the read models.
 #[derive(Clone)]

@@ -87,6 +87,11 @@ const MIGRATIONS: MigrationSet = MigrationSet {
             name: "pause",
             sql: include_str!("../../../migrations/read-models/0009_pause.sql"),
         },
+        Migration {
+            version: 10,
+            name: "policy",
+            sql: include_str!("../../../migrations/read-models/0010_policy.sql"),
+        },
     ],
 };
 

@@ -82,6 +82,7 @@ async fn a_deployment_is_read_from_its_projection(server: TestServer) {
                 created: Utc::now(),
                 groups: Vec::new(),
                 dynamic: None,
+                policy: None,
             }),
             DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
                 deployment_id: id,
@@ -139,7 +140,10 @@ async fn metrics_count_requests_and_show_lag(server: TestServer) {
         "",
         id,
         vec![DomainEvent::DeploymentAborted(
-            events::deployment::DeploymentAborted { deployment_id: id },
+            events::deployment::DeploymentAborted {
+                deployment_id: id,
+                policy: None,
+            },
         )],
     )
     .await;

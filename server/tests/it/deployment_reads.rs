@@ -182,6 +182,7 @@ fn created_at(
         created: at,
         groups: Vec::new(),
         dynamic: None,
+        policy: None,
     })
 }
 
@@ -208,7 +209,10 @@ fn changed(id: DeploymentId, device: &str, status: DeviceDeploymentStatus) -> Do
 }
 
 fn aborted(id: DeploymentId) -> DomainEvent {
-    DomainEvent::DeploymentAborted(DeploymentAborted { deployment_id: id })
+    DomainEvent::DeploymentAborted(DeploymentAborted {
+        deployment_id: id,
+        policy: None,
+    })
 }
 
 fn decommissioned(device: &str) -> DomainEvent {

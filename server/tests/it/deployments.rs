@@ -1248,7 +1248,120 @@ async fn a_paused_deployment_serves_only_devices_already_updating(server: TestSe
     );
 }
 
+async fn a_failure_policy_pauses_or_aborts_the_rollout(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let head = fleet.server.head().await;
+    for (policy, field) in [
+        (
+            json!({"failure_threshold_percent": 0}),
+            "policy.failure_threshold_percent",
+        ),
+        (
+            json!({"failure_threshold_percent": 101}),
+            "policy.failure_threshold_percent",
+        ),
+        (
+            json!({"min_finished_devices": 5}),
+            "policy.failure_threshold_percent",
+        ),
+        (
+            json!({"failure_threshold_percent": 20, "min_finished_devices": 0}),
+            "policy.min_finished_devices",
+        ),
+        (
+            json!({"failure_threshold_percent": 20, "on_threshold": "stop"}),
+            "policy.on_threshold",
+        ),
+        (
+            json!({"failure_threshold_percent": 20, "device_timeout_seconds": 60}),
+            "policy.device_timeout_seconds",
+        ),
+        (
+            json!({"failure_threshold_percent": 20, "colour": "red"}),
+            "colour",
+        ),
+    ] {
+        let (status, body, _) = fleet
+            .create(json!({"name": "bad", "artifact_name": "release-2", "devices": ["x"], "policy": policy}))
+            .await;
+        assert_eq!(status, 400, "{policy}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(field),
+            "{policy}: {body}"
+        );
+    }
+    assert_eq!(
+        fleet.server.head().await,
+        head,
+        "refused policies record nothing"
+    );
+
+    for on_threshold in ["pause", "abort"] {
+        let devices: Vec<String> = (1..=12).map(|n| format!("{on_threshold}-{n}")).collect();
+        let (status, body, id) = fleet
+            .create(
+                json!({"name": on_threshold, "artifact_name": "release-2", "devices": devices,
+                "policy": {"failure_threshold_percent": 20, "min_finished_devices": 10,
+                           "on_threshold": on_threshold}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let id = id.unwrap();
+        assert_eq!(
+            fleet.deployment(&id).await["policy"],
+            json!({"failure_threshold_percent": 20, "min_finished_devices": 10, "on_threshold": on_threshold})
+        );
+        // Three of the first ten fail: 30 % once ten have finished.
+        for (n, device) in devices[..10].iter().enumerate() {
+            assert_eq!(
+                fleet.next(device, "release-1", "pi").await.0,
+                200,
+                "{device}"
+            );
+            let outcome = if n < 3 { "failure" } else { "success" };
+            assert_eq!(fleet.report(device, &id, outcome).await.0, 204);
+            if n < 9 {
+                assert_eq!(
+                    fleet.deployment(&id).await["paused"],
+                    false,
+                    "not before ten"
+                );
+            }
+        }
+        let deployment = fleet.deployment(&id).await;
+        let trip = json!({"finished": 10, "failed": 3, "failure_percent": 30.0});
+        assert_eq!(deployment["policy_trip"], trip, "{deployment}");
+        assert_eq!(
+            fleet.next(&devices[10], "release-1", "pi").await.0,
+            204,
+            "the eleventh device gets nothing"
+        );
+        if on_threshold == "pause" {
+            assert_eq!(deployment["paused"], true);
+            assert_eq!(deployment["pause_cause"]["kind"], "policy");
+            assert_eq!(deployment["pause_cause"]["failed"], 3);
+            assert_eq!(fleet.pause_or_resume(&id, "resume").await.0, 204);
+            assert_eq!(
+                fleet.next(&devices[10], "release-1", "pi").await.0,
+                200,
+                "resumed"
+            );
+            assert_eq!(fleet.report(&devices[10], &id, "failure").await.0, 204);
+            assert_eq!(
+                fleet.deployment(&id).await["paused"],
+                false,
+                "it trips once"
+            );
+        } else {
+            assert_eq!(deployment["status"], "finished");
+            assert_eq!(fleet.statistics(&id).await["aborted"], 0);
+            assert_eq!(fleet.pause_or_resume(&id, "resume").await.0, 422);
+        }
+    }
+}
+
 on_both_backends!(
+    a_failure_policy_pauses_or_aborts_the_rollout,
     a_paused_deployment_serves_only_devices_already_updating,
     a_created_deployment_is_readable_at_its_location,
     a_deployment_to_a_hundred_thousand_devices_is_accepted,

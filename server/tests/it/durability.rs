@@ -371,6 +371,7 @@ async fn fill_log(data: &Path, count: usize) {
                         created: chrono::Utc::now(),
                         groups: Vec::new(),
                         dynamic: None,
+                        policy: None,
                     });
                 events::NewEvent::new(uuid::Uuid::new_v4(), &created, metadata.clone())
             })

@@ -80,6 +80,7 @@ async fn both_services_run_split_over_one_postgres() {
         created: chrono::Utc::now(),
         groups: Vec::new(),
         dynamic: None,
+        policy: None,
     });
     log.append(AppendRequest {
         tenant: TenantId::default(),

@@ -49,6 +49,12 @@ pub struct DeploymentView {
     /// Why it is paused: `{"kind": "operator", "subject"}` or `{"kind": "policy", ...}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pause_cause: Option<Value>,
+    /// The failure policy it was created with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Value>,
+    /// The counts the policy tripped on, once it has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_trip: Option<Value>,
     pub statistics: StatisticsView,
 }
 
@@ -68,6 +74,11 @@ pub struct PhaseView {
 pub struct StatisticsView {
     pub status: BTreeMap<&'static str, i64>,
     pub total_size: i64,
+}
+
+/// A JSON column, read back.
+fn json_of(text: Option<&str>) -> Option<Value> {
+    text.and_then(|text| serde_json::from_str(text).ok())
 }
 
 /// Every device status with a count of zero, the shape Mender always answers with.
@@ -139,6 +150,8 @@ pub async fn deployment_views(
                 .as_deref()
                 .and_then(|groups| serde_json::from_str(groups).ok())
                 .unwrap_or_default(),
+            policy: json_of(row.policy.as_deref()),
+            policy_trip: json_of(row.policy_trip.as_deref()),
             paused: row.paused == 1,
             pause_cause: row
                 .pause_cause

@@ -93,6 +93,7 @@ pub fn created(id: DeploymentId, name: &str, devices: usize) -> DomainEvent {
         created: Utc::now(),
         groups: Vec::new(),
         dynamic: None,
+        policy: None,
     })
 }
 
@@ -183,7 +184,10 @@ pub async fn workload(log: &Arc<dyn EventLog>, deployments: usize, seed: u64) ->
                 log,
                 &tenant,
                 id,
-                DomainEvent::DeploymentAborted(DeploymentAborted { deployment_id: id }),
+                DomainEvent::DeploymentAborted(DeploymentAborted {
+                    deployment_id: id,
+                    policy: None,
+                }),
             )
             .await;
         }
@@ -308,6 +312,7 @@ pub async fn fleet_workload(log: &Arc<dyn EventLog>) -> Position {
         aborted,
         DomainEvent::DeploymentAborted(DeploymentAborted {
             deployment_id: aborted,
+            policy: None,
         }),
     )
     .await;

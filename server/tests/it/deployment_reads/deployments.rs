@@ -54,6 +54,8 @@ pub async fn deployment_shows_menders_fields(fixture: Fixture) {
             "id",
             "max_devices",
             "name",
+            // Ours, beside Mender's fields: whether the deployment is paused.
+            "paused",
             "statistics",
             "status",
             "type"
