@@ -140,7 +140,9 @@ impl From<crate::domain::deployments::DeploymentError> for ApiError {
                 with: Some(serde_json::json!({ "id": existing })),
             },
             DeploymentError::NotFound => Self::NotFound,
-            DeploymentError::AlreadyPaused | DeploymentError::NotPaused => Self::Conflict {
+            DeploymentError::AlreadyPaused
+            | DeploymentError::NotPaused
+            | DeploymentError::NoPhaseLeft => Self::Conflict {
                 message,
                 with: None,
             },

@@ -195,6 +195,18 @@ pub struct DeploymentPaused {
     pub cause: PauseCause,
 }
 
+/// A user started the next phase of a phased deployment now, rather than at its planned
+/// time: from `started` on, it admits its batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseStarted {
+    pub deployment_id: DeploymentId,
+    /// Index of the phase.
+    pub phase: usize,
+    pub started: DateTime<Utc>,
+    /// The user's token's `sub`.
+    pub subject: String,
+}
+
 /// A user resumed a paused deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentResumed {

@@ -17,7 +17,7 @@ use crate::artifact::{ArtifactDeleted, ArtifactDescriptionChanged, ArtifactUploa
 use crate::deployment::{
     DeploymentAborted, DeploymentCreated, DeploymentPaused, DeploymentResumed,
     DeviceAdmittedToPhase, DeviceDecommissioned, DeviceDeploymentLogSaved,
-    DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
+    DeviceDeploymentStatusChanged, DeviceJoinedDeployment, PhaseStarted,
 };
 use crate::inventory::{
     DeviceGroupAssigned, DeviceGroupLeft, DeviceTagsSet, FilterDeleted, FilterSaved,
@@ -67,6 +67,7 @@ pub enum DomainEvent {
     AcceptedWithinLimit(AcceptedWithinLimit),
     DeploymentPaused(DeploymentPaused),
     DeploymentResumed(DeploymentResumed),
+    PhaseStarted(PhaseStarted),
 }
 
 /// Each event type with the schema versions that may be stored, oldest first; the last is
@@ -98,6 +99,7 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("AcceptedWithinLimit", &[1]),
     ("DeploymentPaused", &[1]),
     ("DeploymentResumed", &[1]),
+    ("PhaseStarted", &[1]),
 ];
 
 impl DomainEvent {
@@ -130,6 +132,7 @@ impl DomainEvent {
             Self::AcceptedWithinLimit(_) => "AcceptedWithinLimit",
             Self::DeploymentPaused(_) => "DeploymentPaused",
             Self::DeploymentResumed(_) => "DeploymentResumed",
+            Self::PhaseStarted(_) => "PhaseStarted",
         }
     }
 
@@ -166,6 +169,7 @@ impl DomainEvent {
             Self::AcceptedWithinLimit(event) => serde_json::to_value(event),
             Self::DeploymentPaused(event) => serde_json::to_value(event),
             Self::DeploymentResumed(event) => serde_json::to_value(event),
+            Self::PhaseStarted(event) => serde_json::to_value(event),
         };
         // Plain structs with string keys always serialize.
         value.expect("domain events serialize to JSON")
@@ -217,6 +221,7 @@ impl DomainEvent {
             "AcceptedWithinLimit" => Self::AcceptedWithinLimit(parsed.parse()?),
             "DeploymentPaused" => Self::DeploymentPaused(parsed.parse()?),
             "DeploymentResumed" => Self::DeploymentResumed(parsed.parse()?),
+            "PhaseStarted" => Self::PhaseStarted(parsed.parse()?),
             other => return Err(SchemaError::UnknownType(other.to_owned())),
         })
     }

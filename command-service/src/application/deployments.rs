@@ -52,25 +52,37 @@ pub async fn create_dynamic(
     .await
 }
 
-/// Aborts an unfinished deployment (`None`), or for the user `subject` pauses or resumes
-/// it (`Some(pause)`). Decided from the tables, whose facts about a deployment come from its
-/// own stream and its devices' streams; appending to the deployment's stream at the version
-/// read serialises aborts, pauses, resumes and phase admissions.
-pub async fn abort_or_pause(
+/// What an operator does to a deployment after creating it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Abort,
+    Pause,
+    Resume,
+    /// Start the next phase at this moment.
+    NextPhase(DateTime<Utc>),
+}
+
+/// An operator (`subject`) acts on a deployment. Decided from the tables, whose facts about
+/// a deployment come from its own stream and its devices' streams; appending to the
+/// deployment's stream at the version read serialises aborts, pauses, resumes, phase starts
+/// and phase admissions.
+pub async fn act_on(
     pipeline: &Pipeline,
     caller: &Caller,
     id: DeploymentId,
     subject: &str,
-    pause: Option<bool>,
+    action: Action,
 ) -> Result<Outcome<()>, ApiError> {
     from_tables(
         pipeline,
         caller,
         StreamName::new(deployments::stream(id)),
         &[],
-        |tables| match pause {
-            None => deployments::decide_abort(id, tables),
-            Some(pause) => deployments::decide_pause(id, subject, pause, tables),
+        |tables| match action {
+            Action::Abort => deployments::decide_abort(id, tables),
+            Action::Pause => deployments::decide_pause(id, subject, true, tables),
+            Action::Resume => deployments::decide_pause(id, subject, false, tables),
+            Action::NextPhase(now) => deployments::decide_next_phase(id, subject, now, tables),
         },
     )
     .await

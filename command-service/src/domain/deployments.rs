@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use events::deployment::{
     DeploymentAborted, DeploymentCreated, DeploymentPaused, DeploymentResumed,
-    DeviceDeploymentStatus, DynamicTarget, OnThreshold, PauseCause, Phase, PolicyTrip,
-    RolloutPolicy,
+    DeviceDeploymentStatus, DynamicTarget, OnThreshold, PauseCause, Phase, PhaseStarted,
+    PolicyTrip, RolloutPolicy,
 };
 use events::{DeploymentId, DomainEvent};
 use serde::Deserialize;
@@ -120,6 +120,8 @@ pub enum DeploymentError {
     AlreadyPaused,
     #[error("Deployment is not paused")]
     NotPaused,
+    #[error("Deployment has no phase left to start")]
+    NoPhaseLeft,
 }
 
 fn invalid(message: impl Into<String>) -> DeploymentError {
@@ -396,11 +398,11 @@ pub fn decide_dynamic_creation(
     })])
 }
 
-/// Aborts an unfinished deployment.
-pub fn decide_abort(
+/// The deployment an operator acts on: 404 unknown, 422 finished.
+fn unfinished(
     id: DeploymentId,
     catalog: &TenantCatalog,
-) -> Result<Vec<DomainEvent>, DeploymentError> {
+) -> Result<&super::tables::DeploymentInfo, DeploymentError> {
     let deployment = catalog
         .deployments
         .get(&id)
@@ -408,6 +410,36 @@ pub fn decide_abort(
     if deployment.finished() {
         return Err(DeploymentError::Finished);
     }
+    Ok(deployment)
+}
+
+/// Starts the next phase of an unfinished phased deployment now (`now`), for a user.
+pub fn decide_next_phase(
+    id: DeploymentId,
+    subject: &str,
+    now: DateTime<Utc>,
+    catalog: &TenantCatalog,
+) -> Result<Vec<DomainEvent>, DeploymentError> {
+    let deployment = unfinished(id, catalog)?;
+    let phase = deployment
+        .phases
+        .iter()
+        .position(|phase| phase.start_ts > now)
+        .ok_or(DeploymentError::NoPhaseLeft)?;
+    Ok(vec![DomainEvent::PhaseStarted(PhaseStarted {
+        deployment_id: id,
+        phase,
+        started: now,
+        subject: subject.to_owned(),
+    })])
+}
+
+/// Aborts an unfinished deployment.
+pub fn decide_abort(
+    id: DeploymentId,
+    catalog: &TenantCatalog,
+) -> Result<Vec<DomainEvent>, DeploymentError> {
+    unfinished(id, catalog)?;
     Ok(vec![DomainEvent::DeploymentAborted(DeploymentAborted {
         deployment_id: id,
         policy: None,
@@ -422,13 +454,7 @@ pub fn decide_pause(
     pause: bool,
     catalog: &TenantCatalog,
 ) -> Result<Vec<DomainEvent>, DeploymentError> {
-    let deployment = catalog
-        .deployments
-        .get(&id)
-        .ok_or(DeploymentError::NotFound)?;
-    if deployment.finished() {
-        return Err(DeploymentError::Finished);
-    }
+    let deployment = unfinished(id, catalog)?;
     let subject = subject.to_owned();
     match (pause, deployment.paused) {
         (true, true) => Err(DeploymentError::AlreadyPaused),

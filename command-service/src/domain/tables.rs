@@ -457,6 +457,15 @@ impl TenantCatalog {
                     info.policy_tripped |= matches!(paused.cause, PauseCause::Policy(_));
                 }
             }
+            DomainEvent::PhaseStarted(started) => {
+                if let Some(phase) = self
+                    .deployments
+                    .get_mut(&started.deployment_id)
+                    .and_then(|info| info.phases.get_mut(started.phase))
+                {
+                    phase.start_ts = started.started;
+                }
+            }
             DomainEvent::DeploymentResumed(resumed) => {
                 if let Some(info) = self.deployments.get_mut(&resumed.deployment_id) {
                     info.paused = false;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::artifacts::caller;
 use super::AppState;
-use crate::application::deployments;
+use crate::application::deployments::{self, Action};
 use crate::domain::deployments::NewDeployment;
 use crate::error::{parse_id, ApiError};
 
@@ -40,6 +40,7 @@ pub fn router(max_devices: usize) -> Router<AppState> {
         .route(V2, post(create_dynamic))
         .route(&format!("{V2}/{{id}}/pause"), post(pause))
         .route(&format!("{V2}/{{id}}/resume"), post(resume))
+        .route(&format!("{V2}/{{id}}/phases/next"), post(next_phase))
 }
 
 /// The largest deployment request: `max_devices` ids of up to 128 bytes each in JSON (a
@@ -133,7 +134,7 @@ async fn pause(
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    pause_or_resume(&state, &user, &request_id, &id, true).await
+    act(&state, &user, &request_id, &id, Action::Pause).await
 }
 
 async fn resume(
@@ -142,23 +143,38 @@ async fn resume(
     Extension(request_id): Extension<RequestId>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    pause_or_resume(&state, &user, &request_id, &id, false).await
+    act(&state, &user, &request_id, &id, Action::Resume).await
+}
+
+/// Starts the next phase now.
+async fn next_phase(
+    State(state): State<AppState>,
+    User(user): User,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(
+        &state,
+        &user,
+        &request_id,
+        &id,
+        Action::NextPhase(Utc::now()),
+    )
+    .await
 }
 
 /// 204; 404 for an unknown deployment, 422 for a finished one, 409 when it already is in
-/// the state asked for.
-async fn pause_or_resume(
+/// the state asked for (or has no phase left to start).
+async fn act(
     state: &AppState,
     user: &http_edge::auth::Identity,
     request_id: &RequestId,
     id: &str,
-    pause: bool,
+    action: Action,
 ) -> Result<Response, ApiError> {
     let id: DeploymentId = parse_id(id)?;
     let caller = caller(user, request_id);
-    let outcome =
-        deployments::abort_or_pause(&state.pipeline, &caller, id, &user.subject, Some(pause))
-            .await?;
+    let outcome = deployments::act_on(&state.pipeline, &caller, id, &user.subject, action).await?;
     Ok(state
         .answered_if(outcome.position, StatusCode::NO_CONTENT)
         .await)
@@ -177,16 +193,12 @@ async fn abort(
     Path(id): Path<String>,
     JsonBody(change): JsonBody<StatusChange>,
 ) -> Result<Response, ApiError> {
-    let id: DeploymentId = parse_id(&id)?;
+    // A bad id is refused before a bad body, as Mender does.
+    parse_id::<DeploymentId>(&id)?;
     if change.status != "aborted" {
         return Err(ApiError::BadRequest("status: must be \"aborted\"".into()));
     }
-    let caller = caller(&user, &request_id);
-    let outcome =
-        deployments::abort_or_pause(&state.pipeline, &caller, id, &user.subject, None).await?;
-    Ok(state
-        .answered_if(outcome.position, StatusCode::NO_CONTENT)
-        .await)
+    act(&state, &user, &request_id, &id, Action::Abort).await
 }
 
 /// Every unfinished entry of the device becomes `decommissioned`; 204 even when it has none.

@@ -75,6 +75,19 @@ async fn apply_one(tx: &mut Tx, tenant: &str, at: &str, event: DomainEvent) -> a
             let cause = serde_json::to_string(&paused.cause)?;
             paused_as(tx, tenant, paused.deployment_id, Some(cause)).await
         }
+        DomainEvent::PhaseStarted(started) => {
+            sqlx::query(
+                "UPDATE deployment_phases SET start_ts = $4
+                 WHERE tenant = $1 AND deployment_id = $2 AND number = $3",
+            )
+            .bind(tenant)
+            .bind(started.deployment_id.to_string())
+            .bind(started.phase as i64)
+            .bind(stored_time(started.started))
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
         DomainEvent::DeploymentResumed(resumed) => {
             paused_as(tx, tenant, resumed.deployment_id, None).await
         }

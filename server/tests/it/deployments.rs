@@ -146,7 +146,8 @@ impl Fleet {
         body
     }
 
-    /// `POST /v2/.../{id}/pause` or `/resume`: the status and the error, if any.
+    /// `POST /v2/.../{id}/<action>` (`pause`, `resume`, `phases/next`): the status and the
+    /// error, if any.
     async fn pause_or_resume(&self, id: &str, action: &str) -> (u16, Value) {
         let response = self
             .server
@@ -702,6 +703,38 @@ async fn a_phase_admits_its_batch_and_others_wait(server: TestServer) {
     }
     assert_eq!(served, 2, "the first phase holds 50% of 4 devices");
     assert_eq!(fleet.deployment(&id).await["device_count"], 2);
+
+    // The next phase, started by hand, admits the rest now.
+    let unphased = fleet.deploy("unphased", "release-2", &["solo"]).await;
+    let head = fleet.server.head().await;
+    for (target, code) in [
+        (uuid::Uuid::new_v4().to_string(), 404),
+        (unphased.clone(), 409),
+    ] {
+        let (status, body) = fleet.pause_or_resume(&target, "phases/next").await;
+        assert_eq!(status, code, "{target}: {body}");
+    }
+    assert_eq!(fleet.server.head().await, head, "refusals record nothing");
+    assert_eq!(fleet.pause_or_resume(&id, "phases/next").await.0, 204);
+    let phases = fleet.deployment(&id).await["phases"].clone();
+    assert!(
+        phases[1]["start_ts"].as_str().unwrap() < "2099",
+        "the second phase starts now: {phases}"
+    );
+    for device in &devices {
+        assert_eq!(
+            fleet.next(device, "release-1", "pi").await.0,
+            200,
+            "{device}"
+        );
+    }
+    let (status, body) = fleet.pause_or_resume(&id, "phases/next").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("Deployment has no phase left to start"))
+    );
+    assert_eq!(fleet.abort(&id, json!({"status": "aborted"})).await, 204);
+    assert_eq!(fleet.pause_or_resume(&id, "phases/next").await.0, 422);
 }
 
 async fn parallel_requests_keep_every_invariant(server: TestServer) {
