@@ -63,6 +63,21 @@ pub struct Attribute {
     pub timestamp: Option<DateTime<Utc>>,
 }
 
+/// Applies attributes to a scope held by name: upserted, or with `replace` the scope replaced
+/// by them. How both the write side and the read side fold a report or a tags update.
+pub fn upsert(
+    into: &mut std::collections::BTreeMap<String, Attribute>,
+    attributes: &[Attribute],
+    replace: bool,
+) {
+    if replace {
+        into.clear();
+    }
+    for attribute in attributes {
+        into.insert(attribute.name.clone(), attribute.clone());
+    }
+}
+
 /// The device reported attributes of its `inventory` scope: upserted, or with `replace` the
 /// whole scope replaced by them (a `PUT`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -86,13 +86,15 @@ pub async fn report_status(
                 let mut appends = Vec::new();
                 // A final status of a deployment with a failure policy: the counts, with
                 // everything committed so far and this device, may trip it, in this append.
-                let policed = session.tables_now(|tables| {
-                    tables
-                        .deployments
-                        .get(&deployment)
-                        .is_some_and(|d| d.policy.is_some())
-                });
-                if !events.is_empty() && status.is_final() && policed {
+                let policed = || {
+                    session.tables_now(|tables| {
+                        tables
+                            .deployments
+                            .get(&deployment)
+                            .is_some_and(|d| d.policy.is_some())
+                    })
+                };
+                if !events.is_empty() && status.is_final() && policed() {
                     let trip = session
                         .tables(&[], |tables| {
                             deployments::decide_policy(tables, deployment, device_id, status)

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use events::inventory::{
-    tags_etag, Attribute, DeviceGroupAssigned, DeviceGroupLeft, DeviceTagsSet, InventoryCleared,
-    InventoryRemoved, InventoryReported,
+    tags_etag, upsert, Attribute, DeviceGroupAssigned, DeviceGroupLeft, DeviceTagsSet,
+    InventoryCleared, InventoryRemoved, InventoryReported,
 };
 use events::DomainEvent;
 use serde::Deserialize;
@@ -74,15 +74,6 @@ impl DeviceInventory {
     /// The ETag of the tags as they are now, `None` before any were set.
     pub fn etag(&self, device: &str) -> Option<String> {
         (self.tag_revision > 0).then(|| tags_etag(device, self.tag_revision))
-    }
-}
-
-fn upsert(into: &mut BTreeMap<String, Attribute>, attributes: &[Attribute], replace: bool) {
-    if replace {
-        into.clear();
-    }
-    for attribute in attributes {
-        into.insert(attribute.name.clone(), attribute.clone());
     }
 }
 

@@ -129,10 +129,7 @@ async fn next(
             artifact,
         } => Json(instructions(&state, &caller, deployment, artifact).await?).into_response(),
     };
-    Ok(match outcome.position {
-        Some(position) => state.answered_with(position, response).await,
-        None => response,
-    })
+    Ok(state.answered_with_if(outcome.position, response).await)
 }
 
 /// The 200 body: the deployment and where to download its artifact.

@@ -205,10 +205,7 @@ async fn members(
     .await?;
     let MembersChanged { matched, updated } = outcome.answer;
     let body = counts(&[("matched_count", matched), ("updated_count", updated)]).into_response();
-    Ok(match outcome.position {
-        Some(position) => state.answered_with(position, body).await,
-        None => body,
-    })
+    Ok(state.answered_with_if(outcome.position, body).await)
 }
 
 /// Every member leaves the group; 200 with how many did (never 404).
@@ -222,10 +219,7 @@ async fn delete_group(
     let outcome =
         inventory::delete_group(&state.pipeline, &caller(&user, &request_id), &group).await?;
     let body = counts(&[("updated_count", outcome.answer)]).into_response();
-    Ok(match outcome.position {
-        Some(position) => state.answered_with(position, body).await,
-        None => body,
-    })
+    Ok(state.answered_with_if(outcome.position, body).await)
 }
 
 /// Saves a filter: 201 with `Location: filters/<id>` (relative, as Mender's GUI reads it).

@@ -56,9 +56,19 @@ impl AppState {
 
     /// [`AppState::answered`] when something was appended, else the bare status.
     pub async fn answered_if(&self, position: Option<Position>, status: StatusCode) -> Response {
+        self.answered_with_if(position, status.into_response())
+            .await
+    }
+
+    /// [`AppState::answered_with`] when something was appended, else the answer as it is.
+    pub async fn answered_with_if(
+        &self,
+        position: Option<Position>,
+        response: Response,
+    ) -> Response {
         match position {
-            Some(position) => self.answered(position, status).await,
-            None => status.into_response(),
+            Some(position) => self.answered_with(position, response).await,
+            None => response,
         }
     }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use events::inventory::Attribute;
+use events::inventory::{upsert, Attribute};
 use events::{DomainEvent, RecordedEvent};
 use sqlx::{Any, Row, Transaction};
 
@@ -28,15 +28,6 @@ fn by_name(text: &str) -> anyhow::Result<BTreeMap<String, Attribute>> {
         .into_iter()
         .map(|attribute| (attribute.name.clone(), attribute))
         .collect())
-}
-
-fn upsert(into: &mut BTreeMap<String, Attribute>, attributes: &[Attribute], replace: bool) {
-    if replace {
-        into.clear();
-    }
-    for attribute in attributes {
-        into.insert(attribute.name.clone(), attribute.clone());
-    }
 }
 
 async fn load(tx: &mut Tx, tenant: &str, device: &str) -> anyhow::Result<DeviceInventory> {
