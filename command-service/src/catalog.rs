@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use event_log::{EventLog, LogError, Subscription};
-use events::{Position, RecordedEvent, TenantId};
+use events::{DeploymentId, Position, RecordedEvent, TenantId};
 use tokio::sync::watch;
 
 use crate::domain::tables::TenantCatalog;
@@ -114,6 +115,25 @@ impl Catalog {
     /// Waits until the tables reflect everything committed so far.
     pub async fn caught_up(&self, log: &dyn EventLog) -> Result<(), LogError> {
         self.reached(log.head().await?).await
+    }
+
+    /// Every device entry, in every tenant, whose device timeout has elapsed at `now`.
+    pub fn timed_out(&self, now: DateTime<Utc>) -> Vec<(TenantId, DeploymentId, String)> {
+        let tenants = self
+            .tenants
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut due = Vec::new();
+        for (tenant, tables) in tenants.iter() {
+            for deployment in tables.deployments.values() {
+                due.extend(
+                    deployment
+                        .timed_out(now)
+                        .map(|(device, _, _)| (tenant.clone(), deployment.id, device.to_owned())),
+                );
+            }
+        }
+        due
     }
 
     /// Runs `read` against one tenant's tables.

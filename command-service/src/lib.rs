@@ -9,6 +9,7 @@ pub mod error;
 pub mod http;
 pub mod read_side;
 pub mod settings;
+pub mod timeouts;
 pub mod upload;
 
 use std::sync::Arc;
@@ -40,13 +41,19 @@ impl CommandService {
         read_side: Arc<dyn ReadSide>,
     ) -> anyhow::Result<Self> {
         let catalog = Arc::new(Catalog::default());
+        let pipeline = application::Pipeline::new(log.clone(), catalog.clone());
         let background = vec![
             tokio::spawn(catalog.clone().follow(log.clone())),
             tokio::spawn(remove_incomplete_uploads(store.clone())),
+            tokio::spawn(timeouts::keep(
+                pipeline.clone(),
+                catalog.clone(),
+                Duration::from_millis(settings.device_timeout_check_ms.max(100)),
+            )),
         ];
         Ok(Self {
             state: AppState {
-                pipeline: application::Pipeline::new(log.clone(), catalog.clone()),
+                pipeline,
                 log,
                 verifier,
                 artifacts: Arc::new(ArtifactStorage {

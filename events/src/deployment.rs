@@ -129,6 +129,14 @@ pub struct DeploymentCreated {
     /// or aborts by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<RolloutPolicy>,
+    /// How many more times a device whose attempt failed gets the deployment again, on its
+    /// next poll (0 to 10).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a deployment does by itself when its devices fail.
@@ -139,6 +147,10 @@ pub struct RolloutPolicy {
     /// Not before this many devices have finished.
     pub min_finished_devices: u64,
     pub on_threshold: OnThreshold,
+    /// A device entry left in a non-final state this long after its last change fails with
+    /// substate `timeout`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_timeout_seconds: Option<u64>,
 }
 
 /// What a tripped policy does.
@@ -245,6 +257,34 @@ pub struct DeviceDeploymentStatusChanged {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub substate: Option<String>,
 }
+
+/// A device whose attempt at a deployment failed asked again while the deployment had
+/// retries left: its entry starts attempt `attempt` (2 for the first retry) as `pending`, with
+/// what the device reported now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDeploymentRetried {
+    pub deployment_id: DeploymentId,
+    pub device_id: String,
+    pub attempt: u32,
+    pub device_type: String,
+    pub installed_artifact_name: String,
+}
+
+/// A device entry stayed in a non-final state longer than its deployment's
+/// `device_timeout_seconds` after its last change: it failed, with substate `timeout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceDeploymentTimedOut {
+    pub deployment_id: DeploymentId,
+    pub device_id: String,
+    /// The status it was stuck in.
+    pub status: DeviceDeploymentStatus,
+    /// When its entry last changed, and the timeout that elapsed since.
+    pub since: DateTime<Utc>,
+    pub timeout_seconds: u64,
+}
+
+/// The substate of an entry failed by its deployment's device timeout.
+pub const TIMEOUT_SUBSTATE: &str = "timeout";
 
 /// One line of a device's deployment log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

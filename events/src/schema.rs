@@ -16,8 +16,8 @@ use crate::admission::{
 use crate::artifact::{ArtifactDeleted, ArtifactDescriptionChanged, ArtifactUploaded};
 use crate::deployment::{
     DeploymentAborted, DeploymentCreated, DeploymentPaused, DeploymentResumed,
-    DeviceAdmittedToPhase, DeviceDecommissioned, DeviceDeploymentLogSaved,
-    DeviceDeploymentStatusChanged, DeviceJoinedDeployment, PhaseStarted,
+    DeviceAdmittedToPhase, DeviceDecommissioned, DeviceDeploymentLogSaved, DeviceDeploymentRetried,
+    DeviceDeploymentStatusChanged, DeviceDeploymentTimedOut, DeviceJoinedDeployment, PhaseStarted,
 };
 use crate::inventory::{
     DeviceGroupAssigned, DeviceGroupLeft, DeviceTagsSet, FilterDeleted, FilterSaved,
@@ -68,6 +68,8 @@ pub enum DomainEvent {
     DeploymentPaused(DeploymentPaused),
     DeploymentResumed(DeploymentResumed),
     PhaseStarted(PhaseStarted),
+    DeviceDeploymentRetried(DeviceDeploymentRetried),
+    DeviceDeploymentTimedOut(DeviceDeploymentTimedOut),
 }
 
 /// Each event type with the schema versions that may be stored, oldest first; the last is
@@ -76,7 +78,7 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("ArtifactUploaded", &[1]),
     ("ArtifactDescriptionChanged", &[1]),
     ("ArtifactDeleted", &[1]),
-    ("DeploymentCreated", &[1, 2, 3, 4]),
+    ("DeploymentCreated", &[1, 2, 3, 4, 5]),
     ("DeploymentAborted", &[1, 2]),
     ("DeviceJoinedDeployment", &[1, 2]),
     ("DeviceDeploymentStatusChanged", &[1]),
@@ -100,6 +102,8 @@ pub const STORED_VERSIONS: &[(&str, &[u32])] = &[
     ("DeploymentPaused", &[1]),
     ("DeploymentResumed", &[1]),
     ("PhaseStarted", &[1]),
+    ("DeviceDeploymentRetried", &[1]),
+    ("DeviceDeploymentTimedOut", &[1]),
 ];
 
 impl DomainEvent {
@@ -133,6 +137,8 @@ impl DomainEvent {
             Self::DeploymentPaused(_) => "DeploymentPaused",
             Self::DeploymentResumed(_) => "DeploymentResumed",
             Self::PhaseStarted(_) => "PhaseStarted",
+            Self::DeviceDeploymentRetried(_) => "DeviceDeploymentRetried",
+            Self::DeviceDeploymentTimedOut(_) => "DeviceDeploymentTimedOut",
         }
     }
 
@@ -170,6 +176,8 @@ impl DomainEvent {
             Self::DeploymentPaused(event) => serde_json::to_value(event),
             Self::DeploymentResumed(event) => serde_json::to_value(event),
             Self::PhaseStarted(event) => serde_json::to_value(event),
+            Self::DeviceDeploymentRetried(event) => serde_json::to_value(event),
+            Self::DeviceDeploymentTimedOut(event) => serde_json::to_value(event),
         };
         // Plain structs with string keys always serialize.
         value.expect("domain events serialize to JSON")
@@ -222,6 +230,8 @@ impl DomainEvent {
             "DeploymentPaused" => Self::DeploymentPaused(parsed.parse()?),
             "DeploymentResumed" => Self::DeploymentResumed(parsed.parse()?),
             "PhaseStarted" => Self::PhaseStarted(parsed.parse()?),
+            "DeviceDeploymentRetried" => Self::DeviceDeploymentRetried(parsed.parse()?),
+            "DeviceDeploymentTimedOut" => Self::DeviceDeploymentTimedOut(parsed.parse()?),
             other => return Err(SchemaError::UnknownType(other.to_owned())),
         })
     }
@@ -260,8 +270,8 @@ fn upcast(event_type: &str, from: u32, mut payload: Value) -> Value {
             payload
         }
         // v3 predates failure policies (absent: none), v1 of an abort the policy's (absent:
-        // an operator's).
-        ("DeploymentCreated", 3) | ("DeploymentAborted", 1) => payload,
+        // an operator's), v4 retries (absent: none) and device timeouts (absent: none).
+        ("DeploymentCreated", 3) | ("DeploymentCreated", 4) | ("DeploymentAborted", 1) => payload,
         // v1 predates dynamic deployments: a device joined because it was listed, which the
         // absent `matched_filter` already says.
         ("DeviceJoinedDeployment", 1) => payload,
@@ -345,7 +355,7 @@ mod tests {
             Err(SchemaError::UnknownType(_))
         ));
         assert!(matches!(
-            DomainEvent::decode("DeploymentCreated", 5, fixture("DeploymentCreated", 4)),
+            DomainEvent::decode("DeploymentCreated", 6, fixture("DeploymentCreated", 5)),
             Err(SchemaError::UnknownVersion { .. })
         ));
         assert!(matches!(

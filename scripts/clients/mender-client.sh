@@ -6,7 +6,11 @@
 #   2. a module that fails in ArtifactInstall: statistics failure, deployment finished, the
 #      device's log readable through the management API;
 #   3. a deployment aborted while the client downloads: the client's next status report gets
-#      409 and it stops without installing; the deployment ends aborted.
+#      409 and it stops without installing; the deployment ends aborted;
+#   4. a deployment with `retries: 2` whose module always fails: the client installs three
+#      times, and the deployment ends finished with failure 1 and the device's attempts 3;
+#   5. a deployment with `retries: 2` whose module fails once, then installs: success 1,
+#      attempts 2.
 #
 #   scripts/clients/mender-client.sh [SERVER_BINARY]   # starts an embedded server (default
 #                                                      # target/debug/deployments)
@@ -144,6 +148,8 @@ module client-test-fail 'echo "client-test-fail: refusing to install on purpose"
 # Holds the download open (the client streams the payload only once the module's Download
 # state ends without taking the stream itself), so the test can abort meanwhile.
 module client-test-slow "$INSTALL" 'touch "'"$C"'/installed/slow-download-started"; sleep '"$SLOW_SECONDS"
+# Fails its first ArtifactInstall, installs on the next.
+module client-test-flaky 'if [ -e "'"$C"'/installed/flaky-failed-once" ]; then '"$INSTALL"'; else touch "'"$C"'/installed/flaky-failed-once"; echo "client-test-flaky: failing the first attempt" >&2; exit 1; fi'
 chmod 755 "$C/share/identity/"* "$C/share/inventory/"* "$C/share/modules/v3/"*
 
 # --- the client ------------------------------------------------------------------------------
@@ -247,8 +253,9 @@ make_artifact() {
     "$(api POST /api/management/v1/deployments/artifacts -F "artifact=@$C/artifacts/$name.mender")"
 }
 
-# deploy NAME ARTIFACT [group]: creates a deployment for the device, or with `group` for the
-# device's group; sets DEPLOYMENT.
+# deploy NAME ARTIFACT [group|RETRIES]: creates a deployment for the device, or with `group`
+# for the device's group, or with a number for the device with that many retries; sets
+# DEPLOYMENT.
 deploy() {
   local status
   if [ "${3:-}" = group ]; then
@@ -256,7 +263,8 @@ deploy() {
       "$(jq -nc --arg n "$1" --arg a "$2" '{name: $n, artifact_name: $a}')" -D "$WORK/headers")
   else
     status=$(api_json POST /api/management/v1/deployments/deployments \
-      "$(jq -nc --arg n "$1" --arg a "$2" --arg d "$DEVICE_ID" '{name: $n, artifact_name: $a, devices: [$d]}')" \
+      "$(jq -nc --arg n "$1" --arg a "$2" --arg d "$DEVICE_ID" --arg r "${3:-}" \
+        '{name: $n, artifact_name: $a, devices: [$d]} + (if $r == "" then {} else {retries: ($r | tonumber)} end)')" \
       -D "$WORK/headers")
   fi
   expect_status "create deployment $1" 201 "$status"
@@ -273,8 +281,11 @@ deployment_field() {
   jq -r ".$1" "$WORK/body"
 }
 device_status() {
+  device_field status
+}
+device_field() {
   api GET "/api/management/v1/deployments/deployments/$DEPLOYMENT/devices" >/dev/null
-  jq -r --arg d "$DEVICE_ID" '.[] | select(.id == $d) | .status' "$WORK/body"
+  jq -r --arg d "$DEVICE_ID" --arg f "$1" '.[] | select(.id == $d) | .[$f]' "$WORK/body"
 }
 # ends_with STATUS: the device's entry has STATUS and the deployment is finished.
 ends_with() {
@@ -373,11 +384,37 @@ pass "the aborted artifact was not installed"
 [ "$(device_status)" = aborted ] || fail "the device's entry is $(device_status), not aborted"
 pass "the deployment stays finished with its device aborted"
 
+# --- 4. retries: a module that always fails ----------------------------------------------------
+RETRIED=retried-$suffix
+make_artifact client-test-fail "$RETRIED" 64
+: >"$C/installed/client-test-fail.states"
+deploy "client-retried-$suffix" "$RETRIED" 2
+wait_for $((TIMEOUT * 3)) "deployment $RETRIED: statistics failure 1, status finished" ends_with failure
+[ "$(device_field attempts)" = 3 ] || fail "the device's entry shows attempts $(device_field attempts), not 3"
+installs=$(grep -c '^ArtifactInstall$' "$C/installed/client-test-fail.states")
+[ "$installs" = 3 ] || fail "the failing module ran ArtifactInstall $installs times, not 3"
+pass "with retries 2 the client installed three times; the entry shows attempts 3 and failure"
+sleep 5
+[ "$(grep -c '^ArtifactInstall$' "$C/installed/client-test-fail.states")" = 3 ] &&
+  [ "$(stat_of failure)" = 1 ] || fail "the client was given the deployment a fourth time"
+pass "no fourth attempt"
+
+# --- 5. retries: a module that fails once ------------------------------------------------------
+FLAKY=flaky-$suffix
+make_artifact client-test-flaky "$FLAKY" 64
+deploy "client-flaky-$suffix" "$FLAKY" 2
+wait_for $((TIMEOUT * 2)) "deployment $FLAKY: statistics success 1, status finished" ends_with success
+[ "$(stat_of failure)" = 0 ] || fail "statistics of $FLAKY still count the failed first attempt: $(body)"
+[ "$(device_field attempts)" = 2 ] || fail "the device's entry shows attempts $(device_field attempts), not 2"
+cmp -s "$C/artifacts/$FLAKY.bin" "$C/installed/client-test-flaky/$FLAKY.bin" ||
+  fail "the flaky module's payload was not installed"
+pass "a module that failed once installed on the retry: success 1, attempts 2"
+
 stop_client
 
 # Errors the client logged that none of the scenarios explains (e.g. a request the server
 # dropped) fail the run; STRICT=0 only reports them.
-explained='DBus not enabled|terminated abnormally|deployment was aborted|Deployment aborted'
+explained='DBus not enabled|terminated abnormally|deployment was aborted|Deployment aborted|client-test-flaky'
 # While pending, every authorization (and the inventory submission that needs one) is refused.
 [ "${EXPECT_PENDING:-}" != 1 ] ||
   explained="$explained|dev auth: unauthorized|transient error: authorization request failed"

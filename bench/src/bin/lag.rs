@@ -56,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
             groups: Vec::new(),
             dynamic: None,
             policy: None,
+            retries: 0,
         }),
     )];
     for device in &devices {

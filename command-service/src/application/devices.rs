@@ -1,10 +1,11 @@
 //! The device API's commands: what to install next, status reports and logs. These are the
 //! hot path: they read the write side's tables as they are, without waiting for them.
 
+use chrono::{DateTime, Utc};
 use events::deployment::{DeviceDeploymentStatus, LogMessage};
-use events::{DeploymentId, StreamName};
+use events::{DeploymentId, DomainEvent, StreamName};
 
-use super::{Caller, Decision, Outcome, Pipeline};
+use super::{Caller, Decision, Outcome, Pipeline, Session};
 use crate::domain::device::{self, Admission, Asked, Next};
 use crate::domain::{deployments, inventory};
 use crate::error::ApiError;
@@ -84,29 +85,91 @@ pub async fn report_status(
                     device::decide_status(&state, device_id, deployment, status, substate, tables)
                 })?;
                 let mut appends = Vec::new();
-                // A final status of a deployment with a failure policy: the counts, with
-                // everything committed so far and this device, may trip it, in this append.
-                let policed = || {
-                    session.tables_now(|tables| {
-                        tables
-                            .deployments
-                            .get(&deployment)
-                            .is_some_and(|d| d.policy.is_some())
+                if !events.is_empty() && status.is_final() {
+                    appends.extend(policy_check(&session, deployment, device_id, status).await?);
+                }
+                appends.push((stream, events));
+                Ok(Decision {
+                    answer: (),
+                    appends,
+                })
+            }
+        })
+        .await
+}
+
+/// With the device's entry reaching the final `status`, the pause or abort its deployment's
+/// failure policy decides, for the deployment's stream, in the same append: the counts, with
+/// everything committed so far and this device, may trip it.
+async fn policy_check(
+    session: &Session,
+    deployment: DeploymentId,
+    device_id: &str,
+    status: DeviceDeploymentStatus,
+) -> Result<Option<(StreamName, Vec<DomainEvent>)>, ApiError> {
+    let policed = session.tables_now(|tables| {
+        tables
+            .deployments
+            .get(&deployment)
+            .is_some_and(|d| d.policy.is_some())
+    });
+    if !policed {
+        return Ok(None);
+    }
+    let trip = session
+        .tables(&[], |tables| {
+            deployments::decide_policy(tables, deployment, device_id, status)
+        })
+        .await?;
+    let Some(trip) = trip else {
+        return Ok(None);
+    };
+    let own = StreamName::new(deployments::stream(deployment));
+    let tripped = session.load(&own, deployments::evolve_tripped).await?;
+    Ok((!tripped).then(|| (own, vec![trip])))
+}
+
+/// Fails the device's entry in `deployment` if, at `now`, it has stayed in a non-final status
+/// longer than the deployment's device timeout; the failure counts for the failure policy
+/// as a report would. Decided on the device's stream: a report racing it makes it decide
+/// again (and find nothing to do), and so does another instance timing out the same entry,
+/// so each timeout is recorded once.
+pub async fn time_out(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    device_id: &str,
+    deployment: DeploymentId,
+    now: DateTime<Utc>,
+) -> Result<Outcome<()>, ApiError> {
+    let stream = StreamName::new(device::stream(device_id));
+    pipeline
+        .run(caller, |session| {
+            let stream = stream.clone();
+            async move {
+                let state = session.load(&stream, device::evolve).await?;
+                // The tables, once they reflect the stream as loaded, say since when the
+                // entry has been in its status.
+                let events = session
+                    .tables(&[], |tables| {
+                        let info = tables.deployments.get(&deployment)?;
+                        let timeout = info.policy.as_ref()?.device_timeout_seconds?;
+                        let (_, status, since) = info
+                            .timed_out(now)
+                            .find(|(device, _, _)| *device == device_id)?;
+                        Some(device::decide_timeout(
+                            &state,
+                            device_id,
+                            deployment,
+                            (status, since, timeout),
+                            tables,
+                        ))
                     })
-                };
-                if !events.is_empty() && status.is_final() && policed() {
-                    let trip = session
-                        .tables(&[], |tables| {
-                            deployments::decide_policy(tables, deployment, device_id, status)
-                        })
-                        .await?;
-                    if let Some(trip) = trip {
-                        let own = StreamName::new(deployments::stream(deployment));
-                        let tripped = session.load(&own, deployments::evolve_tripped).await?;
-                        if !tripped {
-                            appends.push((own, vec![trip]));
-                        }
-                    }
+                    .await?
+                    .unwrap_or_default();
+                let mut appends = Vec::new();
+                if !events.is_empty() {
+                    let failed = DeviceDeploymentStatus::Failure;
+                    appends.extend(policy_check(&session, deployment, device_id, failed).await?);
                 }
                 appends.push((stream, events));
                 Ok(Decision {

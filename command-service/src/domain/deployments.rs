@@ -48,6 +48,8 @@ pub struct NewDeployment {
     pub max_devices: Option<i64>,
     /// What the deployment does by itself when its devices fail.
     pub policy: Option<NewPolicy>,
+    /// How many more times a device whose attempt failed gets the deployment.
+    pub retries: Option<i64>,
 }
 
 /// `"policy"` as the client sent it.
@@ -86,16 +88,36 @@ fn checked_policy(sent: &Option<NewPolicy>) -> Result<Option<RolloutPolicy>, Dep
         Some("abort") => OnThreshold::Abort,
         Some(_) => return Err(invalid("policy.on_threshold: \"pause\" or \"abort\"")),
     };
-    if sent.device_timeout_seconds.is_some() {
-        return Err(invalid(
-            "policy.device_timeout_seconds: device timeouts are not supported yet",
-        ));
-    }
+    let device_timeout_seconds = match sent.device_timeout_seconds {
+        None => None,
+        Some(seconds) if seconds >= MIN_DEVICE_TIMEOUT => Some(seconds as u64),
+        Some(_) => {
+            return Err(invalid(format!(
+                "policy.device_timeout_seconds: at least {MIN_DEVICE_TIMEOUT}"
+            )))
+        }
+    };
     Ok(Some(RolloutPolicy {
         failure_threshold_percent,
         min_finished_devices,
         on_threshold,
+        device_timeout_seconds,
     }))
+}
+
+/// The shortest device timeout: a client polls and reports every few seconds to minutes, and
+/// a shorter one would fail devices that are merely busy.
+const MIN_DEVICE_TIMEOUT: i64 = 60;
+
+/// The most retries a deployment may give a device, as Mender Enterprise allows.
+const MAX_RETRIES: i64 = 10;
+
+fn checked_retries(sent: Option<i64>) -> Result<u32, DeploymentError> {
+    match sent {
+        None => Ok(0),
+        Some(retries) if (0..=MAX_RETRIES).contains(&retries) => Ok(retries as u32),
+        Some(_) => Err(invalid(format!("retries: between 0 and {MAX_RETRIES}"))),
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -286,6 +308,7 @@ pub fn decide_creation(
     let artifact_name = text(&request.artifact_name, "artifact_name")?;
     let (devices, mut groups) = targets(request, catalog)?;
     let policy = checked_policy(&request.policy)?;
+    let retries = checked_retries(request.retries)?;
     if devices.len() > max_devices {
         return Err(invalid(format!(
             "devices: {} listed, more than the {max_devices} one deployment may have",
@@ -325,6 +348,7 @@ pub fn decide_creation(
         groups,
         dynamic: None,
         policy,
+        retries,
     })])
 }
 
@@ -354,6 +378,7 @@ pub fn decide_dynamic_creation(
         .saved_filter(filter_id)
         .ok_or_else(|| invalid(format!("filter_id: no saved filter {filter_id}")))?;
     let policy = checked_policy(&request.policy)?;
+    let retries = checked_retries(request.retries)?;
     let max_devices = match request.max_devices {
         None => None,
         Some(max) if max >= 1 => Some(max as u64),
@@ -395,6 +420,7 @@ pub fn decide_dynamic_creation(
             max_devices,
         }),
         policy,
+        retries,
     })])
 }
 
@@ -486,9 +512,9 @@ pub fn evolve_tripped(tripped: bool, event: &DomainEvent) -> bool {
         )
 }
 
-/// With `device` reaching the final `status`, whether the deployment's policy trips: failed
-/// devices at least the threshold's percent of the finished ones, once at least the minimum
-/// have finished (devices aborted or decommissioned count as neither). Counts are the tables'
+/// With `device` reaching the final `status` (of its final attempt), whether the deployment's
+/// policy trips: failed devices at least the threshold's percent of the finished ones, once at
+/// least the minimum have finished (devices aborted or decommissioned count as neither). Counts are the tables'
 /// plus this device. A deployment this report finishes does not trip.
 pub fn decide_policy(
     catalog: &TenantCatalog,
@@ -498,7 +524,9 @@ pub fn decide_policy(
 ) -> Option<DomainEvent> {
     let deployment = catalog.deployments.get(&id)?;
     let policy = deployment.policy.as_ref()?;
-    if deployment.finished() || deployment.policy_tripped || !status.is_final() {
+    // A failure with retries left is not the device's final attempt.
+    if deployment.finished() || deployment.policy_tripped || !deployment.ends_entry(device, status)
+    {
         return None;
     }
     let newly_final = !deployment.finished_devices.contains(device);

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use events::deployment::{
-    DeviceDeploymentLogSaved, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
-    DeviceJoinedDeployment, LogMessage,
+    DeviceDeploymentLogSaved, DeviceDeploymentRetried, DeviceDeploymentStatus,
+    DeviceDeploymentStatusChanged, DeviceDeploymentTimedOut, DeviceJoinedDeployment, LogMessage,
 };
 use events::{ArtifactId, DeploymentId, DomainEvent};
 
@@ -29,6 +29,8 @@ pub struct Entry {
     pub artifact_id: Option<ArtifactId>,
     pub device_type: String,
     pub installed_artifact_name: String,
+    /// 1 for the first attempt, one more for each retry.
+    pub attempts: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -46,12 +48,26 @@ pub fn evolve(mut state: DeviceState, event: &DomainEvent) -> DeviceState {
                     artifact_id: joined.artifact_id,
                     device_type: joined.device_type.clone(),
                     installed_artifact_name: joined.installed_artifact_name.clone(),
+                    attempts: 1,
                 },
             );
         }
         DomainEvent::DeviceDeploymentStatusChanged(changed) => {
             if let Some(entry) = state.entries.get_mut(&changed.deployment_id) {
                 entry.status = changed.status;
+            }
+        }
+        DomainEvent::DeviceDeploymentTimedOut(timed_out) => {
+            if let Some(entry) = state.entries.get_mut(&timed_out.deployment_id) {
+                entry.status = DeviceDeploymentStatus::Failure;
+            }
+        }
+        DomainEvent::DeviceDeploymentRetried(retried) => {
+            if let Some(entry) = state.entries.get_mut(&retried.deployment_id) {
+                entry.status = DeviceDeploymentStatus::Pending;
+                entry.attempts = retried.attempt;
+                entry.device_type = retried.device_type.clone();
+                entry.installed_artifact_name = retried.installed_artifact_name.clone();
             }
         }
         DomainEvent::DeviceDecommissioned(_) => {
@@ -127,7 +143,35 @@ fn effective_status(entry: &Entry, deployment: Option<&DeploymentInfo>) -> Devic
     }
 }
 
-/// Chooses what the device runs next: its unfinished entry, else the oldest active
+/// Whether a failed entry gets its deployment again: the deployment has retries left for it,
+/// is neither aborted nor finished for this device (a decommission closes it).
+fn awaits_retry(entry: &Entry, device: &str, deployment: Option<&DeploymentInfo>) -> bool {
+    entry.status == DeviceDeploymentStatus::Failure
+        && deployment.is_some_and(|d| {
+            entry.attempts <= d.retries && !d.aborted && !d.finished_devices.contains(device)
+        })
+}
+
+/// The entry the device is still busy with: one not in a final state, or a failed one that
+/// will be retried. A device runs one deployment at a time.
+fn open_entry<'a>(
+    state: &'a DeviceState,
+    device: &str,
+    catalog: &TenantCatalog,
+) -> Option<(DeploymentId, &'a Entry)> {
+    state
+        .entries
+        .iter()
+        .find(|(id, entry)| {
+            let deployment = catalog.deployments.get(id);
+            !effective_status(entry, deployment).is_final()
+                || awaits_retry(entry, device, deployment)
+        })
+        .map(|(id, entry)| (*id, entry))
+}
+
+/// Chooses what the device runs next: its unfinished entry (a failed one with retries left
+/// starts its next attempt, unless the deployment is paused), else the oldest active
 /// deployment targeting it (listing it, or with `inventory` given, a dynamic deployment whose
 /// filter it matches now) that was created after its newest finished one.
 pub fn decide_next(
@@ -136,11 +180,10 @@ pub fn decide_next(
     catalog: &TenantCatalog,
     inventory: Option<&DeviceInventory>,
 ) -> NextDecision {
-    let unfinished = state
-        .entries
-        .iter()
-        .find(|(id, entry)| !effective_status(entry, catalog.deployments.get(id)).is_final());
-    if let Some((&deployment, entry)) = unfinished {
+    if let Some((deployment, entry)) = open_entry(state, &asked.device, catalog) {
+        if entry.status == DeviceDeploymentStatus::Failure {
+            return retry(deployment, entry, asked, catalog);
+        }
         if entry.device_type != asked.device_type
             || entry.installed_artifact_name != asked.artifact_name
         {
@@ -255,6 +298,40 @@ pub fn decide_next(
     }
 }
 
+/// The next attempt of a failed entry: what the device reports now is what later requests of
+/// this attempt must match (after a failed update without rollback, the client reports an
+/// artifact name of its own making).
+fn retry(
+    deployment: DeploymentId,
+    entry: &Entry,
+    asked: &Asked,
+    catalog: &TenantCatalog,
+) -> NextDecision {
+    let paused = catalog
+        .deployments
+        .get(&deployment)
+        .is_some_and(|d| d.paused);
+    let Some(artifact) = entry.artifact_id.filter(|_| !paused) else {
+        return NextDecision::answer(Next::Nothing);
+    };
+    NextDecision {
+        events: vec![DomainEvent::DeviceDeploymentRetried(
+            DeviceDeploymentRetried {
+                deployment_id: deployment,
+                device_id: asked.device.clone(),
+                attempt: entry.attempts + 1,
+                device_type: asked.device_type.clone(),
+                installed_artifact_name: asked.artifact_name.clone(),
+            },
+        )],
+        admission: None,
+        answer: Next::Serve {
+            deployment,
+            artifact,
+        },
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DeviceError {
     #[error("Resource not found")]
@@ -313,6 +390,32 @@ pub fn decide_status(
     )])
 }
 
+/// The device's entry in `deployment` stayed in `status` since `since` for longer than the
+/// deployment's device timeout, as the tables saw it: it fails, unless it has moved on since
+/// (then nothing is decided).
+pub fn decide_timeout(
+    state: &DeviceState,
+    device: &str,
+    deployment: DeploymentId,
+    (status, since, timeout_seconds): (DeviceDeploymentStatus, DateTime<Utc>, u64),
+    catalog: &TenantCatalog,
+) -> Vec<DomainEvent> {
+    match live_entry(state, deployment, catalog) {
+        Ok(entry) if entry.status == status && !status.is_final() => {
+            vec![DomainEvent::DeviceDeploymentTimedOut(
+                DeviceDeploymentTimedOut {
+                    deployment_id: deployment,
+                    device_id: device.to_owned(),
+                    status,
+                    since,
+                    timeout_seconds,
+                },
+            )]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The log of the device's attempt at a deployment.
 pub fn decide_log(
     state: &DeviceState,
@@ -344,11 +447,7 @@ pub fn decide_decommission(
     catalog: &TenantCatalog,
 ) -> Vec<DomainEvent> {
     let mut decided = Vec::new();
-    let unfinished = state
-        .entries
-        .iter()
-        .find(|(id, entry)| !effective_status(entry, catalog.deployments.get(id)).is_final())
-        .map(|(id, _)| *id);
+    let unfinished = open_entry(state, device, catalog).map(|(id, _)| id);
     if unfinished.is_some() {
         decided.push(DomainEvent::DeviceDecommissioned(
             events::deployment::DeviceDecommissioned {

@@ -44,6 +44,13 @@ pub struct DeploymentInfo {
     /// For a deployment with a policy, the devices that finished in success or failure, and
     /// those that failed.
     pub outcomes: Outcomes,
+    /// Retries a device whose attempt failed gets, and the attempt of each device past its
+    /// first.
+    pub retries: u32,
+    pub attempts: HashMap<String, u32>,
+    /// For a deployment with a device timeout, each device in a non-final status, with that
+    /// status and when its entry last changed.
+    pub in_flight: HashMap<String, (DeviceDeploymentStatus, DateTime<Utc>)>,
 }
 
 /// Devices by outcome, kept for deployments with a failure policy.
@@ -63,6 +70,38 @@ pub struct Dynamic {
 }
 
 impl DeploymentInfo {
+    /// The attempt the device is on (1 before any retry).
+    pub fn attempt(&self, device: &str) -> u32 {
+        self.attempts.get(device).copied().unwrap_or(1)
+    }
+
+    /// Whether `status`, reached by the device, ends its entry for good: a failure with
+    /// retries left does not, unless the deployment was aborted.
+    pub fn ends_entry(&self, device: &str, status: DeviceDeploymentStatus) -> bool {
+        status.is_final()
+            && !(status == DeviceDeploymentStatus::Failure
+                && !self.aborted
+                && self.attempt(device) <= self.retries)
+    }
+
+    /// The entries whose status has not changed for longer than the device timeout at `now`,
+    /// with that status and since when.
+    pub fn timed_out(
+        &self,
+        now: DateTime<Utc>,
+    ) -> impl Iterator<Item = (&str, DeviceDeploymentStatus, DateTime<Utc>)> + '_ {
+        let timeout = self
+            .policy
+            .as_ref()
+            .and_then(|policy| policy.device_timeout_seconds)
+            .filter(|_| !self.aborted)
+            .map(|seconds| chrono::Duration::seconds(seconds as i64));
+        self.in_flight
+            .iter()
+            .filter(move |(_, (_, since))| timeout.is_some_and(|timeout| *since + timeout <= now))
+            .map(|(device, (status, since))| (device.as_str(), *status, *since))
+    }
+
     /// Finished once aborted or once every targeted device is in a final state; a dynamic
     /// deployment once `max_devices` devices are, and without it only when aborted.
     pub fn finished(&self) -> bool {
@@ -203,9 +242,46 @@ impl TenantCatalog {
         }
     }
 
+    /// The device's entry in `deployment` moved to `status` at `at`: it ends, waits for a
+    /// retry, or goes on (and may time out).
+    fn entry_changed(
+        &mut self,
+        deployment: DeploymentId,
+        device: &str,
+        status: DeviceDeploymentStatus,
+        at: Option<DateTime<Utc>>,
+    ) {
+        let mut ends = status.is_final();
+        if let Some(info) = self.deployments.get_mut(&deployment) {
+            ends = info.ends_entry(device, status);
+            let timed = info
+                .policy
+                .as_ref()
+                .is_some_and(|policy| policy.device_timeout_seconds.is_some());
+            match at {
+                Some(at) if timed && !status.is_final() => {
+                    info.in_flight.insert(device.to_owned(), (status, at));
+                }
+                _ => {
+                    info.in_flight.remove(device);
+                }
+            }
+        }
+        if ends {
+            self.outcome(deployment, device, status);
+            self.entry_finished(deployment, device);
+        } else {
+            self.unfinished
+                .entry(device.to_owned())
+                .or_default()
+                .insert(deployment);
+        }
+    }
+
     fn entry_finished(&mut self, deployment: DeploymentId, device: &str) {
         if let Some(info) = self.deployments.get_mut(&deployment) {
             info.finished_devices.insert(device.to_owned());
+            info.in_flight.remove(device);
         }
         if let Some(ids) = self.unfinished.get_mut(device) {
             ids.remove(&deployment);
@@ -430,6 +506,9 @@ impl TenantCatalog {
                         policy: created.policy,
                         policy_tripped: false,
                         outcomes: Outcomes::default(),
+                        retries: created.retries,
+                        attempts: HashMap::new(),
+                        in_flight: HashMap::new(),
                         dynamic: created.dynamic.map(|target| Dynamic {
                             filter_id: target.filter_id,
                             // Checked when the filter was saved: a term that no longer
@@ -472,19 +551,33 @@ impl TenantCatalog {
                 }
             }
             DomainEvent::DeviceJoinedDeployment(joined) => {
-                self.outcome(joined.deployment_id, &joined.device_id, joined.status);
-                if joined.status.is_final() {
-                    self.entry_finished(joined.deployment_id, &joined.device_id);
-                } else {
-                    self.unfinished
-                        .entry(joined.device_id)
-                        .or_default()
-                        .insert(joined.deployment_id);
-                }
+                self.entry_changed(joined.deployment_id, &joined.device_id, joined.status, at);
             }
-            DomainEvent::DeviceDeploymentStatusChanged(changed) if changed.status.is_final() => {
-                self.outcome(changed.deployment_id, &changed.device_id, changed.status);
-                self.entry_finished(changed.deployment_id, &changed.device_id);
+            DomainEvent::DeviceDeploymentStatusChanged(changed) => {
+                self.entry_changed(
+                    changed.deployment_id,
+                    &changed.device_id,
+                    changed.status,
+                    at,
+                );
+            }
+            DomainEvent::DeviceDeploymentTimedOut(timed_out) => self.entry_changed(
+                timed_out.deployment_id,
+                &timed_out.device_id,
+                DeviceDeploymentStatus::Failure,
+                at,
+            ),
+            DomainEvent::DeviceDeploymentRetried(retried) => {
+                if let Some(info) = self.deployments.get_mut(&retried.deployment_id) {
+                    info.attempts
+                        .insert(retried.device_id.clone(), retried.attempt);
+                }
+                self.entry_changed(
+                    retried.deployment_id,
+                    &retried.device_id,
+                    DeviceDeploymentStatus::Pending,
+                    at,
+                );
             }
             DomainEvent::DeviceDecommissioned(decommissioned) => {
                 let device = decommissioned.device_id;

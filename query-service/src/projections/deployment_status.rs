@@ -10,20 +10,22 @@ type Tx = Transaction<'static, Any>;
 pub const FINAL: &str =
     "'success', 'failure', 'noartifact', 'already-installed', 'aborted', 'decommissioned'";
 
-/// Mender's derivation: finished once aborted or once the devices in final states reach the
-/// targeted count, and then for good; in progress while any device is in a status other than
+/// Mender's derivation: finished once aborted or once the devices in final states (less the
+/// `retrying` ones, failed with retries left) reach the targeted count, and then for good; in progress while any device is in a status other than
 /// `pending` or `decommissioned` (a decommissioned device never started anything); else pending.
 pub fn deployment_status(
     current: &str,
     aborted: bool,
     max_devices: i64,
+    retrying: i64,
     counts: &[(DeviceDeploymentStatus, i64)],
 ) -> &'static str {
     let final_devices: i64 = counts
         .iter()
         .filter(|(status, _)| status.is_final())
         .map(|(_, devices)| devices)
-        .sum();
+        .sum::<i64>()
+        - retrying.max(0);
     let started = counts.iter().any(|(status, devices)| {
         *devices > 0
             && !matches!(
@@ -88,12 +90,14 @@ struct Standing {
     status: String,
     aborted: bool,
     max_devices: i64,
+    retrying: i64,
 }
 
 /// Derives the deployment's status afresh from its counts and stores it if it changed.
 pub async fn refresh(tx: &mut Tx, tenant: &str, deployment: &str, at: &str) -> anyhow::Result<()> {
     let Some(row) = sqlx::query(
-        "SELECT status, aborted, max_devices FROM deployments WHERE tenant = $1 AND id = $2",
+        "SELECT status, aborted, max_devices, retrying FROM deployments
+         WHERE tenant = $1 AND id = $2",
     )
     .bind(tenant)
     .bind(deployment)
@@ -113,6 +117,7 @@ pub async fn refresh(tx: &mut Tx, tenant: &str, deployment: &str, at: &str) -> a
         status: row.try_get("status")?,
         aborted: row.try_get::<i64, _>("aborted")? == 1,
         max_devices: row.try_get("max_devices")?,
+        retrying: row.try_get("retrying")?,
     };
     settle(tx, tenant, deployment, at, &standing).await
 }
@@ -144,6 +149,7 @@ async fn settle(
         &standing.status,
         standing.aborted,
         standing.max_devices,
+        standing.retrying,
         &counts,
     );
     if status == standing.status {
@@ -170,9 +176,9 @@ mod tests {
 
     #[test]
     fn a_deployment_nobody_has_started_is_pending() {
-        assert_eq!(deployment_status("pending", false, 3, &[]), "pending");
+        assert_eq!(deployment_status("pending", false, 3, 0, &[]), "pending");
         assert_eq!(
-            deployment_status("pending", false, 3, &[(Pending, 2), (Downloading, 0)]),
+            deployment_status("pending", false, 3, 0, &[(Pending, 2), (Downloading, 0)]),
             "pending"
         );
     }
@@ -180,15 +186,15 @@ mod tests {
     #[test]
     fn any_device_past_pending_makes_it_in_progress_except_a_decommissioned_one() {
         assert_eq!(
-            deployment_status("pending", false, 3, &[(Pending, 1), (Rebooting, 1)]),
+            deployment_status("pending", false, 3, 0, &[(Pending, 1), (Rebooting, 1)]),
             "inprogress"
         );
         assert_eq!(
-            deployment_status("pending", false, 3, &[(NoArtifact, 1)]),
+            deployment_status("pending", false, 3, 0, &[(NoArtifact, 1)]),
             "inprogress"
         );
         assert_eq!(
-            deployment_status("pending", false, 3, &[(Decommissioned, 1)]),
+            deployment_status("pending", false, 3, 0, &[(Decommissioned, 1)]),
             "pending"
         );
     }
@@ -196,14 +202,30 @@ mod tests {
     #[test]
     fn final_devices_reaching_the_target_or_an_abort_finish_it_for_good() {
         let done = [(Success, 1), (Failure, 1), (Decommissioned, 1)];
-        assert_eq!(deployment_status("inprogress", false, 3, &done), "finished");
         assert_eq!(
-            deployment_status("inprogress", false, 4, &done),
+            deployment_status("inprogress", false, 3, 0, &done),
+            "finished"
+        );
+        assert_eq!(
+            deployment_status("inprogress", false, 4, 0, &done),
             "inprogress"
         );
-        assert_eq!(deployment_status("pending", true, 4, &[]), "finished");
+        assert_eq!(deployment_status("pending", true, 4, 0, &[]), "finished");
         assert_eq!(
-            deployment_status("finished", false, 4, &[(Pending, 1)]),
+            deployment_status("finished", false, 4, 0, &[(Pending, 1)]),
+            "finished"
+        );
+    }
+
+    #[test]
+    fn a_failure_with_retries_left_does_not_finish_it() {
+        let done = [(Success, 2), (Failure, 1)];
+        assert_eq!(
+            deployment_status("inprogress", false, 3, 1, &done),
+            "inprogress"
+        );
+        assert_eq!(
+            deployment_status("inprogress", false, 3, 0, &done),
             "finished"
         );
     }

@@ -3,7 +3,10 @@
 
 use async_trait::async_trait;
 use events::artifact::ArtifactUploaded;
-use events::deployment::{DeploymentAborted, DeploymentCreated, PauseCause, PolicyTrip};
+use events::deployment::{
+    DeploymentAborted, DeploymentCreated, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
+    PauseCause, PolicyTrip, TIMEOUT_SUBSTATE,
+};
 use events::{DomainEvent, RecordedEvent};
 use sqlx::{Any, Transaction};
 
@@ -37,6 +40,19 @@ impl Projection for DeploymentsProjection {
                 },
                 DomainEvent::DeviceDeploymentStatusChanged(changed) => {
                     DeviceEvent::StatusChanged { at, changed }
+                }
+                // A timeout is a failure the server decided, shown with substate `timeout`.
+                DomainEvent::DeviceDeploymentTimedOut(timed_out) => DeviceEvent::StatusChanged {
+                    at,
+                    changed: DeviceDeploymentStatusChanged {
+                        deployment_id: timed_out.deployment_id,
+                        device_id: timed_out.device_id,
+                        status: DeviceDeploymentStatus::Failure,
+                        substate: Some(TIMEOUT_SUBSTATE.to_owned()),
+                    },
+                },
+                DomainEvent::DeviceDeploymentRetried(retried) => {
+                    DeviceEvent::Retried { at, retried }
                 }
                 DomainEvent::DeviceAdmittedToPhase(admitted) => {
                     DeviceEvent::AdmittedToPhase(admitted)
@@ -103,6 +119,8 @@ async fn apply_one(tx: &mut Tx, tenant: &str, at: &str, event: DomainEvent) -> a
         DomainEvent::ArtifactDescriptionChanged(_)
         | DomainEvent::DeviceJoinedDeployment(_)
         | DomainEvent::DeviceDeploymentStatusChanged(_)
+        | DomainEvent::DeviceDeploymentTimedOut(_)
+        | DomainEvent::DeviceDeploymentRetried(_)
         | DomainEvent::DeviceAdmittedToPhase(_)
         | DomainEvent::DeviceDeploymentLogSaved(_)
         // Admission is the devices projection's.
@@ -134,8 +152,9 @@ async fn deployment_created(
         "INSERT INTO deployments (tenant, id, name, artifact_name, search_name,
                                   search_artifact_name, created, finished, status, max_devices,
                                   device_count, aborted, force_installation, total_size, groups,
-                                  filter, policy)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 'pending', $8, 0, 0, $9, 0, $10, $11, $12)",
+                                  filter, policy, retries)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, 'pending', $8, 0, 0, $9, 0, $10, $11, $12,
+                 $13)",
     )
     .bind(tenant)
     .bind(&id)
@@ -175,6 +194,7 @@ async fn deployment_created(
             .map(serde_json::to_string)
             .transpose()?,
     )
+    .bind(i64::from(created.retries))
     .execute(&mut **tx)
     .await?;
     let devices = created

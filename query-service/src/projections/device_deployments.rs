@@ -11,8 +11,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use events::deployment::{
-    DeviceAdmittedToPhase, DeviceDecommissioned, DeviceDeploymentLogSaved, DeviceDeploymentStatus,
-    DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
+    DeviceAdmittedToPhase, DeviceDecommissioned, DeviceDeploymentLogSaved, DeviceDeploymentRetried,
+    DeviceDeploymentStatus, DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
 };
 use events::DeploymentId;
 use sqlx::{Any, Row, Transaction};
@@ -36,6 +36,10 @@ pub enum DeviceEvent {
     },
     AdmittedToPhase(DeviceAdmittedToPhase),
     LogSaved(DeviceDeploymentLogSaved),
+    Retried {
+        at: String,
+        retried: DeviceDeploymentRetried,
+    },
 }
 
 impl DeviceEvent {
@@ -45,6 +49,7 @@ impl DeviceEvent {
             Self::StatusChanged { changed, .. } => changed.deployment_id,
             Self::AdmittedToPhase(admitted) => admitted.deployment_id,
             Self::LogSaved(saved) => saved.deployment_id,
+            Self::Retried { retried, .. } => retried.deployment_id,
         }
     }
 
@@ -54,6 +59,7 @@ impl DeviceEvent {
             Self::StatusChanged { changed, .. } => &changed.device_id,
             Self::AdmittedToPhase(admitted) => &admitted.device_id,
             Self::LogSaved(saved) => &saved.device_id,
+            Self::Retried { retried, .. } => &retried.device_id,
         }
     }
 }
@@ -102,6 +108,7 @@ struct Entry {
     started: Option<String>,
     finished: Option<String>,
     has_log: bool,
+    attempts: i64,
     changed: bool,
 }
 
@@ -110,6 +117,10 @@ struct Deployment {
     status: String,
     aborted: bool,
     max_devices: i64,
+    /// Retries the deployment gives, and its entries that failed with retries left (they
+    /// do not count towards finishing it).
+    retries: i64,
+    retrying: i64,
     /// Devices per status, and which statuses the run touched (each is written back, as
     /// one event at a time would, even when its moves cancel out).
     counts: BTreeMap<DeviceDeploymentStatus, i64>,
@@ -129,7 +140,13 @@ impl Deployment {
     /// Derives the status again after a change at `at`, as Mender does after every one.
     fn settle(&mut self, at: &str) {
         let counts: Vec<_> = self.counts.iter().map(|(s, n)| (*s, *n)).collect();
-        let status = deployment_status(&self.status, self.aborted, self.max_devices, &counts);
+        let status = deployment_status(
+            &self.status,
+            self.aborted,
+            self.max_devices,
+            self.retrying,
+            &counts,
+        );
         if status != self.status {
             self.status = status.to_owned();
             self.status_changed = true;
@@ -170,7 +187,7 @@ impl Fold {
                         .or_default()
                         .insert(deployment.clone());
                 }
-                DeviceEvent::StatusChanged { .. } => {
+                DeviceEvent::StatusChanged { .. } | DeviceEvent::Retried { .. } => {
                     deployment_ids
                         .entry(tenant.as_str())
                         .or_default()
@@ -195,7 +212,7 @@ impl Fold {
             let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
             let rows = select_in(
                 tx,
-                "SELECT id, status, aborted, max_devices FROM deployments",
+                "SELECT id, status, aborted, max_devices, retries, retrying FROM deployments",
                 &[("tenant", tenant)],
                 ("id", &ids),
             )
@@ -207,6 +224,8 @@ impl Fold {
                         status: row.try_get("status")?,
                         aborted: row.try_get::<i64, _>("aborted")? == 1,
                         max_devices: row.try_get("max_devices")?,
+                        retries: row.try_get("retries")?,
+                        retrying: row.try_get("retrying")?,
                         counts: BTreeMap::new(),
                         count_changes: BTreeMap::new(),
                         devices_joined: 0,
@@ -252,7 +271,8 @@ impl Fold {
             let rows = select_in(
                 tx,
                 "SELECT device_id, id, status, substate, artifact_id, device_type,
-                        installed_artifact_name, phase, created, started, finished, has_log
+                        installed_artifact_name, phase, created, started, finished, has_log,
+                        attempts
                  FROM device_deployments",
                 &[("tenant", tenant), ("deployment_id", deployment)],
                 ("device_id", &devices),
@@ -276,6 +296,7 @@ impl Fold {
                     started: row.try_get("started")?,
                     finished: row.try_get("finished")?,
                     has_log: row.try_get::<i64, _>("has_log")? == 1,
+                    attempts: row.try_get("attempts")?,
                     changed: false,
                 };
                 fold.entries.insert(key, entry);
@@ -294,6 +315,7 @@ impl Fold {
                 joined,
             } => self.joined(key, &at, entry_id, joined),
             DeviceEvent::StatusChanged { at, changed } => self.status_changed(key, &at, changed),
+            DeviceEvent::Retried { at, retried } => self.retried(key, &at, retried),
             DeviceEvent::AdmittedToPhase(admitted) => {
                 let (tenant, deployment, _) = key;
                 *self
@@ -361,10 +383,27 @@ impl Fold {
             started: (status != DeviceDeploymentStatus::Pending).then(|| at.to_owned()),
             finished: status.is_final().then(|| at.to_owned()),
             has_log: false,
+            attempts: 1,
             changed: true,
         };
         self.entries.insert(key, entry);
         Ok(())
+    }
+
+    /// An existing entry and its deployment, for a change (`what`) to the entry.
+    fn entry(
+        &mut self,
+        key: &EntryKey,
+        what: &str,
+    ) -> anyhow::Result<(&mut Entry, &mut Deployment)> {
+        let (tenant, id, device) = key;
+        match (
+            self.entries.get_mut(key),
+            self.deployments.get_mut(&(tenant.clone(), id.clone())),
+        ) {
+            (Some(entry), Some(deployment)) => Ok((entry, deployment)),
+            _ => anyhow::bail!("{what} for {device} in {id}, which has no entry"),
+        }
     }
 
     /// Moves the entry to its new status, keeping the deployment's counts and status in step.
@@ -374,13 +413,7 @@ impl Fold {
         at: &str,
         changed: DeviceDeploymentStatusChanged,
     ) -> anyhow::Result<()> {
-        let (tenant, id, device) = &key;
-        let (Some(entry), Some(deployment)) = (
-            self.entries.get_mut(&key),
-            self.deployments.get_mut(&(tenant.clone(), id.clone())),
-        ) else {
-            anyhow::bail!("status change for {device} in {id}, which has no entry");
-        };
+        let (entry, deployment) = self.entry(&key, "status change")?;
         // A report that raced with an abort: the entry stays aborted unless the device really
         // finished, as the command side reads it.
         if !changed.status.is_final() && deployment.aborted {
@@ -400,10 +433,44 @@ impl Fold {
         entry.changed = true;
         let previous = std::mem::replace(&mut entry.status, changed.status);
         if previous != changed.status {
+            // A failure with retries left does not finish the entry: the device gets the
+            // deployment again when it next asks.
+            if changed.status == DeviceDeploymentStatus::Failure
+                && !deployment.aborted
+                && entry.attempts <= deployment.retries
+            {
+                deployment.retrying += 1;
+                deployment.status_changed = true;
+            }
             deployment.count(previous, -1);
             deployment.count(changed.status, 1);
             deployment.settle(at);
         }
+        Ok(())
+    }
+
+    /// A failed entry starts its next attempt: pending again, counted as such.
+    fn retried(
+        &mut self,
+        key: EntryKey,
+        at: &str,
+        retried: DeviceDeploymentRetried,
+    ) -> anyhow::Result<()> {
+        let (entry, deployment) = self.entry(&key, "retry")?;
+        if entry.status == DeviceDeploymentStatus::Failure {
+            deployment.retrying -= 1;
+        }
+        deployment.count(entry.status, -1);
+        deployment.count(DeviceDeploymentStatus::Pending, 1);
+        deployment.status_changed = true;
+        entry.status = DeviceDeploymentStatus::Pending;
+        entry.attempts = i64::from(retried.attempt);
+        entry.substate = None;
+        entry.finished = None;
+        entry.device_type = retried.device_type;
+        entry.installed_artifact_name = retried.installed_artifact_name;
+        entry.changed = true;
+        deployment.settle(at);
         Ok(())
     }
 
@@ -428,6 +495,7 @@ impl Fold {
                     Param::Text(entry.started),
                     Param::Text(entry.finished),
                     Param::Int(Some(i64::from(entry.has_log))),
+                    Param::Int(Some(entry.attempts)),
                 ]
             })
             .collect();
@@ -435,11 +503,13 @@ impl Fold {
             tx,
             "INSERT INTO device_deployments (tenant, deployment_id, device_id, id, status,
                  substate, artifact_id, device_type, installed_artifact_name, phase, created,
-                 started, finished, has_log)",
+                 started, finished, has_log, attempts)",
             "ON CONFLICT (tenant, deployment_id, device_id) DO UPDATE SET
                  status = excluded.status, substate = excluded.substate,
                  started = excluded.started, finished = excluded.finished,
-                 has_log = excluded.has_log",
+                 has_log = excluded.has_log, attempts = excluded.attempts,
+                 device_type = excluded.device_type,
+                 installed_artifact_name = excluded.installed_artifact_name",
             entries,
         )
         .await?;
@@ -471,7 +541,7 @@ impl Fold {
             sqlx::query(
                 "UPDATE deployments SET device_count = device_count + $3,
                         total_size = total_size + $4, status = $5,
-                        finished = COALESCE($6, finished)
+                        finished = COALESCE($6, finished), retrying = $7
                  WHERE tenant = $1 AND id = $2",
             )
             .bind(tenant)
@@ -480,6 +550,7 @@ impl Fold {
             .bind(deployment.size_added)
             .bind(&deployment.status)
             .bind(&deployment.finished_at)
+            .bind(deployment.retrying)
             .execute(&mut **tx)
             .await?;
         }
@@ -550,6 +621,27 @@ pub async fn decommissioned(
     .bind(at)
     .execute(&mut **tx)
     .await?;
+    // An entry that failed with retries left gets no retry now: it no longer holds its
+    // deployment open.
+    let retrying = sqlx::query(
+        "SELECT e.deployment_id FROM device_deployments e
+         JOIN deployments d ON d.tenant = e.tenant AND d.id = e.deployment_id
+         WHERE e.tenant = $1 AND e.device_id = $2 AND e.status = 'failure'
+           AND e.attempts <= d.retries AND d.aborted = 0 AND d.retrying > 0",
+    )
+    .bind(tenant)
+    .bind(&decommissioned.device_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for row in retrying {
+        let deployment: String = row.try_get("deployment_id")?;
+        sqlx::query("UPDATE deployments SET retrying = retrying - 1 WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(&deployment)
+            .execute(&mut **tx)
+            .await?;
+        refresh(tx, tenant, &deployment, at).await?;
+    }
     for row in unfinished {
         let deployment: String = row.try_get("deployment_id")?;
         let previous = parse_status(&row.try_get::<String, _>("status")?)?;

@@ -36,6 +36,8 @@ pub struct Deployment {
     /// The failure policy, and the counts it tripped on, as JSON.
     pub policy: Option<String>,
     pub policy_trip: Option<String>,
+    /// Retries a device whose attempt failed gets.
+    pub retries: i64,
 }
 
 /// How many of a deployment's devices are in one status.
@@ -88,7 +90,8 @@ pub struct DeploymentFilter {
 
 /// Columns of `deployments` that [`Deployment`] reads.
 const COLUMNS: &str = "id, name, artifact_name, created, finished, status, \
-     device_count, max_devices, force_installation, total_size, groups, filter, paused, pause_cause, policy, policy_trip";
+     device_count, max_devices, force_installation, total_size, groups, filter, paused, pause_cause, policy, policy_trip, \
+     retries";
 
 /// The deployments of one generation of the read models.
 #[derive(Clone)]

@@ -25,6 +25,8 @@ pub struct Entry {
     pub device_type: String,
     /// 1 when the device uploaded a log for the deployment, else 0.
     pub has_log: i64,
+    /// 1 for the first attempt, one more for each retry.
+    pub attempts: i64,
     #[sqlx(flatten)]
     pub artifact: AssignedArtifact,
 }
@@ -72,6 +74,7 @@ impl Entry {
 /// Columns [`Entry`] reads, the assigned artifact's from the artifacts read model.
 const COLUMNS: &str = "dd.deployment_id, dd.device_id, dd.id AS entry_id, dd.status, \
      dd.substate, dd.created, dd.started, dd.finished, dd.device_type, dd.has_log, \
+     dd.attempts, \
      a.name AS artifact_name, a.document, a.description, a.modified";
 
 /// `FROM` clause matching [`COLUMNS`].

@@ -92,6 +92,11 @@ const MIGRATIONS: MigrationSet = MigrationSet {
             name: "policy",
             sql: include_str!("../../../migrations/read-models/0010_policy.sql"),
         },
+        Migration {
+            version: 11,
+            name: "retries",
+            sql: include_str!("../../../migrations/read-models/0011_retries.sql"),
+        },
     ],
 };
 

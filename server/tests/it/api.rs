@@ -83,6 +83,7 @@ async fn a_deployment_is_read_from_its_projection(server: TestServer) {
                 groups: Vec::new(),
                 dynamic: None,
                 policy: None,
+                retries: 0,
             }),
             DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
                 deployment_id: id,

@@ -183,6 +183,7 @@ fn created_at(
         groups: Vec::new(),
         dynamic: None,
         policy: None,
+        retries: 0,
     })
 }
 

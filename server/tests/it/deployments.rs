@@ -974,10 +974,11 @@ async fn as_of_shows_a_deployment_as_it_was(server: TestServer) {
 /// One command of a random session through the API.
 #[derive(Debug, Clone)]
 enum Command {
-    /// A deployment of `release-2` or `release-3` to the devices picked.
+    /// A deployment of `release-2` or `release-3` to the devices picked, with 0 to 2 retries.
     Create {
         targets: Vec<bool>,
         release: usize,
+        retries: usize,
     },
     /// An abort of one of the session's deployments, if it has any.
     Abort {
@@ -1008,8 +1009,8 @@ const REPORTS: [&str; 6] = [
 fn sessions() -> impl proptest::strategy::Strategy<Value = Vec<Command>> {
     use proptest::prelude::*;
     let command = prop_oneof![
-        2 => (proptest::collection::vec(any::<bool>(), SESSION_DEVICES), 0..2usize)
-            .prop_map(|(targets, release)| Command::Create { targets, release }),
+        2 => (proptest::collection::vec(any::<bool>(), SESSION_DEVICES), 0..2usize, 0..3usize)
+            .prop_map(|(targets, release, retries)| Command::Create { targets, release, retries }),
         1 => any::<usize>().prop_map(|pick| Command::Abort { pick }),
         1 => (0..SESSION_DEVICES).prop_map(|device| Command::Decommission { device }),
         6 => (0..SESSION_DEVICES, 0..DEVICE_TYPES.len(), 0..REPORTS.len()).prop_map(
@@ -1031,7 +1032,11 @@ async fn run_session(fleet: &Fleet, session: usize, commands: &[Command]) -> Vec
     let mut deployments = Vec::new();
     for (step, command) in commands.iter().enumerate() {
         match command {
-            Command::Create { targets, release } => {
+            Command::Create {
+                targets,
+                release,
+                retries,
+            } => {
                 let targets: Vec<&str> = devices
                     .iter()
                     .zip(targets)
@@ -1043,7 +1048,8 @@ async fn run_session(fleet: &Fleet, session: usize, commands: &[Command]) -> Vec
                 }
                 let artifact = ["release-2", "release-3"][*release];
                 let (status, _, id) = fleet
-                    .create(json!({"name": format!("random-{session}-{step}"), "artifact_name": artifact, "devices": targets}))
+                    .create(json!({"name": format!("random-{session}-{step}"), "artifact_name": artifact,
+                                   "devices": targets, "retries": retries}))
                     .await;
                 assert_eq!(status, 201);
                 deployments.push(id.unwrap());
@@ -1281,6 +1287,114 @@ async fn a_paused_deployment_serves_only_devices_already_updating(server: TestSe
     );
 }
 
+/// The device's entry in a deployment, from the management device list.
+async fn entry(fleet: &Fleet, id: &str, device: &str) -> Value {
+    let (status, entries) = fleet
+        .server
+        .get(
+            &format!("{MANAGEMENT}/deployments/{id}/devices"),
+            Some(&fleet.server.admin()),
+        )
+        .await;
+    assert_eq!(status, 200, "{entries}");
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|entry| entry["id"] == device)
+        .cloned()
+        .unwrap_or_else(|| panic!("{device} not in {entries}"))
+}
+
+async fn a_failed_device_is_retried_and_counted_by_its_latest_attempt(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let head = fleet.server.head().await;
+    for retries in [json!(-1), json!(11), json!("two"), json!(1.5)] {
+        let (status, body, _) = fleet
+            .create(json!({"name": "bad", "artifact_name": "release-2", "devices": ["x"], "retries": retries}))
+            .await;
+        assert_eq!(status, 400, "{retries}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("retries"),
+            "{retries}: {body}"
+        );
+        assert!(body["request_id"].is_string());
+    }
+    assert_eq!(
+        fleet.server.head().await,
+        head,
+        "refused requests record nothing"
+    );
+
+    let (status, body, id) = fleet
+        .create(json!({"name": "retried", "artifact_name": "release-2", "devices": ["r1", "r2"], "retries": 2}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = id.unwrap();
+    assert_eq!(fleet.deployment(&id).await["retries"], 2);
+
+    // r1 fails once, then succeeds on its retry.
+    assert_eq!(fleet.next("r1", "release-1", "pi").await.0, 200);
+    assert_eq!(fleet.report("r1", &id, "failure").await.0, 204);
+    assert_eq!(entry(&fleet, &id, "r1").await["attempts"], 1);
+    assert_eq!(fleet.statistics(&id).await["failure"], 1);
+    // A failed update without rollback leaves the client naming an artifact of its own.
+    let (status, body) = fleet.next("r1", "release-2_INCONSISTENT", "pi").await;
+    assert_eq!(
+        status, 200,
+        "the failed device gets the deployment again: {body}"
+    );
+    assert_eq!(body["id"], id.as_str());
+    let retried = entry(&fleet, &id, "r1").await;
+    assert_eq!(
+        (retried["attempts"].clone(), retried["status"].clone()),
+        (json!(2), json!("pending"))
+    );
+    let statistics = fleet.statistics(&id).await;
+    assert_eq!(
+        (statistics["failure"].clone(), statistics["pending"].clone()),
+        (json!(0), json!(1))
+    );
+    assert_eq!(fleet.report("r1", &id, "installing").await.0, 204);
+    assert_eq!(fleet.report("r1", &id, "success").await.0, 204);
+
+    // r2 fails on every attempt: three in all, then nothing more.
+    for attempt in 1..=3 {
+        let (status, body) = fleet.next("r2", "release-1", "pi").await;
+        assert_eq!(status, 200, "attempt {attempt}: {body}");
+        assert_eq!(fleet.report("r2", &id, "failure").await.0, 204);
+        let deployment = fleet.deployment(&id).await;
+        let expected = if attempt < 3 {
+            "inprogress"
+        } else {
+            "finished"
+        };
+        assert_eq!(deployment["status"], expected, "after attempt {attempt}");
+    }
+    assert_eq!(
+        fleet.next("r2", "release-1", "pi").await.0,
+        204,
+        "no retry is left"
+    );
+    let failed = entry(&fleet, &id, "r2").await;
+    assert_eq!(
+        (failed["attempts"].clone(), failed["status"].clone()),
+        (json!(3), json!("failure"))
+    );
+    let statistics = fleet.statistics(&id).await;
+    assert_eq!(
+        (
+            statistics["success"].clone(),
+            statistics["failure"].clone(),
+            statistics["pending"].clone()
+        ),
+        (json!(1), json!(1), json!(0)),
+        "{statistics}"
+    );
+    // A report on the spent entry changes nothing.
+    assert_eq!(fleet.report("r2", &id, "installing").await.0, 409);
+}
+
 async fn a_failure_policy_pauses_or_aborts_the_rollout(server: TestServer) {
     let fleet = Fleet::new(server).await;
     let head = fleet.server.head().await;
@@ -1306,7 +1420,7 @@ async fn a_failure_policy_pauses_or_aborts_the_rollout(server: TestServer) {
             "policy.on_threshold",
         ),
         (
-            json!({"failure_threshold_percent": 20, "device_timeout_seconds": 60}),
+            json!({"failure_threshold_percent": 20, "device_timeout_seconds": 59}),
             "policy.device_timeout_seconds",
         ),
         (
@@ -1394,6 +1508,7 @@ async fn a_failure_policy_pauses_or_aborts_the_rollout(server: TestServer) {
 }
 
 on_both_backends!(
+    a_failed_device_is_retried_and_counted_by_its_latest_attempt,
     a_failure_policy_pauses_or_aborts_the_rollout,
     a_paused_deployment_serves_only_devices_already_updating,
     a_created_deployment_is_readable_at_its_location,

@@ -372,6 +372,7 @@ async fn fill_log(data: &Path, count: usize) {
                         groups: Vec::new(),
                         dynamic: None,
                         policy: None,
+                        retries: 0,
                     });
                 events::NewEvent::new(uuid::Uuid::new_v4(), &created, metadata.clone())
             })
@@ -722,4 +723,177 @@ async fn failed_logins_are_logged_with_the_address_and_throttled() {
         warnings.iter().all(|line| line.contains("127.0.0.1")),
         "{warnings:#?}"
     );
+}
+
+/// Every `DeviceDeploymentTimedOut` in the embedded log, by device.
+async fn timeouts_in_log(data: &Path) -> Vec<String> {
+    let log = event_log::open_log(&format!("sqlite://{}", data.join("events.db").display()), 1)
+        .await
+        .unwrap();
+    let mut devices = Vec::new();
+    let mut after = events::Position::START;
+    loop {
+        let batch = log.read_all(after, 1000).await.unwrap();
+        let Some(last) = batch.last() else { break };
+        after = last.position;
+        for event in &batch {
+            if let Ok(events::DomainEvent::DeviceDeploymentTimedOut(timed_out)) = event.decode() {
+                devices.push(timed_out.device_id);
+            }
+        }
+    }
+    devices.sort();
+    devices
+}
+
+/// Device timeouts come from the log: an entry times out while the server runs after a
+/// restart that loaded it from the log, and one whose deadline passed while the server was
+/// down times out right after the next start; neither ever twice, however often the process
+/// is killed; and a timeout counts towards retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_timeouts_fire_from_the_log_exactly_once_across_kills() {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let settings = [("DEPLOYMENTS_DEVICE_TIMEOUT_CHECK_MS", "300")];
+    let mut server = ServerProcess::start(data.path(), &settings).await;
+    let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
+    assert_eq!(upload(&server, &release).await.0, 201);
+    let response = reqwest::Client::new()
+        .post(server.url(&format!("{MANAGEMENT}/deployments")))
+        .bearer_auth(server.admin())
+        .json(
+            &json!({"name": "stuck", "artifact_name": "release-1", "devices": ["t1", "t2"],
+                      "retries": 1,
+                      "policy": {"failure_threshold_percent": 100, "device_timeout_seconds": 60}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = response.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let client = reqwest::Client::new();
+    let start = |server: &ServerProcess, device: &'static str, status: &'static str| {
+        let (client, server_url, token) = (
+            client.clone(),
+            server.url(DEVICE),
+            server.token(device, TokenKind::Device),
+        );
+        let id = id.clone();
+        async move {
+            let next = client
+                .post(format!("{server_url}/next"))
+                .bearer_auth(&token)
+                .json(&json!({"artifact_name": "factory", "device_type": "pi"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(next.status(), 200, "{device} is served");
+            let report = client
+                .put(format!("{server_url}/{id}/status"))
+                .bearer_auth(&token)
+                .json(&json!({"status": status}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(report.status(), 204);
+        }
+    };
+    let entry = |server: &ServerProcess, device: &'static str| {
+        let url = server.url(&format!("{MANAGEMENT}/deployments/{id}/devices"));
+        let token = server.admin();
+        async move {
+            let entries: Value = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            entries
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|entry| entry["id"] == device)
+                .cloned()
+                .unwrap_or(Value::Null)
+        }
+    };
+    let timed_out = |entry: &Value| entry["status"] == "failure" && entry["substate"] == "timeout";
+
+    let t0 = Instant::now();
+    start(&server, "t1", "downloading").await;
+    server.kill();
+    server.restart().await;
+    tokio::time::sleep(Duration::from_secs(35).saturating_sub(t0.elapsed())).await;
+    let t2_joined = Instant::now();
+    // The restart re-read when t1 last changed from the log: it has not timed out early.
+    let t1 = entry(&server, "t1").await;
+    assert_eq!(t1["status"], "downloading", "{t1}");
+    start(&server, "t2", "installing").await;
+
+    // t1 times out while the server runs, about 60 s after its report.
+    let t1 = loop {
+        let t1 = entry(&server, "t1").await;
+        if timed_out(&t1) {
+            break t1;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(80),
+            "t1 never timed out: {t1}\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(t0.elapsed() >= Duration::from_secs(60), "{t1}");
+    assert_eq!(entry(&server, "t2").await["status"], "installing");
+
+    // t2's deadline passes while the server is down: it times out right after the start.
+    server.kill();
+    tokio::time::sleep(Duration::from_secs(62).saturating_sub(t2_joined.elapsed())).await;
+    server.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !timed_out(&entry(&server, "t2").await) {
+        assert!(
+            Instant::now() < deadline,
+            "t2 did not time out after the start"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Many more checks, and another kill and start: still one timeout each.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    server.kill();
+    server.restart().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(timeouts_in_log(data.path()).await, ["t1", "t2"]);
+    let statistics = get(
+        &server,
+        &format!("{MANAGEMENT}/deployments/{id}/statistics"),
+    )
+    .await
+    .1;
+    assert_eq!(statistics["failure"], 2, "{statistics}");
+    let (_, deployment) = get(&server, &format!("{MANAGEMENT}/deployments/{id}")).await;
+    assert_eq!(
+        deployment["status"], "inprogress",
+        "failures with a retry left"
+    );
+
+    // A timeout is a failed attempt: the device gets its retry.
+    let next = client
+        .post(server.url(&format!("{DEVICE}/next")))
+        .bearer_auth(server.token("t1", TokenKind::Device))
+        .json(&json!({"artifact_name": "factory", "device_type": "pi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 200);
+    assert_eq!(entry(&server, "t1").await["attempts"], 2);
 }

@@ -81,6 +81,7 @@ async fn both_services_run_split_over_one_postgres() {
         groups: Vec::new(),
         dynamic: None,
         policy: None,
+        retries: 0,
     });
     log.append(AppendRequest {
         tenant: TenantId::default(),

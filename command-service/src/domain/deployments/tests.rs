@@ -728,3 +728,261 @@ fn all_devices_and_groups_target_the_accepted_devices_of_the_moment() {
         created(decide_creation(&everyone, DeploymentId::new(), now(), LIMIT, &known).unwrap());
     assert_eq!(made.devices, ["a", "b", "c"]);
 }
+
+/// Deploys release-2 to `devices` with `retries` and, optionally, a policy.
+fn deploy_with(
+    history: &mut Vec<DomainEvent>,
+    devices: &[&str],
+    retries: i64,
+    policy: Option<NewPolicy>,
+) -> DeploymentId {
+    let id = DeploymentId::new();
+    let request = NewDeployment {
+        retries: Some(retries),
+        policy,
+        ..request(devices)
+    };
+    let mut request = request;
+    request.artifact_name = Some("release-2".into());
+    history.extend(decide_creation(&request, id, now(), LIMIT, &catalog(history.clone())).unwrap());
+    id
+}
+
+fn failed(id: DeploymentId, device: &str) -> DomainEvent {
+    DomainEvent::DeviceDeploymentStatusChanged(events::deployment::DeviceDeploymentStatusChanged {
+        deployment_id: id,
+        device_id: device.into(),
+        status: DeviceDeploymentStatus::Failure,
+        substate: None,
+    })
+}
+
+#[test]
+fn retries_are_checked_and_recorded() {
+    let known = catalog(vec![artifact("release-1", &["pi"], 10)]);
+    for bad in [-1, 11, 1000] {
+        let refused = decide_creation(
+            &NewDeployment {
+                retries: Some(bad),
+                ..request(&["d1"])
+            },
+            DeploymentId::new(),
+            now(),
+            LIMIT,
+            &known,
+        );
+        assert!(
+            matches!(&refused, Err(DeploymentError::Invalid(m)) if m.starts_with("retries:")),
+            "{bad}: {refused:?}"
+        );
+    }
+    for good in [0, 10] {
+        let events = decide_creation(
+            &NewDeployment {
+                retries: Some(good),
+                ..request(&["d1"])
+            },
+            DeploymentId::new(),
+            now(),
+            LIMIT,
+            &known,
+        )
+        .unwrap();
+        assert_eq!(created(events).retries, good as u32);
+    }
+}
+
+#[test]
+fn a_failed_device_gets_the_deployment_again_until_its_retries_are_spent() {
+    let mut history = vec![artifact("release-2", &["pi"], 300)];
+    let id = deploy_with(&mut history, &["d1", "d2"], 2, None);
+    let mut device = Vec::new();
+    let mut attempts = Vec::new();
+    for attempt in 1..=3u32 {
+        let known = catalog([history.clone(), device.clone()].concat());
+        // After a failed update the client reports an artifact name of its own making.
+        let installed = if attempt == 1 {
+            "release-1"
+        } else {
+            "release-2_INCONSISTENT"
+        };
+        let next = device::decide_next(
+            &device_after(&device),
+            &asked("d1", installed, "pi"),
+            &known,
+            None,
+        );
+        assert!(matches!(next.answer, Next::Serve { deployment, .. } if deployment == id));
+        device.extend(next.events);
+        let state = device_after(&device);
+        attempts.push(state.entries[&id].attempts);
+        let known = catalog([history.clone(), device.clone()].concat());
+        assert!(!known.deployments[&id].finished());
+        device.extend(
+            device::decide_status(
+                &state,
+                "d1",
+                id,
+                DeviceDeploymentStatus::Failure,
+                None,
+                &known,
+            )
+            .unwrap(),
+        );
+    }
+    assert_eq!(attempts, [1, 2, 3]);
+    let known = catalog([history.clone(), device.clone()].concat());
+    assert!(known.deployments[&id].finished_devices.contains("d1"));
+    let spent = device::decide_next(
+        &device_after(&device),
+        &asked("d1", "release-2_INCONSISTENT", "pi"),
+        &known,
+        None,
+    );
+    assert_eq!(spent.answer, Next::Nothing, "no retry is left");
+    assert!(spent.events.is_empty());
+}
+
+#[test]
+fn a_paused_or_aborted_deployment_retries_nobody_and_a_retryable_failure_does_not_trip_the_policy()
+{
+    let mut history = vec![artifact("release-2", &["pi"], 300)];
+    let policy = NewPolicy {
+        failure_threshold_percent: Some(50),
+        min_finished_devices: Some(1),
+        ..NewPolicy::default()
+    };
+    let id = deploy_with(&mut history, &["d1", "d2"], 1, Some(policy));
+    let known = catalog(history.clone());
+    let next = device::decide_next(
+        &DeviceState::default(),
+        &asked("d1", "release-1", "pi"),
+        &known,
+        None,
+    );
+    history.extend(next.events);
+    let known = catalog(history.clone());
+    assert_eq!(
+        decide_policy(&known, id, "d1", DeviceDeploymentStatus::Failure),
+        None,
+        "the first failure has a retry left"
+    );
+    history.push(failed(id, "d1"));
+    let device_events: Vec<DomainEvent> = history
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                DomainEvent::DeviceJoinedDeployment(_)
+                    | DomainEvent::DeviceDeploymentStatusChanged(_)
+            )
+        })
+        .cloned()
+        .collect();
+    let state = device_after(&device_events);
+    let mut paused = history.clone();
+    paused.extend(decide_pause(id, "ops", true, &catalog(history.clone())).unwrap());
+    let while_paused = device::decide_next(
+        &state,
+        &asked("d1", "release-1", "pi"),
+        &catalog(paused),
+        None,
+    );
+    assert_eq!(while_paused.answer, Next::Nothing);
+    let mut aborted = history.clone();
+    aborted.extend(decide_abort(id, &catalog(history.clone())).unwrap());
+    let after_abort = device::decide_next(
+        &state,
+        &asked("d1", "release-1", "pi"),
+        &catalog(aborted),
+        None,
+    );
+    assert_eq!(after_abort.answer, Next::Nothing);
+    // The retry fails too: now it is the device's final attempt, and it trips.
+    let retry = device::decide_next(
+        &state,
+        &asked("d1", "release-1", "pi"),
+        &catalog(history.clone()),
+        None,
+    );
+    history.extend(retry.events);
+    let known = catalog(history.clone());
+    assert!(matches!(
+        decide_policy(&known, id, "d1", DeviceDeploymentStatus::Failure),
+        Some(DomainEvent::DeploymentPaused(_))
+    ));
+}
+
+#[test]
+fn an_entry_stuck_past_the_device_timeout_fails_once() {
+    let mut history = vec![artifact("release-2", &["pi"], 300)];
+    let policy = NewPolicy {
+        failure_threshold_percent: Some(100),
+        device_timeout_seconds: Some(60),
+        ..NewPolicy::default()
+    };
+    let refused = decide_creation(
+        &NewDeployment {
+            policy: Some(NewPolicy {
+                device_timeout_seconds: Some(59),
+                ..policy.clone()
+            }),
+            ..request(&["d1"])
+        },
+        DeploymentId::new(),
+        now(),
+        LIMIT,
+        &catalog(history.clone()),
+    );
+    assert!(
+        matches!(&refused, Err(DeploymentError::Invalid(m)) if m.starts_with("policy.device_timeout_seconds")),
+        "{refused:?}"
+    );
+    let id = deploy_with(&mut history, &["d1"], 0, Some(policy));
+    let next = device::decide_next(
+        &DeviceState::default(),
+        &asked("d1", "release-1", "pi"),
+        &catalog(history.clone()),
+        None,
+    );
+    let mut known = catalog(history.clone());
+    let joined_at = now();
+    for event in next.events.clone() {
+        known.apply_at(event, Some(joined_at));
+    }
+    let info = &known.deployments[&id];
+    assert_eq!(info.timed_out(joined_at + Duration::seconds(59)).count(), 0);
+    let due: Vec<_> = info.timed_out(joined_at + Duration::seconds(60)).collect();
+    assert_eq!(due, [("d1", DeviceDeploymentStatus::Pending, joined_at)]);
+    let state = device_after(&next.events);
+    let decided = device::decide_timeout(
+        &state,
+        "d1",
+        id,
+        (DeviceDeploymentStatus::Pending, joined_at, 60),
+        &known,
+    );
+    assert!(
+        matches!(&decided[..], [DomainEvent::DeviceDeploymentTimedOut(t)] if t.status == DeviceDeploymentStatus::Pending)
+    );
+    // Once recorded, the entry is failed: nothing is due, and deciding again decides nothing.
+    let after = device_after(&[next.events.clone(), decided.clone()].concat());
+    for event in decided {
+        known.apply_at(event, Some(joined_at + Duration::seconds(61)));
+    }
+    assert_eq!(
+        known.deployments[&id]
+            .timed_out(joined_at + Duration::hours(1))
+            .count(),
+        0
+    );
+    assert!(device::decide_timeout(
+        &after,
+        "d1",
+        id,
+        (DeviceDeploymentStatus::Pending, joined_at, 60),
+        &known
+    )
+    .is_empty());
+    assert!(known.deployments[&id].finished());
+}

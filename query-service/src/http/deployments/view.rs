@@ -55,6 +55,8 @@ pub struct DeploymentView {
     /// The counts the policy tripped on, once it has.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy_trip: Option<Value>,
+    /// Retries a device whose attempt failed gets (0 to 10).
+    pub retries: i64,
     pub statistics: StatisticsView,
 }
 
@@ -152,6 +154,7 @@ pub async fn deployment_views(
                 .unwrap_or_default(),
             policy: json_of(row.policy.as_deref()),
             policy_trip: json_of(row.policy_trip.as_deref()),
+            retries: row.retries,
             paused: row.paused == 1,
             pause_cause: row
                 .pause_cause
@@ -182,6 +185,8 @@ pub struct DeviceView {
     pub device_type: String,
     /// Whether the device uploaded a log for this deployment.
     pub log: bool,
+    /// The attempt the entry is on: 1, and one more for each retry.
+    pub attempts: i64,
     /// The artifact assigned to the device, as `GET /artifacts/{id}` shows it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<Value>,
@@ -202,6 +207,7 @@ pub fn device_view(entry: Entry) -> Result<DeviceView, ApiError> {
         finished: entry.finished,
         device_type: entry.device_type,
         log: entry.has_log == 1,
+        attempts: entry.attempts,
         image,
     })
 }

@@ -94,6 +94,7 @@ pub fn created(id: DeploymentId, name: &str, devices: usize) -> DomainEvent {
         groups: Vec::new(),
         dynamic: None,
         policy: None,
+        retries: 0,
     })
 }
 

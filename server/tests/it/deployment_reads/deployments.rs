@@ -56,6 +56,7 @@ pub async fn deployment_shows_menders_fields(fixture: Fixture) {
             "name",
             // Ours, beside Mender's fields: whether the deployment is paused.
             "paused",
+            "retries",
             "statistics",
             "status",
             "type"

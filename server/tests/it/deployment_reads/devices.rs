@@ -38,6 +38,7 @@ pub async fn device_lists_filter_by_status_and_status_groups(fixture: Fixture) {
     assert_eq!(entry["status"], "success");
     assert_eq!(entry["device_type"], "raspberrypi4");
     assert_eq!(entry["log"], false);
+    assert_eq!(entry["attempts"], 1, "the first attempt");
     assert!(entry["created"].is_string() && entry["finished"].is_string());
     assert!(entry["started"].is_string());
     assert!(all.json[0].get("started").is_none() && all.json[0].get("finished").is_none());
