@@ -153,6 +153,88 @@ pub struct RolloutPolicy {
     pub device_timeout_seconds: Option<u64>,
 }
 
+impl RolloutPolicy {
+    /// The counts trip the policy when at least `min_finished_devices` devices finished (in
+    /// success or failure) and the failed ones are at least the threshold's percent of them.
+    pub fn trip(&self, finished: u64, failed: u64) -> Option<PolicyTrip> {
+        if finished == 0 || finished < self.min_finished_devices {
+            return None;
+        }
+        let failure_percent = failed as f64 * 100.0 / finished as f64;
+        (failure_percent >= f64::from(self.failure_threshold_percent)).then(|| PolicyTrip {
+            finished,
+            failed,
+            failure_percent: (failure_percent * 100.0).round() / 100.0,
+        })
+    }
+}
+
+/// `"policy"` as a client sends it (creating a deployment, or trying a policy on a past one).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRequest {
+    pub failure_threshold_percent: Option<i64>,
+    pub min_finished_devices: Option<i64>,
+    pub on_threshold: Option<String>,
+    pub device_timeout_seconds: Option<i64>,
+}
+
+/// Devices that must finish before a policy is evaluated, unless the request says.
+pub const MIN_FINISHED_DEVICES: u64 = 10;
+
+/// The shortest device timeout: a client polls and reports every few seconds to minutes, and
+/// a shorter one would fail devices that are merely busy.
+pub const MIN_DEVICE_TIMEOUT: i64 = 60;
+
+/// The most retries a deployment may give a device, as Mender Enterprise allows.
+pub const MAX_RETRIES: i64 = 10;
+
+impl PolicyRequest {
+    /// The policy, or what is wrong with it, naming the field.
+    pub fn checked(&self) -> Result<RolloutPolicy, String> {
+        let failure_threshold_percent = match self.failure_threshold_percent {
+            Some(percent) if (1..=100).contains(&percent) => percent as u32,
+            _ => {
+                return Err("policy.failure_threshold_percent: required, between 1 and 100".into())
+            }
+        };
+        let min_finished_devices = match self.min_finished_devices {
+            None => MIN_FINISHED_DEVICES,
+            Some(n) if n >= 1 => n as u64,
+            Some(_) => return Err("policy.min_finished_devices: at least 1".into()),
+        };
+        let on_threshold = match self.on_threshold.as_deref() {
+            None | Some("pause") => OnThreshold::Pause,
+            Some("abort") => OnThreshold::Abort,
+            Some(_) => return Err("policy.on_threshold: \"pause\" or \"abort\"".into()),
+        };
+        let device_timeout_seconds = match self.device_timeout_seconds {
+            None => None,
+            Some(seconds) if seconds >= MIN_DEVICE_TIMEOUT => Some(seconds as u64),
+            Some(_) => {
+                return Err(format!(
+                    "policy.device_timeout_seconds: at least {MIN_DEVICE_TIMEOUT}"
+                ))
+            }
+        };
+        Ok(RolloutPolicy {
+            failure_threshold_percent,
+            min_finished_devices,
+            on_threshold,
+            device_timeout_seconds,
+        })
+    }
+}
+
+/// `retries` as a client sends it: 0 when absent.
+pub fn checked_retries(sent: Option<i64>) -> Result<u32, String> {
+    match sent {
+        None => Ok(0),
+        Some(retries) if (0..=MAX_RETRIES).contains(&retries) => Ok(retries as u32),
+        Some(_) => Err(format!("retries: between 0 and {MAX_RETRIES}")),
+    }
+}
+
 /// What a tripped policy does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,6 +7,7 @@ pub mod projector;
 pub mod read_models;
 pub mod rebuild;
 pub mod relay;
+pub mod rollout;
 pub mod settings;
 
 use std::sync::Arc;

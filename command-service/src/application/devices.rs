@@ -84,11 +84,14 @@ pub async fn report_status(
                 let events = session.tables_now(|tables| {
                     device::decide_status(&state, device_id, deployment, status, substate, tables)
                 })?;
-                let mut appends = Vec::new();
-                if !events.is_empty() && status.is_final() {
-                    appends.extend(policy_check(&session, deployment, device_id, status).await?);
-                }
-                appends.push((stream, events));
+                // The report first, then what it caused: the log reads in that order.
+                let trip = if !events.is_empty() && status.is_final() {
+                    policy_check(&session, deployment, device_id, status).await?
+                } else {
+                    None
+                };
+                let mut appends = vec![(stream, events)];
+                appends.extend(trip);
                 Ok(Decision {
                     answer: (),
                     appends,
@@ -166,12 +169,14 @@ pub async fn time_out(
                     })
                     .await?
                     .unwrap_or_default();
-                let mut appends = Vec::new();
-                if !events.is_empty() {
+                let trip = if events.is_empty() {
+                    None
+                } else {
                     let failed = DeviceDeploymentStatus::Failure;
-                    appends.extend(policy_check(&session, deployment, device_id, failed).await?);
-                }
-                appends.push((stream, events));
+                    policy_check(&session, deployment, device_id, failed).await?
+                };
+                let mut appends = vec![(stream, events)];
+                appends.extend(trip);
                 Ok(Decision {
                     answer: (),
                     appends,

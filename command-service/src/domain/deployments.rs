@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use events::deployment::{
     DeploymentAborted, DeploymentCreated, DeploymentPaused, DeploymentResumed,
     DeviceDeploymentStatus, DynamicTarget, OnThreshold, PauseCause, Phase, PhaseStarted,
-    PolicyTrip, RolloutPolicy,
+    PolicyRequest, RolloutPolicy,
 };
 use events::{DeploymentId, DomainEvent};
 use serde::Deserialize;
@@ -53,71 +53,17 @@ pub struct NewDeployment {
 }
 
 /// `"policy"` as the client sent it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewPolicy {
-    pub failure_threshold_percent: Option<i64>,
-    pub min_finished_devices: Option<i64>,
-    pub on_threshold: Option<String>,
-    pub device_timeout_seconds: Option<i64>,
-}
-
-/// Devices that must finish before a policy is evaluated, unless the request says.
-const MIN_FINISHED_DEVICES: u64 = 10;
+pub type NewPolicy = PolicyRequest;
 
 /// Checks a policy, naming the field that is wrong.
 fn checked_policy(sent: &Option<NewPolicy>) -> Result<Option<RolloutPolicy>, DeploymentError> {
-    let Some(sent) = sent else {
-        return Ok(None);
-    };
-    let failure_threshold_percent = match sent.failure_threshold_percent {
-        Some(percent) if (1..=100).contains(&percent) => percent as u32,
-        _ => {
-            return Err(invalid(
-                "policy.failure_threshold_percent: required, between 1 and 100",
-            ))
-        }
-    };
-    let min_finished_devices = match sent.min_finished_devices {
-        None => MIN_FINISHED_DEVICES,
-        Some(n) if n >= 1 => n as u64,
-        Some(_) => return Err(invalid("policy.min_finished_devices: at least 1")),
-    };
-    let on_threshold = match sent.on_threshold.as_deref() {
-        None | Some("pause") => OnThreshold::Pause,
-        Some("abort") => OnThreshold::Abort,
-        Some(_) => return Err(invalid("policy.on_threshold: \"pause\" or \"abort\"")),
-    };
-    let device_timeout_seconds = match sent.device_timeout_seconds {
-        None => None,
-        Some(seconds) if seconds >= MIN_DEVICE_TIMEOUT => Some(seconds as u64),
-        Some(_) => {
-            return Err(invalid(format!(
-                "policy.device_timeout_seconds: at least {MIN_DEVICE_TIMEOUT}"
-            )))
-        }
-    };
-    Ok(Some(RolloutPolicy {
-        failure_threshold_percent,
-        min_finished_devices,
-        on_threshold,
-        device_timeout_seconds,
-    }))
+    sent.as_ref()
+        .map(|sent| sent.checked().map_err(DeploymentError::Invalid))
+        .transpose()
 }
 
-/// The shortest device timeout: a client polls and reports every few seconds to minutes, and
-/// a shorter one would fail devices that are merely busy.
-const MIN_DEVICE_TIMEOUT: i64 = 60;
-
-/// The most retries a deployment may give a device, as Mender Enterprise allows.
-const MAX_RETRIES: i64 = 10;
-
 fn checked_retries(sent: Option<i64>) -> Result<u32, DeploymentError> {
-    match sent {
-        None => Ok(0),
-        Some(retries) if (0..=MAX_RETRIES).contains(&retries) => Ok(retries as u32),
-        Some(_) => Err(invalid(format!("retries: between 0 and {MAX_RETRIES}"))),
-    }
+    events::deployment::checked_retries(sent).map_err(DeploymentError::Invalid)
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -546,18 +492,7 @@ pub fn decide_policy(
             status == DeviceDeploymentStatus::Failure
                 && !deployment.outcomes.failed.contains(device),
         );
-    if finished < policy.min_finished_devices {
-        return None;
-    }
-    let failure_percent = failed as f64 * 100.0 / finished as f64;
-    if failure_percent < f64::from(policy.failure_threshold_percent) {
-        return None;
-    }
-    let trip = PolicyTrip {
-        finished,
-        failed,
-        failure_percent: (failure_percent * 100.0).round() / 100.0,
-    };
+    let trip = policy.trip(finished, failed)?;
     Some(match policy.on_threshold {
         OnThreshold::Pause => DomainEvent::DeploymentPaused(DeploymentPaused {
             deployment_id: id,

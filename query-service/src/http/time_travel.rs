@@ -64,7 +64,8 @@ impl Replays {
         }
     }
 
-    async fn turn(
+    /// Waits for a turn to read the past; 503 after the wait.
+    pub async fn turn(
         &self,
         tenant: &TenantId,
     ) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), ApiError> {

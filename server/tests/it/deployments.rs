@@ -149,16 +149,21 @@ impl Fleet {
     /// `POST /v2/.../{id}/<action>` (`pause`, `resume`, `phases/next`): the status and the
     /// error, if any.
     async fn pause_or_resume(&self, id: &str, action: &str) -> (u16, Value) {
-        let response = self
+        self.post(&format!("{V2}/{id}/{action}"), None).await
+    }
+
+    /// `POST path` as the administrator, with `body` as JSON if given: the status and the
+    /// answer.
+    async fn post(&self, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut request = self
             .server
             .client
-            .post(self.server.url(&format!(
-                "/api/management/v2/deployments/deployments/{id}/{action}"
-            )))
-            .bearer_auth(self.server.admin())
-            .send()
-            .await
-            .unwrap();
+            .post(self.server.url(path))
+            .bearer_auth(self.server.admin());
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.unwrap();
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -1395,6 +1400,301 @@ async fn a_failed_device_is_retried_and_counted_by_its_latest_attempt(server: Te
     assert_eq!(fleet.report("r2", &id, "installing").await.0, 409);
 }
 
+const V2: &str = "/api/management/v2/deployments/deployments";
+
+/// `GET .../{id}/devices/{device}/history`: the status and the changes.
+async fn history(fleet: &Fleet, id: &str, device: &str) -> (u16, Value) {
+    fleet
+        .server
+        .get(
+            &format!("{V2}/{id}/devices/{device}/history"),
+            Some(&fleet.server.admin()),
+        )
+        .await
+}
+
+/// `POST .../{id}/simulate` with `body`.
+async fn simulate(fleet: &Fleet, id: &str, body: Value) -> (u16, Value) {
+    fleet
+        .post(&format!("{V2}/{id}/simulate"), Some(&body))
+        .await
+}
+
+/// The cause kinds and statuses of a history, in order.
+fn causes(changes: &Value) -> Vec<(String, String)> {
+    changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| {
+            (
+                change["cause"]["kind"].as_str().unwrap().to_owned(),
+                change["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+async fn each_change_of_an_entry_names_its_cause_and_a_policy_can_be_tried_on_the_past(
+    server: TestServer,
+) {
+    let fleet = Fleet::new(server).await;
+    // h3 is updating, h1 fails, h2 succeeds, h1's retry fails: 1 of 2 finished failed, and
+    // the policy aborts the rollout, h3 with it.
+    let (status, body, id) = fleet
+        .create(
+            json!({"name": "caused", "artifact_name": "release-2", "devices": ["h1", "h2", "h3"],
+                       "retries": 1,
+                       "policy": {"failure_threshold_percent": 50, "min_finished_devices": 2,
+                                  "on_threshold": "abort"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = id.unwrap();
+    assert_eq!(fleet.next("h3", "release-1", "pi").await.0, 200);
+    assert_eq!(fleet.report("h3", &id, "downloading").await.0, 204);
+    assert_eq!(fleet.next("h1", "release-1", "pi").await.0, 200);
+    assert_eq!(fleet.report("h1", &id, "downloading").await.0, 204);
+    assert_eq!(fleet.report("h1", &id, "failure").await.0, 204);
+    assert_eq!(fleet.next("h2", "release-1", "pi").await.0, 200);
+    assert_eq!(fleet.report("h2", &id, "success").await.0, 204);
+    assert_eq!(
+        fleet.next("h1", "release-2_INCONSISTENT", "pi").await.0,
+        200
+    );
+    assert_eq!(fleet.report("h1", &id, "failure").await.0, 204);
+    assert_eq!(fleet.deployment(&id).await["status"], "finished");
+
+    let (status, h1) = history(&fleet, &id, "h1").await;
+    assert_eq!(status, 200, "{h1}");
+    let owned = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        causes(&h1),
+        owned(&[
+            ("device_report", "pending"),
+            ("device_report", "downloading"),
+            ("device_report", "failure"),
+            ("retry", "pending"),
+            ("device_report", "failure"),
+        ])
+    );
+    let attempts: Vec<u64> = h1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["attempt"].as_u64().unwrap())
+        .collect();
+    assert_eq!(attempts, [1, 1, 1, 2, 2]);
+    let positions: Vec<u64> = h1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["position"].as_u64().unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|pair| pair[0] < pair[1]),
+        "{positions:?}"
+    );
+    assert!(h1[0]["at"].is_string());
+    assert_eq!(
+        h1[0]["cause"]["subject"], "h1",
+        "a device's report names the device"
+    );
+    assert_eq!(
+        h1[3]["cause"]["detail"]["installed_artifact_name"],
+        "release-2_INCONSISTENT"
+    );
+
+    let (_, h3) = history(&fleet, &id, "h3").await;
+    assert_eq!(
+        causes(&h3),
+        owned(&[
+            ("device_report", "pending"),
+            ("device_report", "downloading"),
+            ("policy", "aborted")
+        ])
+    );
+    assert_eq!(
+        h3[2]["cause"]["detail"],
+        json!({"finished": 2, "failed": 1, "failure_percent": 50.0})
+    );
+
+    // An operator's abort names the user; a decommission the one who asked for it.
+    let aborted = fleet.deploy("aborted", "release-2", &["h4"]).await;
+    assert_eq!(fleet.next("h4", "release-1", "pi").await.0, 200);
+    assert_eq!(
+        fleet.abort(&aborted, json!({"status": "aborted"})).await,
+        204
+    );
+    let (_, h4) = history(&fleet, &aborted, "h4").await;
+    assert_eq!(
+        causes(&h4),
+        owned(&[("device_report", "pending"), ("abort", "aborted")])
+    );
+    assert_eq!(h4[1]["cause"]["subject"], "admin");
+    let decommissioned = fleet.deploy("decommissioned", "release-2", &["h5"]).await;
+    assert_eq!(fleet.next("h5", "release-1", "pi").await.0, 200);
+    let response = fleet
+        .server
+        .client
+        .delete(
+            fleet
+                .server
+                .url(&format!("{MANAGEMENT}/deployments/devices/h5")),
+        )
+        .bearer_auth(fleet.server.admin())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let (_, h5) = history(&fleet, &decommissioned, "h5").await;
+    assert_eq!(
+        causes(&h5),
+        owned(&[
+            ("device_report", "pending"),
+            ("decommission", "decommissioned")
+        ])
+    );
+
+    assert_eq!(history(&fleet, &id, "h9").await.0, 404, "no entry");
+    assert_eq!(
+        history(&fleet, &uuid::Uuid::new_v4().to_string(), "h1")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(history(&fleet, "not-an-id", "h1").await.0, 400);
+
+    // The policy tried on the same rollout: without retries h1's first failure is final and
+    // trips a 100 % policy at once, before h2 started; with one retry it never trips.
+    let head = fleet.server.head().await;
+    let policy = json!({"failure_threshold_percent": 100, "min_finished_devices": 1});
+    let (status, tried) = simulate(&fleet, &id, json!({"policy": policy, "retries": 0})).await;
+    assert_eq!(status, 200, "{tried}");
+    assert_eq!(tried["tripped"], true);
+    assert_eq!(
+        (
+            tried["at"]["finished"].clone(),
+            tried["at"]["failed"].clone()
+        ),
+        (json!(1), json!(1))
+    );
+    assert_eq!(tried["at"]["position"], h1[2]["position"]);
+    assert_eq!(tried["devices_started_after"], 1, "h2: {tried}");
+    assert_eq!(tried["devices_failed_after"], 0);
+    let (_, tried) = simulate(&fleet, &id, json!({"policy": policy, "retries": 1})).await;
+    assert_eq!(
+        tried,
+        json!({"tripped": false, "at": null, "devices_started_after": 0, "devices_failed_after": 0})
+    );
+    assert_eq!(
+        fleet.server.head().await,
+        head,
+        "a simulation records nothing"
+    );
+
+    // A rollout recorded without any policy: s1 and s2 fail, s3 and s4 succeed, then s5
+    // fails and s6 succeeds.
+    let devices = ["s1", "s2", "s3", "s4", "s5", "s6"];
+    let plain = fleet.deploy("plain", "release-2", &devices).await;
+    for (device, outcome) in devices.iter().zip([
+        "failure", "failure", "success", "success", "failure", "success",
+    ]) {
+        assert_eq!(fleet.next(device, "release-1", "pi").await.0, 200);
+        assert_eq!(fleet.report(device, &plain, outcome).await.0, 204);
+    }
+    let head = fleet.server.head().await;
+    let (status, tried) = simulate(
+        &fleet,
+        &plain,
+        json!({"policy": {"failure_threshold_percent": 50, "min_finished_devices": 4}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{tried}");
+    assert_eq!(
+        (
+            tried["tripped"].clone(),
+            tried["at"]["finished"].clone(),
+            tried["at"]["failed"].clone(),
+            tried["at"]["failure_percent"].clone()
+        ),
+        (json!(true), json!(4), json!(2), json!(50.0))
+    );
+    assert!(tried["at"]["time"].is_string());
+    assert_eq!(
+        (
+            tried["devices_started_after"].clone(),
+            tried["devices_failed_after"].clone()
+        ),
+        (json!(2), json!(1))
+    );
+    let (_, tried) = simulate(
+        &fleet,
+        &plain,
+        json!({"policy": {"failure_threshold_percent": 70, "min_finished_devices": 1}}),
+    )
+    .await;
+    assert_eq!(tried["tripped"], true, "s1 alone is 100 %: {tried}");
+    let (_, tried) = simulate(
+        &fleet,
+        &plain,
+        json!({"policy": {"failure_threshold_percent": 70, "min_finished_devices": 3}}),
+    )
+    .await;
+    assert_eq!(
+        tried["tripped"], false,
+        "at most 2 of 3, 2 of 4, 3 of 5: {tried}"
+    );
+
+    for (body, field) in [
+        (json!({}), "policy"),
+        (
+            json!({"policy": {"failure_threshold_percent": 0}}),
+            "policy.failure_threshold_percent",
+        ),
+        (
+            json!({"policy": {"failure_threshold_percent": 20, "colour": 1}}),
+            "colour",
+        ),
+        (
+            json!({"policy": {"failure_threshold_percent": 20}, "retries": 11}),
+            "retries",
+        ),
+        (
+            json!({"policy": {"failure_threshold_percent": 20}, "when": "now"}),
+            "when",
+        ),
+    ] {
+        let (status, answer) = simulate(&fleet, &plain, body.clone()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+        assert!(
+            answer["error"].as_str().unwrap().contains(field),
+            "{body}: {answer}"
+        );
+    }
+    let unknown = uuid::Uuid::new_v4().to_string();
+    assert_eq!(
+        simulate(
+            &fleet,
+            &unknown,
+            json!({"policy": {"failure_threshold_percent": 20}})
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        fleet.server.head().await,
+        head,
+        "simulations and refusals record nothing"
+    );
+}
+
 async fn a_failure_policy_pauses_or_aborts_the_rollout(server: TestServer) {
     let fleet = Fleet::new(server).await;
     let head = fleet.server.head().await;
@@ -1508,6 +1808,7 @@ async fn a_failure_policy_pauses_or_aborts_the_rollout(server: TestServer) {
 }
 
 on_both_backends!(
+    each_change_of_an_entry_names_its_cause_and_a_policy_can_be_tried_on_the_past,
     a_failed_device_is_retried_and_counted_by_its_latest_attempt,
     a_failure_policy_pauses_or_aborts_the_rollout,
     a_paused_deployment_serves_only_devices_already_updating,

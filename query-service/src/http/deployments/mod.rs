@@ -3,13 +3,14 @@
 
 mod devices;
 mod history;
+mod rollout;
 mod view;
 
 use std::collections::BTreeMap;
 
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::DateTime;
 use events::deployment::DeviceDeploymentStatus;
@@ -24,6 +25,7 @@ use crate::read_models::deployments::DeploymentFilter;
 use view::{deployment_views, zero_statistics, DeploymentView};
 
 const BASE: &str = "/api/management/v1/deployments/deployments";
+const BASE_V2: &str = "/api/management/v2/deployments/deployments";
 
 /// The deployment read routes, under the management API's base path.
 pub fn router() -> Router<AppState> {
@@ -44,6 +46,14 @@ pub fn router() -> Router<AppState> {
             get(devices::log),
         )
         .route(&format!("{BASE}/devices/{{device}}"), get(history::history))
+        .route(
+            &format!("{BASE_V2}/{{id}}/devices/{{device_id}}/history"),
+            get(rollout::device_history),
+        )
+        .route(
+            &format!("{BASE_V2}/{{id}}/simulate"),
+            post(rollout::simulate),
+        )
 }
 
 /// Reads the filters of `GET /deployments` as Mender does (api/http/api_deployments.go,

@@ -1,0 +1,306 @@
+//! What the log tells about a rollout beyond its read models: why a device's entry is where it
+//! is (its causal history), and what a failure policy would have done to a past rollout. Pure
+//! folds of recorded events; the routes read the events.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use events::deployment::{DeviceDeploymentStatus, RolloutPolicy, TIMEOUT_SUBSTATE};
+use events::{DeploymentId, DomainEvent, RecordedEvent, SchemaError};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+/// Why an entry changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cause {
+    /// `device_report`, `phase`, `timeout`, `retry`, `abort`, `policy` or `decommission`.
+    pub kind: &'static str,
+    /// The user (their token's `sub`) or device that caused it, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Value>,
+}
+
+/// One change of a device's entry in a deployment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    /// The log position of the event that made it.
+    pub position: u64,
+    pub at: DateTime<Utc>,
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub substate: Option<String>,
+    pub attempt: u32,
+    pub cause: Cause,
+}
+
+/// Who an event's metadata names: a user's or device's id without its kind.
+fn subject(event: &RecordedEvent) -> Option<String> {
+    let actor = event.metadata.actor.as_deref()?;
+    Some(actor.split_once(':').map_or(actor, |(_, id)| id).to_owned())
+}
+
+fn cause(kind: &'static str, subject: Option<String>, detail: Option<Value>) -> Cause {
+    Cause {
+        kind,
+        subject,
+        detail,
+    }
+}
+
+/// Every change of `device`'s entry in `deployment`, oldest first, from the device's own
+/// stream and the deployment's aborts (`events` in log order; others are passed over).
+pub fn device_history(
+    deployment: DeploymentId,
+    device: &str,
+    events: &[RecordedEvent],
+) -> Result<Vec<Change>, SchemaError> {
+    let mut changes: Vec<Change> = Vec::new();
+    let mut status: Option<DeviceDeploymentStatus> = None;
+    let mut attempt = 1;
+    for event in events {
+        let decoded = event.decode()?;
+        let (next, substate, cause) = match decoded {
+            DomainEvent::DeviceJoinedDeployment(joined)
+                if joined.deployment_id == deployment && joined.device_id == device =>
+            {
+                let cause = match (joined.status, joined.phase) {
+                    (DeviceDeploymentStatus::Decommissioned, _) => {
+                        cause("decommission", subject(event), None)
+                    }
+                    (_, Some(phase)) => cause(
+                        "phase",
+                        subject(event),
+                        Some(
+                            json!({"phase": phase, "installed_artifact_name": joined.installed_artifact_name}),
+                        ),
+                    ),
+                    (_, None) => cause(
+                        "device_report",
+                        subject(event),
+                        Some(json!({"installed_artifact_name": joined.installed_artifact_name})),
+                    ),
+                };
+                (joined.status, None, cause)
+            }
+            DomainEvent::DeviceDeploymentStatusChanged(changed)
+                if changed.deployment_id == deployment && changed.device_id == device =>
+            {
+                (
+                    changed.status,
+                    changed.substate,
+                    cause("device_report", subject(event), None),
+                )
+            }
+            DomainEvent::DeviceDeploymentTimedOut(timed_out)
+                if timed_out.deployment_id == deployment && timed_out.device_id == device =>
+            {
+                let detail = json!({"status": timed_out.status, "since": timed_out.since,
+                                    "timeout_seconds": timed_out.timeout_seconds});
+                (
+                    DeviceDeploymentStatus::Failure,
+                    Some(TIMEOUT_SUBSTATE.to_owned()),
+                    cause("timeout", None, Some(detail)),
+                )
+            }
+            DomainEvent::DeviceDeploymentRetried(retried)
+                if retried.deployment_id == deployment && retried.device_id == device =>
+            {
+                attempt = retried.attempt;
+                let detail = json!({"installed_artifact_name": retried.installed_artifact_name});
+                (
+                    DeviceDeploymentStatus::Pending,
+                    None,
+                    cause("retry", subject(event), Some(detail)),
+                )
+            }
+            DomainEvent::DeviceDecommissioned(decommissioned)
+                if decommissioned.device_id == device && status.is_some_and(|s| !s.is_final()) =>
+            {
+                (
+                    DeviceDeploymentStatus::Decommissioned,
+                    None,
+                    cause("decommission", subject(event), None),
+                )
+            }
+            DomainEvent::DeploymentAborted(aborted)
+                if aborted.deployment_id == deployment && status.is_some_and(|s| !s.is_final()) =>
+            {
+                let cause = match aborted.policy {
+                    Some(trip) => cause("policy", None, Some(json!(trip))),
+                    None => cause("abort", subject(event), None),
+                };
+                (DeviceDeploymentStatus::Aborted, None, cause)
+            }
+            _ => continue,
+        };
+        status = Some(next);
+        changes.push(Change {
+            position: event.position.0,
+            at: event.metadata.occurred_at,
+            status: next.as_str(),
+            substate,
+            attempt,
+            cause,
+        });
+    }
+    Ok(changes)
+}
+
+/// Where a tried policy would have tripped.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TripPoint {
+    pub position: u64,
+    pub time: DateTime<Utc>,
+    pub finished: u64,
+    pub failed: u64,
+    pub failure_percent: f64,
+}
+
+/// What a policy would have done to a recorded rollout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Simulation {
+    pub tripped: bool,
+    pub at: Option<TripPoint>,
+    /// Devices that started the deployment after the trip: a pause or an abort would have
+    /// given them nothing.
+    pub devices_started_after: u64,
+    /// Those of them whose final attempt failed: the failures the policy would have spared.
+    pub devices_failed_after: u64,
+}
+
+/// A device's final status in the deployment, where it counts for a policy.
+struct Finish {
+    position: u64,
+    time: DateTime<Utc>,
+    device: String,
+    failed: bool,
+    attempt: u32,
+}
+
+/// Replays a deployment's events (`events`, in log order: everything naming the deployment,
+/// and decommissions) under `policy` and `retries`, as the command side would have decided:
+/// a device's outcome counts once it is final (a failure with a retry left under `retries`
+/// is not, unless the device never tried again; one past them is, whatever the device did
+/// next), aborted and decommissioned devices count as
+/// neither, and the report that finishes a deployment's last device does not trip it.
+pub fn simulate(
+    deployment: DeploymentId,
+    events: &[RecordedEvent],
+    policy: &RolloutPolicy,
+    retries: u32,
+) -> Result<Simulation, SchemaError> {
+    let mut targeted: Option<usize> = None;
+    let mut started: BTreeMap<String, u64> = BTreeMap::new();
+    let mut attempts: HashMap<String, u32> = HashMap::new();
+    let mut finishes: Vec<Finish> = Vec::new();
+    for event in events {
+        let (device, status) = match event.decode()? {
+            DomainEvent::DeploymentCreated(created) if created.deployment_id == deployment => {
+                targeted = created.dynamic.is_none().then_some(created.devices.len());
+                continue;
+            }
+            DomainEvent::DeviceJoinedDeployment(joined) if joined.deployment_id == deployment => {
+                started
+                    .entry(joined.device_id.clone())
+                    .or_insert(event.position.0);
+                (joined.device_id, joined.status)
+            }
+            DomainEvent::DeviceDeploymentStatusChanged(changed)
+                if changed.deployment_id == deployment =>
+            {
+                (changed.device_id, changed.status)
+            }
+            DomainEvent::DeviceDeploymentTimedOut(timed_out)
+                if timed_out.deployment_id == deployment =>
+            {
+                (timed_out.device_id, DeviceDeploymentStatus::Failure)
+            }
+            DomainEvent::DeviceDeploymentRetried(retried)
+                if retried.deployment_id == deployment =>
+            {
+                attempts.insert(retried.device_id, retried.attempt);
+                continue;
+            }
+            _ => continue,
+        };
+        if !status.is_final()
+            || matches!(
+                status,
+                DeviceDeploymentStatus::Aborted | DeviceDeploymentStatus::Decommissioned
+            )
+        {
+            continue;
+        }
+        finishes.push(Finish {
+            position: event.position.0,
+            time: event.metadata.occurred_at,
+            attempt: attempts.get(&device).copied().unwrap_or(1),
+            failed: status == DeviceDeploymentStatus::Failure,
+            device,
+        });
+    }
+    let last_attempt = |device: &str| attempts.get(device).copied().unwrap_or(1);
+    let (mut finished, mut failed) = (HashSet::new(), HashSet::new());
+    let mut at = None;
+    for finish in &finishes {
+        // Under the tried retries, a device's outcome is settled by its first failure past
+        // them (its later attempts would not have happened), else by its last attempt.
+        if finished.contains(finish.device.as_str())
+            || (finish.failed
+                && finish.attempt <= retries
+                && finish.attempt < last_attempt(&finish.device))
+        {
+            continue;
+        }
+        finished.insert(finish.device.as_str());
+        if finish.failed {
+            failed.insert(finish.device.as_str());
+        }
+        if targeted.is_some_and(|targeted| finished.len() >= targeted) {
+            break;
+        }
+        if let Some(trip) = policy.trip(finished.len() as u64, failed.len() as u64) {
+            at = Some(TripPoint {
+                position: finish.position,
+                time: finish.time,
+                finished: trip.finished,
+                failed: trip.failed,
+                failure_percent: trip.failure_percent,
+            });
+            break;
+        }
+    }
+    let Some(point) = at else {
+        return Ok(Simulation {
+            tripped: false,
+            at: None,
+            devices_started_after: 0,
+            devices_failed_after: 0,
+        });
+    };
+    // A pause lets devices already updating finish; an abort stops them too, but they had
+    // started: either way, what is spared is the devices that started later.
+    let later: HashSet<&str> = started
+        .iter()
+        .filter(|(_, position)| **position > point.position)
+        .map(|(device, _)| device.as_str())
+        .collect();
+    let failed_later = finishes
+        .iter()
+        .filter(|finish| later.contains(finish.device.as_str()))
+        .fold(HashMap::new(), |mut outcome, finish| {
+            outcome.insert(finish.device.as_str(), finish.failed);
+            outcome
+        })
+        .values()
+        .filter(|failed| **failed)
+        .count();
+    Ok(Simulation {
+        tripped: true,
+        at: Some(point),
+        devices_started_after: later.len() as u64,
+        devices_failed_after: failed_later as u64,
+    })
+}
