@@ -136,6 +136,25 @@ impl Catalog {
         due
     }
 
+    /// Every deployment, in every tenant, whose failure policy trips on the counts held now
+    /// but has not tripped.
+    pub fn policies_due(&self) -> Vec<(TenantId, DeploymentId)> {
+        let tenants = self
+            .tenants
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        tenants
+            .iter()
+            .flat_map(|(tenant, tables)| {
+                tables
+                    .deployments
+                    .values()
+                    .filter(|deployment| deployment.policy_due())
+                    .map(move |deployment| (tenant.clone(), deployment.id))
+            })
+            .collect()
+    }
+
     /// Runs `read` against one tenant's tables.
     pub fn with_tenant<T>(&self, tenant: &TenantId, read: impl FnOnce(&TenantCatalog) -> T) -> T {
         let tenants = self

@@ -8,8 +8,8 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod read_side;
+pub mod rollout_checks;
 pub mod settings;
-pub mod timeouts;
 pub mod upload;
 
 use std::sync::Arc;
@@ -45,10 +45,10 @@ impl CommandService {
         let background = vec![
             tokio::spawn(catalog.clone().follow(log.clone())),
             tokio::spawn(remove_incomplete_uploads(store.clone())),
-            tokio::spawn(timeouts::keep(
+            tokio::spawn(rollout_checks::keep(
                 pipeline.clone(),
                 catalog.clone(),
-                Duration::from_millis(settings.device_timeout_check_ms.max(100)),
+                Duration::from_millis(settings.rollout_check_ms.max(100)),
             )),
         ];
         Ok(Self {

@@ -31,9 +31,9 @@ pub struct CommandSettings {
     /// Device admission (`auth_requests`) and inventory attributes, for a fleet with no other
     /// Mender service.
     pub standalone: AdmissionSettings,
-    /// How often entries are checked against their deployment's device timeout, in
-    /// milliseconds: a timeout fires at most this late.
-    pub device_timeout_check_ms: u64,
+    /// How often device timeouts and failure policies are checked, in milliseconds: a timeout
+    /// fires at most this late, and so does a policy that racing reports left untripped.
+    pub rollout_check_ms: u64,
 }
 
 /// How devices are admitted: the `standalone.*` keys the command service reads.
@@ -102,7 +102,7 @@ impl Default for CommandSettings {
             max_deployment_devices: DEFAULT_MAX_DEPLOYMENT_DEVICES,
             max_devices: None,
             standalone: AdmissionSettings::default(),
-            device_timeout_check_ms: 10_000,
+            rollout_check_ms: 5_000,
         }
     }
 }

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 /// Why an entry changed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cause {
-    /// `device_report`, `phase`, `timeout`, `retry`, `abort`, `policy` or `decommission`.
+    /// `device_report`, `phase`, `timeout`, `retry`, `operator` (a user aborted it), `abort`
+    /// (aborted, by no known user), `policy` or `decommission`.
     pub kind: &'static str,
     /// The user (their token's `sub`) or device that caused it, when one did.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,8 +128,18 @@ pub fn device_history(
             DomainEvent::DeploymentAborted(aborted)
                 if aborted.deployment_id == deployment && status.is_some_and(|s| !s.is_final()) =>
             {
+                let by_user = event
+                    .metadata
+                    .actor
+                    .as_deref()
+                    .is_some_and(|actor| actor.starts_with("user:"));
                 let cause = match aborted.policy {
                     Some(trip) => cause("policy", None, Some(json!(trip))),
+                    // An operator's abort names the user; one of unknown origin says only
+                    // that the deployment was aborted.
+                    None if by_user => {
+                        cause("operator", subject(event), Some(json!({"action": "abort"})))
+                    }
                     None => cause("abort", subject(event), None),
                 };
                 (DeviceDeploymentStatus::Aborted, None, cause)

@@ -46,9 +46,8 @@ pub struct ServerSettings {
     pub time_travel_concurrency: usize,
     /// The most devices that may be accepted at once; unset: no limit.
     pub max_devices: Option<u64>,
-    /// How often device entries are checked against their deployment's device timeout, in
-    /// milliseconds.
-    pub device_timeout_check_ms: u64,
+    /// How often device timeouts and failure policies are checked, in milliseconds.
+    pub rollout_check_ms: u64,
 }
 
 impl Default for ServerSettings {
@@ -71,7 +70,7 @@ impl Default for ServerSettings {
             max_deployment_devices: command_service::settings::DEFAULT_MAX_DEPLOYMENT_DEVICES,
             time_travel_concurrency: 2,
             max_devices: None,
-            device_timeout_check_ms: 10_000,
+            rollout_check_ms: 5_000,
         }
     }
 }
@@ -120,7 +119,7 @@ impl ServerSettings {
             max_deployment_devices: self.max_deployment_devices,
             max_devices: self.max_devices,
             standalone: self.standalone.admission.clone(),
-            device_timeout_check_ms: self.device_timeout_check_ms,
+            rollout_check_ms: self.rollout_check_ms,
         }
     }
 

@@ -88,6 +88,29 @@ pub async fn act_on(
     .await
 }
 
+/// Trips the deployment's failure policy if the counts now call for it and it has not
+/// tripped: decided on the deployment's stream, so it trips once however many decide it.
+pub async fn trip_if_due(
+    pipeline: &Pipeline,
+    caller: &Caller,
+    id: DeploymentId,
+) -> Result<Outcome<()>, ApiError> {
+    let stream = StreamName::new(deployments::stream(id));
+    pipeline
+        .run(caller, |session| {
+            let stream = stream.clone();
+            async move {
+                let tripped = session.load(&stream, deployments::evolve_tripped).await?;
+                let trip = session
+                    .tables(&[], |tables| deployments::decide_policy_due(tables, id))
+                    .await?;
+                let events = trip.filter(|_| !tripped).into_iter().collect();
+                Ok(Decision::append(stream, events, ()))
+            }
+        })
+        .await
+}
+
 /// Events for `stream` decided from the tables alone, once they reflect the stream and
 /// `sources` at the versions the decision is appended at.
 async fn from_tables<E>(

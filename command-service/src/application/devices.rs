@@ -103,7 +103,7 @@ pub async fn report_status(
 
 /// With the device's entry reaching the final `status`, the pause or abort its deployment's
 /// failure policy decides, for the deployment's stream, in the same append: the counts, with
-/// everything committed so far and this device, may trip it.
+/// this device, may trip it.
 async fn policy_check(
     session: &Session,
     deployment: DeploymentId,
@@ -119,11 +119,11 @@ async fn policy_check(
     if !policed {
         return Ok(None);
     }
+    // The tables as they are: a report answers once the tables hold it, so reports one after
+    // another each see the ones before. Reports racing each other may each miss the others;
+    // what they leave undecided the rollout checks trip (`crate::rollout_checks`).
     let trip = session
-        .tables(&[], |tables| {
-            deployments::decide_policy(tables, deployment, device_id, status)
-        })
-        .await?;
+        .tables_now(|tables| deployments::decide_policy(tables, deployment, device_id, status));
     let Some(trip) = trip else {
         return Ok(None);
     };

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use events::deployment::{
     DeploymentAborted, DeploymentCreated, DeploymentPaused, DeploymentResumed,
     DeviceDeploymentStatus, DynamicTarget, OnThreshold, PauseCause, Phase, PhaseStarted,
-    PolicyRequest, RolloutPolicy,
+    PolicyRequest, PolicyTrip, RolloutPolicy,
 };
 use events::{DeploymentId, DomainEvent};
 use serde::Deserialize;
@@ -493,7 +493,12 @@ pub fn decide_policy(
                 && !deployment.outcomes.failed.contains(device),
         );
     let trip = policy.trip(finished, failed)?;
-    Some(match policy.on_threshold {
+    Some(tripped(id, policy, trip))
+}
+
+/// The pause or abort a tripped policy decides.
+fn tripped(id: DeploymentId, policy: &RolloutPolicy, trip: PolicyTrip) -> DomainEvent {
+    match policy.on_threshold {
         OnThreshold::Pause => DomainEvent::DeploymentPaused(DeploymentPaused {
             deployment_id: id,
             cause: PauseCause::Policy(trip),
@@ -502,7 +507,22 @@ pub fn decide_policy(
             deployment_id: id,
             policy: Some(trip),
         }),
-    })
+    }
+}
+
+/// Whether an unfinished deployment's policy trips on the counts the tables hold now: what
+/// reports racing each other (each deciding without the others) can leave undecided.
+pub fn decide_policy_due(catalog: &TenantCatalog, id: DeploymentId) -> Option<DomainEvent> {
+    let deployment = catalog.deployments.get(&id)?;
+    let policy = deployment.policy.as_ref()?;
+    if deployment.finished() || deployment.policy_tripped {
+        return None;
+    }
+    let trip = policy.trip(
+        deployment.outcomes.finished.len() as u64,
+        deployment.outcomes.failed.len() as u64,
+    )?;
+    Some(tripped(id, policy, trip))
 }
 
 /// Admissions of a phased deployment, folded from its own stream.

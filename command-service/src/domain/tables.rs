@@ -102,6 +102,20 @@ impl DeploymentInfo {
             .map(|(device, (status, since))| (device.as_str(), *status, *since))
     }
 
+    /// Whether the policy trips on the counts held now, though it has not tripped yet.
+    pub fn policy_due(&self) -> bool {
+        !self.policy_tripped
+            && !self.finished()
+            && self.policy.as_ref().is_some_and(|policy| {
+                policy
+                    .trip(
+                        self.outcomes.finished.len() as u64,
+                        self.outcomes.failed.len() as u64,
+                    )
+                    .is_some()
+            })
+    }
+
     /// Finished once aborted or once every targeted device is in a final state; a dynamic
     /// deployment once `max_devices` devices are, and without it only when aborted.
     pub fn finished(&self) -> bool {

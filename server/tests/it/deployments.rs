@@ -1534,9 +1534,10 @@ async fn each_change_of_an_entry_names_its_cause_and_a_policy_can_be_tried_on_th
     let (_, h4) = history(&fleet, &aborted, "h4").await;
     assert_eq!(
         causes(&h4),
-        owned(&[("device_report", "pending"), ("abort", "aborted")])
+        owned(&[("device_report", "pending"), ("operator", "aborted")])
     );
     assert_eq!(h4[1]["cause"]["subject"], "admin");
+    assert_eq!(h4[1]["cause"]["detail"], json!({"action": "abort"}));
     let decommissioned = fleet.deploy("decommissioned", "release-2", &["h5"]).await;
     assert_eq!(fleet.next("h5", "release-1", "pi").await.0, 200);
     let response = fleet
@@ -1591,6 +1592,19 @@ async fn each_change_of_an_entry_names_its_cause_and_a_policy_can_be_tried_on_th
     assert_eq!(
         tried,
         json!({"tripped": false, "at": null, "devices_started_after": 0, "devices_failed_after": 0})
+    );
+    // The policy it ran with, tried on the same reports, trips where it tripped live.
+    let live = json!({"failure_threshold_percent": 50, "min_finished_devices": 2, "on_threshold": "abort"});
+    let (_, tried) = simulate(&fleet, &id, json!({"policy": live, "retries": 1})).await;
+    assert_eq!(tried["tripped"], true, "{tried}");
+    let at = &tried["at"];
+    assert_eq!(
+        json!({"finished": at["finished"], "failed": at["failed"], "failure_percent": at["failure_percent"]}),
+        fleet.deployment(&id).await["policy_trip"]
+    );
+    assert_eq!(
+        at["position"], h1[4]["position"],
+        "the report that tripped it live"
     );
     assert_eq!(
         fleet.server.head().await,
@@ -1693,6 +1707,57 @@ async fn each_change_of_an_entry_names_its_cause_and_a_policy_can_be_tried_on_th
         head,
         "simulations and refusals record nothing"
     );
+}
+
+/// Ten failures reported at the same moment, each deciding without the others: the policy
+/// trips once all the same (by a report, or by the rollout checks a few seconds later).
+async fn racing_reports_that_cross_the_threshold_trip_the_policy_once(server: TestServer) {
+    let fleet = Fleet::new(server).await;
+    let devices: Vec<String> = (1..=20).map(|n| format!("racing-{n}")).collect();
+    let (status, body, id) = fleet
+        .create(
+            json!({"name": "racing", "artifact_name": "release-2", "devices": devices,
+                       "policy": {"failure_threshold_percent": 50, "min_finished_devices": 10}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = id.unwrap();
+    for device in &devices[..10] {
+        assert_eq!(fleet.next(device, "release-1", "pi").await.0, 200);
+    }
+    let reports = devices[..10]
+        .iter()
+        .map(|device| fleet.report(device, &id, "failure"));
+    for (code, body) in futures::future::join_all(reports).await {
+        assert_eq!(code, 204, "{body}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let deployment = loop {
+        let deployment = fleet.deployment(&id).await;
+        if deployment["paused"] == true {
+            break deployment;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never paused: {deployment}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(deployment["policy_trip"]["failed"], 10, "{deployment}");
+    assert_eq!(fleet.next(&devices[10], "release-1", "pi").await.0, 204);
+    let log = fleet.server.log().await;
+    let trips = log
+        .read_stream(
+            &events::TenantId::default(),
+            &events::StreamName::new(format!("deployment-{id}")),
+            0,
+        )
+        .await
+        .unwrap()
+        .iter()
+        .filter(|event| event.event_type == "DeploymentPaused")
+        .count();
+    assert_eq!(trips, 1);
 }
 
 async fn a_failure_policy_pauses_or_aborts_the_rollout(server: TestServer) {
@@ -1808,6 +1873,7 @@ async fn a_failure_policy_pauses_or_aborts_the_rollout(server: TestServer) {
 }
 
 on_both_backends!(
+    racing_reports_that_cross_the_threshold_trip_the_policy_once,
     each_change_of_an_entry_names_its_cause_and_a_policy_can_be_tried_on_the_past,
     a_failed_device_is_retried_and_counted_by_its_latest_attempt,
     a_failure_policy_pauses_or_aborts_the_rollout,

@@ -754,7 +754,7 @@ async fn timeouts_in_log(data: &Path) -> Vec<String> {
 async fn device_timeouts_fire_from_the_log_exactly_once_across_kills() {
     let data = tempfile::tempdir().unwrap();
     let files = tempfile::tempdir().unwrap();
-    let settings = [("DEPLOYMENTS_DEVICE_TIMEOUT_CHECK_MS", "300")];
+    let settings = [("DEPLOYMENTS_ROLLOUT_CHECK_MS", "300")];
     let mut server = ServerProcess::start(data.path(), &settings).await;
     let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
     assert_eq!(upload(&server, &release).await.0, 201);

@@ -986,3 +986,42 @@ fn an_entry_stuck_past_the_device_timeout_fails_once() {
     .is_empty());
     assert!(known.deployments[&id].finished());
 }
+
+#[test]
+fn a_policy_the_counts_trip_is_due_until_it_has_tripped() {
+    let mut history = vec![artifact("release-2", &["pi"], 300)];
+    let policy = NewPolicy {
+        failure_threshold_percent: Some(50),
+        min_finished_devices: Some(2),
+        ..NewPolicy::default()
+    };
+    let id = deploy_with(&mut history, &["d1", "d2", "d3"], 0, Some(policy));
+    for device in ["d1", "d2"] {
+        let joined = device::decide_next(
+            &DeviceState::default(),
+            &asked(device, "release-1", "pi"),
+            &catalog(history.clone()),
+            None,
+        );
+        history.extend(joined.events);
+    }
+    history.push(failed(id, "d1"));
+    assert_eq!(
+        decide_policy_due(&catalog(history.clone()), id),
+        None,
+        "one finished"
+    );
+    // Two failures recorded without a trip, as racing reports can leave them.
+    history.push(failed(id, "d2"));
+    let known = catalog(history.clone());
+    assert!(known.deployments[&id].policy_due());
+    let trip = decide_policy_due(&known, id);
+    assert!(
+        matches!(&trip, Some(DomainEvent::DeploymentPaused(p)) if matches!(&p.cause, PauseCause::Policy(t) if t.failed == 2)),
+        "{trip:?}"
+    );
+    history.extend(trip);
+    let known = catalog(history);
+    assert!(!known.deployments[&id].policy_due());
+    assert_eq!(decide_policy_due(&known, id), None, "it trips once");
+}
