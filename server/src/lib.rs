@@ -70,6 +70,11 @@ impl Server {
         if let Some(standalone) = standalone {
             routes = routes.merge(standalone);
         }
+        if settings.console.enabled {
+            // The console calls the API in process, through the same edge as any client.
+            let api = console::Api::in_process(http_edge::service::with_edge(routes.clone()));
+            routes = routes.merge(console::routes(api));
+        }
         let router = http_edge::service::with_edge(routes);
         Ok(HttpServer::on(listener, router)
             .with_settings(settings.http.clone())

@@ -48,6 +48,8 @@ pub struct ServerSettings {
     pub max_devices: Option<u64>,
     /// How often device timeouts and failure policies are checked, in milliseconds.
     pub rollout_check_ms: u64,
+    /// The web console at `/ui/`; on by default.
+    pub console: console::ConsoleSettings,
 }
 
 impl Default for ServerSettings {
@@ -71,6 +73,7 @@ impl Default for ServerSettings {
             time_travel_concurrency: 2,
             max_devices: None,
             rollout_check_ms: 5_000,
+            console: console::ConsoleSettings::default(),
         }
     }
 }

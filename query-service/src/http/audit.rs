@@ -74,8 +74,8 @@ fn sse_event(event: &RecordedEvent) -> Event {
         .data(data)
 }
 
-/// `GET /events/stream`: every event of the tenant after `Last-Event-ID` (or `after`), then
-/// each new one as it commits.
+/// `GET /events/stream`: every event of the tenant after `Last-Event-ID` (or `after`, where
+/// `head` is the log's end now), then each new one as it commits.
 async fn tail(
     State(state): State<AppState>,
     User(user): User,
@@ -88,6 +88,11 @@ async fn tail(
         .map(|value| value.to_str().unwrap_or("?"));
     let after = match resume {
         Some(id) => cursor(Some(id), "Last-Event-ID")?,
+        // `after=head`: only what is appended from now on, for a view that has just read
+        // the present.
+        None if query.get("after").map(String::as_str) == Some("head") => {
+            state.log.head().await.map_err(anyhow::Error::from)?
+        }
         None => cursor(query.get("after").map(String::as_str), "after")?,
     };
     let tenant = user.tenant;

@@ -11,6 +11,7 @@ mod admission;
 mod api;
 mod artifacts;
 mod audit;
+mod console;
 mod deployment_reads;
 mod deployments;
 mod durability;

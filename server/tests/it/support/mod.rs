@@ -1,6 +1,7 @@
 //! What the server's API tests share: a server on a fresh backend, tokens, and requests.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod process;
 
 /// Makes each case a test on the embedded backends (SQLite, local files) and one on

@@ -1,0 +1,185 @@
+//! Devices by admission status, and the operator's decisions on them.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::Method;
+use axum::response::{Html, Response};
+use axum::Form;
+use maud::html;
+use serde_json::{json, Value};
+
+use super::dashboard::DEVICE_STATES;
+use super::{no_such_action, one_of, page_number, perform, query, segment, text, Action};
+use crate::error::ConsoleError;
+use crate::layout::{self, notice, pager, short_time, Section};
+use crate::session::Session;
+use crate::ConsoleState;
+
+const DEVAUTH: &str = "/api/management/v2/devauth/devices";
+const PER_PAGE: u64 = 20;
+
+/// A device's identity, as `key=value` pairs.
+fn identity(device: &Value) -> String {
+    device["identity_data"]
+        .as_object()
+        .map(|identity| {
+            identity
+                .iter()
+                .map(|(key, value)| {
+                    format!("{key}={}", value.as_str().unwrap_or(&value.to_string()))
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
+
+pub async fn list(
+    State(state): State<ConsoleState>,
+    session: Session,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Html<String>, ConsoleError> {
+    let status = one_of(&params, "status", &DEVICE_STATES);
+    let page = page_number(&params);
+    let mut counts = Vec::new();
+    for each in DEVICE_STATES {
+        let (count, _): (Value, _) = state
+            .api
+            .read(&session.caller, &format!("{DEVAUTH}/count?status={each}"))
+            .await?;
+        counts.push((each, count["count"].as_u64().unwrap_or(0)));
+    }
+    let path = format!(
+        "{DEVAUTH}?{}",
+        query(&[
+            ("status", status),
+            ("page", &page.to_string()),
+            ("per_page", &PER_PAGE.to_string()),
+        ])
+    );
+    let (devices, answer): (Vec<Value>, _) = state.api.read(&session.caller, &path).await?;
+    let total = counts
+        .iter()
+        .find(|(each, _)| *each == status)
+        .map_or(answer.total(), |(_, count)| *count);
+    let body = html! {
+        (notice(params.get("notice").map(String::as_str)))
+        @if let Some(error) = params.get("error") {
+            p.error role="alert" { (error) }
+        }
+        nav.tabs aria-label="Devices by status" {
+            @for (each, count) in &counts {
+                @let label = format!("{each} ({count})");
+                @if *each == status {
+                    a aria-current="page" href=(format!("/ui/devices?status={each}")) { (label) }
+                } @else {
+                    a href=(format!("/ui/devices?status={each}")) { (label) }
+                }
+            }
+        }
+        div #device-list data-live {
+            @if devices.is_empty() {
+                p.muted { "No " (status) " devices." }
+            } @else {
+                table {
+                    thead { tr {
+                        th scope="col" { "Device" } th scope="col" { "Identity" }
+                        th scope="col" { "Status" } th scope="col" { "Last change" }
+                        th scope="col" { "Actions" }
+                    } }
+                    tbody {
+                        @for device in &devices {
+                            @let id = text(device, "id");
+                            tr data-device=(id) {
+                                td { (id) }
+                                td { (identity(device)) }
+                                td { (text(device, "status")) }
+                                td { (short_time(text(device, "updated_ts"))) }
+                                td.actions {
+                                    @for (action, label) in actions(text(device, "status")) {
+                                        form.inline method="post" action=(format!("/ui/devices/{}/{action}", segment(id))) {
+                                            input type="hidden" name="csrf" value=(session.csrf);
+                                            input type="hidden" name="status" value=(status);
+                                            button type="submit" data-action=(action) aria-label=(format!("{label} {}", identity(device))) { (label) }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            (pager(&format!("/ui/devices?status={status}"), page, PER_PAGE, total))
+        }
+    };
+    Ok(layout::page(
+        "Devices",
+        Section::Devices,
+        &session.csrf,
+        body,
+    ))
+}
+
+/// What the operator may do with a device in `status`.
+fn actions(status: &str) -> &'static [(&'static str, &'static str)] {
+    match status {
+        "pending" => &[
+            ("accept", "Accept"),
+            ("reject", "Reject"),
+            ("dismiss", "Dismiss"),
+        ],
+        "accepted" => &[("reject", "Reject"), ("decommission", "Decommission")],
+        "rejected" => &[("accept", "Accept"), ("dismiss", "Dismiss")],
+        "preauthorized" => &[("dismiss", "Dismiss")],
+        _ => &[],
+    }
+}
+
+/// `POST /ui/devices/{id}/{action}`: a decision on the device's auth set that asks for it.
+pub async fn act(
+    State(state): State<ConsoleState>,
+    session: Session,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, ConsoleError> {
+    session.check(form.get("csrf").map(String::as_str))?;
+    let back = one_of(&form, "status", &DEVICE_STATES);
+    let device_path = format!("{DEVAUTH}/{}", segment(&id));
+    let (device, _): (Value, _) = state.api.read(&session.caller, &device_path).await?;
+    // The auth set the decision is about: the newest one still waiting, else the newest.
+    let auth_sets = device["auth_sets"].as_array().cloned().unwrap_or_default();
+    let auth_set = auth_sets
+        .iter()
+        .rev()
+        .find(|set| text(set, "status") == "pending")
+        .or_else(|| auth_sets.last())
+        .map(|set| text(set, "id").to_owned())
+        .unwrap_or_default();
+    let action = match action.as_str() {
+        "accept" | "reject" => Action {
+            method: Method::PUT,
+            path: format!("{device_path}/auth/{}/status", segment(&auth_set)),
+            body: Some(json!({"status": if action == "accept" { "accepted" } else { "rejected" }})),
+            done: if action == "accept" {
+                "Accepted."
+            } else {
+                "Rejected."
+            },
+        },
+        "dismiss" => Action {
+            method: Method::DELETE,
+            path: format!("{device_path}/auth/{}", segment(&auth_set)),
+            body: None,
+            done: "Dismissed.",
+        },
+        "decommission" => Action {
+            method: Method::DELETE,
+            path: device_path.clone(),
+            body: None,
+            done: "Decommissioned.",
+        },
+        _ => return Err(no_such_action()),
+    };
+    perform(&state, &session, action, "/ui/devices", &[("status", back)]).await
+}

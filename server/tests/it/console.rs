@@ -1,0 +1,620 @@
+//! The web console: sign-in and its cookie, CSRF and escaping over plain HTTP, and an
+//! operator's whole rollout in Debian's headless Chromium through WebDriver.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::multipart::{Form, Part};
+use serde_json::{json, Value};
+
+use crate::standalone::{authenticate, DeviceKeys};
+use crate::support::browser::Browser;
+use crate::support::{rootfs_artifact, TestServer};
+
+const PASSWORD: &str = "console test password";
+const EMAIL: &str = "admin@example.com";
+const DEPLOYMENTS: &str = "/api/management/v1/deployments/deployments";
+
+async fn console_server(postgres: bool, auto_accept: bool) -> TestServer {
+    TestServer::start_with(postgres, |settings| {
+        settings.standalone.admin_password = Some(PASSWORD.into());
+        settings.standalone.admission.auto_accept = auto_accept;
+    })
+    .await
+}
+
+/// A client that shows redirects instead of following them.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// The value a `Set-Cookie` header gives `name`, with the header's attributes.
+fn set_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with(&format!("{name}=")))
+}
+
+/// The value of a cookie in a `Set-Cookie` header.
+fn cookie_value(set_cookie: &str) -> &str {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .map(|(_, value)| value)
+        .unwrap()
+}
+
+/// The value of the hidden `csrf` field of a page's first form.
+fn csrf_field(html: &str) -> String {
+    let start = html
+        .find(r#"name="csrf" value=""#)
+        .expect("a form with a csrf field")
+        + 19;
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+/// An operator's browser session over plain HTTP: its cookie header and CSRF token.
+struct Signed {
+    cookie: String,
+    csrf: String,
+}
+
+async fn sign_in_form(server: &TestServer) -> (String, String) {
+    let response = client()
+        .get(server.url("/ui/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie =
+        cookie_value(set_cookie(response.headers(), "deployments_sign_in").unwrap()).to_owned();
+    let csrf = csrf_field(&response.text().await.unwrap());
+    (format!("deployments_sign_in={cookie}"), csrf)
+}
+
+async fn post_sign_in(
+    server: &TestServer,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    client()
+        .post(server.url("/ui/sign-in"))
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn sign_in(server: &TestServer) -> Signed {
+    let (cookie, csrf) = sign_in_form(server).await;
+    let response = post_sign_in(
+        server,
+        &cookie,
+        &[("csrf", &csrf), ("email", EMAIL), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(response.status(), 303);
+    let session = cookie_value(set_cookie(response.headers(), "deployments_session").unwrap());
+    let cookie = format!("deployments_session={session}");
+    let page = get_page(server, &cookie, "/ui/").await;
+    Signed {
+        csrf: csrf_field(&page.1),
+        cookie,
+    }
+}
+
+/// A response's status, page and headers.
+async fn page_of(response: reqwest::Response) -> (u16, String, HeaderMap) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    (status, response.text().await.unwrap(), headers)
+}
+
+async fn get_page(server: &TestServer, cookie: &str, path: &str) -> (u16, String, HeaderMap) {
+    let response = client()
+        .get(server.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    page_of(response).await
+}
+
+async fn post_form(
+    server: &TestServer,
+    signed: &Signed,
+    path: &str,
+    form: &[(&str, &str)],
+) -> (u16, String, HeaderMap) {
+    let response = client()
+        .post(server.url(path))
+        .header("cookie", &signed.cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    page_of(response).await
+}
+
+async fn upload(server: &TestServer, name: &str) {
+    let files = tempfile::tempdir().unwrap();
+    let file = rootfs_artifact(files.path(), name, &["pi"], 4096);
+    let form = Form::new().part(
+        "artifact",
+        Part::bytes(std::fs::read(file).unwrap()).file_name("artifact.mender"),
+    );
+    let response = server
+        .client
+        .post(server.url("/api/management/v1/deployments/artifacts"))
+        .bearer_auth(server.admin())
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+async fn create_deployment(server: &TestServer, name: &str, devices: &[&str]) -> String {
+    let response = server
+        .client
+        .post(server.url(DEPLOYMENTS))
+        .bearer_auth(server.admin())
+        .json(&json!({"name": name, "artifact_name": "release-1", "devices": devices}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.headers()[LOCATION]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+async fn signing_in_sets_a_strict_cookie_and_a_wrong_password_sets_none(postgres: bool) {
+    let server = console_server(postgres, true).await;
+    let response = client().get(server.url("/ui/")).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()[LOCATION], "/ui/sign-in");
+    let response = client().get(server.url("/")).send().await.unwrap();
+    assert_eq!(response.headers()[LOCATION], "/ui/");
+
+    let (cookie, csrf) = sign_in_form(&server).await;
+    let wrong = post_sign_in(
+        &server,
+        &cookie,
+        &[("csrf", &csrf), ("email", EMAIL), ("password", "not it")],
+    )
+    .await;
+    assert_eq!(wrong.status(), 401);
+    assert!(set_cookie(wrong.headers(), "deployments_session").is_none());
+    assert!(wrong
+        .text()
+        .await
+        .unwrap()
+        .contains("Wrong email or password."));
+    // Without the form's token (a login CSRF), the right password signs nobody in.
+    let forged = post_sign_in(
+        &server,
+        &cookie,
+        &[("email", EMAIL), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(forged.status(), 403);
+    assert!(set_cookie(forged.headers(), "deployments_session").is_none());
+
+    let right = post_sign_in(
+        &server,
+        &cookie,
+        &[("csrf", &csrf), ("email", EMAIL), ("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(right.status(), 303);
+    assert_eq!(right.headers()[LOCATION], "/ui/");
+    let session = set_cookie(right.headers(), "deployments_session").unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP: {session}");
+    let cookie = format!("deployments_session={}", cookie_value(session));
+    let (status, page, headers) = get_page(&server, &cookie, "/ui/").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Dashboard"));
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("script-src 'self'") && policy.contains("default-src 'none'"));
+    // No inline script or style for the policy to block: every script is a file.
+    assert_eq!(
+        page.matches("<script").count(),
+        page.matches("<script src=").count()
+    );
+    assert!(!page.contains(" style="));
+    // The user token the session holds is the login route's: the API accepts it.
+    let token = cookie.trim_start_matches("deployments_session=");
+    let (status, _) = server.get(DEPLOYMENTS, Some(token)).await;
+    assert_eq!(status, 200);
+
+    // Behind a TLS proxy the cookie is Secure.
+    let (sign_in_cookie, csrf) = sign_in_form(&server).await;
+    let response = client()
+        .post(server.url("/ui/sign-in"))
+        .header("cookie", sign_in_cookie)
+        .header("x-forwarded-proto", "https")
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", EMAIL),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(set_cookie(response.headers(), "deployments_session")
+        .unwrap()
+        .contains("; Secure"));
+
+    let signed = Signed {
+        csrf: csrf_field(&page),
+        cookie,
+    };
+    let (status, _, headers) = post_form(&server, &signed, "/ui/sign-out", &[]).await;
+    assert_eq!(status, 403);
+    assert!(set_cookie(&headers, "deployments_session").is_none());
+    let (status, _, headers) =
+        post_form(&server, &signed, "/ui/sign-out", &[("csrf", &signed.csrf)]).await;
+    assert_eq!(status, 303);
+    assert!(set_cookie(&headers, "deployments_session")
+        .unwrap()
+        .contains("Max-Age=0"));
+}
+
+async fn forms_without_the_csrf_token_change_nothing_and_names_show_as_text(postgres: bool) {
+    let server = console_server(postgres, true).await;
+    upload(&server, "release-1").await;
+    let hostile = "<img src=x onerror=alert(1)>";
+    let id = create_deployment(&server, hostile, &["d1"]).await;
+    let signed = sign_in(&server).await;
+
+    for path in [
+        "/ui/deployments?status=pending",
+        &format!("/ui/deployments/{id}"),
+        "/ui/",
+    ] {
+        let (status, page, _) = get_page(&server, &signed.cookie, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            page.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{path}: {page}"
+        );
+        assert!(!page.contains(hostile), "{path}");
+    }
+
+    let head = server.head().await;
+    let create = [
+        ("name", "forged"),
+        ("release", "release-1"),
+        ("target", "devices"),
+        ("devices", "d2"),
+    ];
+    let (status, _, _) = post_form(&server, &signed, "/ui/deployments", &create).await;
+    assert_eq!(status, 403);
+    let abort = format!("/ui/deployments/{id}/abort");
+    let (status, _, _) = post_form(&server, &signed, &abort, &[("csrf", "0123456789abcdef")]).await;
+    assert_eq!(status, 403);
+    // The API's refusal is shown on the form, and stores nothing either.
+    let (status, page, _) = post_form(
+        &server,
+        &signed,
+        "/ui/deployments",
+        &[&create[..], &[("csrf", &signed.csrf), ("retries", "11")]].concat(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(page.contains("retries"), "{page}");
+    assert!(
+        page.contains(r#"value="forged""#),
+        "the form keeps what was typed"
+    );
+    assert_eq!(server.head().await, head, "a refused form appended events");
+    let (_, deployment) = server
+        .get(&format!("{DEPLOYMENTS}/{id}"), Some(&server.admin()))
+        .await;
+    assert_eq!(deployment["status"], "pending");
+
+    let (status, _, headers) = post_form(&server, &signed, &abort, &[("csrf", &signed.csrf)]).await;
+    assert_eq!(status, 303);
+    assert!(headers[LOCATION]
+        .to_str()
+        .unwrap()
+        .contains("notice=Aborted"));
+    let (_, deployment) = server
+        .get(&format!("{DEPLOYMENTS}/{id}"), Some(&server.admin()))
+        .await;
+    assert_eq!(deployment["status"], "finished");
+    // The abort names the operator who signed in (the login's user, not the test's token).
+    let (_, feed) = server
+        .get(
+            "/api/management/v1/deployments/events?limit=1000",
+            Some(&server.admin()),
+        )
+        .await;
+    let abort = feed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|event| event["stream"].as_str().unwrap_or("").contains(&id))
+        .unwrap();
+    let actor = abort["actor"].as_str().unwrap_or("");
+    assert!(
+        actor.starts_with("user:") && actor != "user:admin",
+        "{abort}"
+    );
+}
+
+configured_on_both_backends!(
+    signing_in_sets_a_strict_cookie_and_a_wrong_password_sets_none,
+    forms_without_the_csrf_token_change_nothing_and_names_show_as_text
+);
+
+/// Saves a screenshot of the browser's page as `docs/screenshots/<name>.png` when
+/// `CONSOLE_SCREENSHOTS` names that directory (scripts/screenshots sets it).
+async fn screenshot(browser: &Browser, name: &str) {
+    if let Ok(dir) = std::env::var("CONSOLE_SCREENSHOTS") {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(format!("{dir}/{name}.png"), browser.screenshot().await).unwrap();
+    }
+}
+
+async fn device_request(
+    server: &TestServer,
+    token: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> u16 {
+    let mut request = server
+        .client
+        .request(method, server.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_runs_a_rollout_from_the_browser() {
+    let server = console_server(false, false).await;
+    let files = tempfile::tempdir().unwrap();
+    let artifact = rootfs_artifact(files.path(), "release-1", &["pi"], 64 * 1024);
+    let browser = Browser::start(1280).await;
+
+    // Signing in: a wrong password is refused on the page, the right one lands on the dashboard.
+    browser.go(&server.url("/ui/")).await;
+    browser.wait_for("#email").await;
+    screenshot(&browser, "sign-in").await;
+    browser.type_into("#email", EMAIL).await;
+    browser.type_into("#password", "wrong").await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_for_text(".error", 10, |text| {
+            text.contains("Wrong email or password")
+        })
+        .await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_for_text("h1", 10, |text| text == "Dashboard")
+        .await;
+
+    // An upload through the form, with its progress, then listed.
+    browser.go(&server.url("/ui/releases")).await;
+    browser
+        .type_into("#artifact", artifact.to_str().unwrap())
+        .await;
+    browser.click("#upload button[type=submit]").await;
+    browser
+        .wait_for_text("#upload-result", 20, |text| text == "Uploaded.")
+        .await;
+    assert_eq!(
+        browser
+            .run("return document.getElementById('upload-progress').value")
+            .await,
+        100
+    );
+    browser
+        .wait_for_text("#release-list", 10, |text| text.contains("release-1"))
+        .await;
+    // The same file again: the API's refusal, shown as it is.
+    browser
+        .type_into("#artifact", artifact.to_str().unwrap())
+        .await;
+    browser.click("#upload button[type=submit]").await;
+    browser
+        .wait_for_text("#upload-result", 20, |text| text.starts_with("Refused:"))
+        .await;
+    screenshot(&browser, "releases").await;
+
+    // A device asks to join; the operator accepts it on the Devices page.
+    let keys = DeviceKeys::generate("ED25519");
+    let identity = r#"{"mac":"52:54:00:c0:ff:ee"}"#;
+    assert_eq!(authenticate(&server, identity, &keys).await.0, 401);
+    browser.go(&server.url("/ui/devices?status=pending")).await;
+    browser
+        .wait_for_text("#device-list", 10, |text| {
+            text.contains("52:54:00:c0:ff:ee")
+        })
+        .await;
+    screenshot(&browser, "devices").await;
+    browser.click("button[data-action=accept]").await;
+    browser
+        .wait_for_text(".notice", 10, |text| text == "Accepted.")
+        .await;
+    let (status, token) = authenticate(&server, identity, &keys).await;
+    assert_eq!(status, 200, "{token}");
+    let (_, devices) = server
+        .get(
+            "/api/management/v2/devauth/devices?status=accepted",
+            Some(&server.admin()),
+        )
+        .await;
+    let device = devices[0]["id"].as_str().unwrap().to_owned();
+    let group = server
+        .client
+        .put(server.url(&format!(
+            "/api/management/v1/inventory/devices/{device}/group"
+        )))
+        .bearer_auth(server.admin())
+        .json(&json!({"group": "lab"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(group.status(), 204);
+
+    // A group deployment through the form.
+    browser.go(&server.url("/ui/deployments/new")).await;
+    browser.type_into("#name", "lab rollout").await;
+    browser.click("#release option[value='release-1']").await;
+    browser.click("input[name=target][value=group]").await;
+    browser.click("#group option[value='lab']").await;
+    browser.type_into("#retries", "1").await;
+    screenshot(&browser, "create-deployment").await;
+    browser.click("form.stack button[type=submit]").await;
+    browser
+        .wait_for_text("h1", 10, |text| text == "Deployment lab rollout")
+        .await;
+    let id = browser.url().await.rsplit('/').next().unwrap().to_owned();
+
+    // The device takes it and reports; the page follows without being reloaded.
+    browser.run("window.stayed = true").await;
+    let next =
+        "/api/devices/v1/deployments/device/deployments/next?artifact_name=factory&device_type=pi";
+    assert_eq!(
+        device_request(&server, &token, reqwest::Method::GET, next, None).await,
+        200
+    );
+    let status = format!("/api/devices/v1/deployments/device/deployments/{id}/status");
+    let report = |status_text: &'static str| {
+        let (server, token, status) = (&server, &token, &status);
+        async move {
+            device_request(
+                server,
+                token,
+                reqwest::Method::PUT,
+                status,
+                Some(json!({"status": status_text})),
+            )
+            .await
+        }
+    };
+    assert_eq!(report("downloading").await, 204);
+    browser
+        .wait_for_text("#in-progress", 15, |text| text == "1")
+        .await;
+    browser
+        .wait_for_text("#device-table", 10, |text| text.contains("downloading"))
+        .await;
+    assert_eq!(
+        browser.run("return window.stayed === true").await,
+        true,
+        "the page was reloaded"
+    );
+    screenshot(&browser, "deployment").await;
+
+    // The device's causal history, one click away.
+    browser.click("#device-table a").await;
+    browser
+        .wait_for_text("#history", 10, |text| text.contains("device_report"))
+        .await;
+    screenshot(&browser, "device-history").await;
+    browser
+        .go(&server.url(&format!("/ui/deployments/{id}")))
+        .await;
+
+    // Abort from the page: the device's next report gets 409 and the rollout is finished.
+    browser.click("button[data-action=abort]").await;
+    browser
+        .wait_for_text(".notice", 10, |text| text == "Aborted.")
+        .await;
+    browser
+        .wait_for_text("#status", 10, |text| text.starts_with("finished"))
+        .await;
+    assert_eq!(report("installing").await, 409);
+
+    // Hostile names show as text, and run nothing.
+    let hostile = "<img src=x onerror=alert(1)>";
+    create_deployment(&server, hostile, &[&device]).await;
+    browser
+        .go(&server.url("/ui/deployments?status=pending"))
+        .await;
+    let name = browser
+        .wait_for_text("#deployment-list td a", 10, |text| !text.is_empty())
+        .await;
+    assert_eq!(name, hostile);
+    assert_eq!(browser.alert().await, None);
+    assert_eq!(browser.run("return document.images.length").await, 0);
+
+    // The dashboard and the audit feed, and the console at a phone's width.
+    browser.go(&server.url("/ui/")).await;
+    browser
+        .wait_for_text("#active", 10, |text| text.contains(hostile))
+        .await;
+    screenshot(&browser, "dashboard").await;
+    browser.go(&server.url("/ui/events")).await;
+    let rows = browser
+        .run("return document.querySelectorAll('#events tbody tr').length")
+        .await;
+    assert!(rows.as_u64().unwrap() > 5, "{rows}");
+    // A new event appears at the end of the feed without a reload.
+    let before = rows.as_u64().unwrap();
+    assert_eq!(
+        device_request(&server, &token, reqwest::Method::GET, next, None).await,
+        200
+    );
+    let started = std::time::Instant::now();
+    while browser
+        .run("return document.querySelectorAll('#events tbody tr').length")
+        .await
+        .as_u64()
+        .unwrap()
+        <= before
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the feed did not follow"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    screenshot(&browser, "events").await;
+    drop(browser);
+
+    let phone = Browser::start(375).await;
+    phone.go(&server.url("/ui/sign-in")).await;
+    phone.type_into("#email", EMAIL).await;
+    phone.type_into("#password", PASSWORD).await;
+    phone.click("button[type=submit]").await;
+    phone
+        .wait_for_text("h1", 10, |text| text == "Dashboard")
+        .await;
+    for path in [
+        "/ui/",
+        "/ui/deployments?status=finished",
+        &format!("/ui/deployments/{id}"),
+        "/ui/devices",
+    ] {
+        phone.go(&server.url(path)).await;
+        phone.wait_for("h1").await;
+        let fits = phone
+            .run("return document.documentElement.scrollWidth <= window.innerWidth")
+            .await;
+        assert_eq!(fits, true, "{path} is wider than a phone");
+    }
+    screenshot(&phone, "dashboard-phone").await;
+}
