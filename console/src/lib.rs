@@ -73,8 +73,27 @@ pub fn routes(api: Api) -> Router {
         )
         .route("/ui/releases", get(pages::releases::list))
         .route("/ui/releases/upload", post(pages::releases::upload))
+        .route("/ui/artifacts/{id}", get(pages::artifact::show))
+        .route(
+            "/ui/artifacts/{id}/description",
+            post(pages::artifact::describe),
+        )
+        .route("/ui/artifacts/{id}/delete", post(pages::artifact::delete))
         .route("/ui/devices", get(pages::devices::list))
+        .route("/ui/devices/find", get(pages::search::find))
+        .route("/ui/devices/filters", post(pages::search::save_filter))
+        .route(
+            "/ui/devices/preauthorize",
+            post(pages::search::preauthorize),
+        )
+        .route("/ui/devices/{id}", get(pages::device::show))
         .route("/ui/devices/{id}/{action}", post(pages::devices::act))
+        .route("/ui/devices/{id}/group", post(pages::device::group))
+        .route("/ui/devices/{id}/ungroup", post(pages::device::ungroup))
+        .route(
+            "/ui/devices/{id}/sets/{set}/{action}",
+            post(pages::device::decide_set),
+        )
         .route("/ui/events", get(pages::events::list))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)

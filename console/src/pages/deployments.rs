@@ -188,6 +188,10 @@ async fn create_form(
         .api
         .read(&session.caller, "/api/management/v1/inventory/groups")
         .await?;
+    let (filters, _): (Vec<Value>, _) = state
+        .api
+        .read(&session.caller, "/api/management/v2/inventory/filters")
+        .await?;
     let value = |name: &str| sent.get(name).map(String::as_str).unwrap_or("");
     let target = match value("target") {
         "" => "devices",
@@ -210,7 +214,7 @@ async fn create_form(
             }
             fieldset {
                 legend { "Target" }
-                @for (choice, label) in [("devices", "These devices"), ("group", "A group"), ("all", "All devices")] {
+                @for (choice, label) in [("devices", "These devices"), ("group", "A group"), ("all", "All devices"), ("filter", "Devices matching a saved filter, as they ask")] {
                     label.choice {
                         input type="radio" name="target" value=(choice) checked[choice == target];
                         " " (label)
@@ -225,6 +229,20 @@ async fn create_form(
                         option value=(group) selected[group == value("group")] { (group) }
                     }
                 }
+                label for="filter" { "Saved filter" }
+                select #filter name="filter_id" {
+                    option value="" { "—" }
+                    @for filter in &filters {
+                        option value=(text(filter, "id")) selected[text(filter, "id") == value("filter_id")] { (text(filter, "name")) }
+                    }
+                }
+                label for="max-devices" { "At most this many devices (saved filter only; empty: until aborted)" }
+                input #max-devices name="max_devices" inputmode="numeric" value=(value("max_devices"));
+            }
+            fieldset {
+                legend { "Phases" }
+                label for="phases" { "One line per phase: the percentage of devices, then when it starts (RFC 3339; the first starts now). Empty: all at once." }
+                textarea #phases name="phases" rows="3" placeholder="10\n90 2027-01-01T08:00:00Z" { (value("phases")) }
             }
             fieldset {
                 legend { "Safety" }
@@ -264,6 +282,28 @@ fn number_or_text(text: &str) -> Value {
         .unwrap_or_else(|_| Value::from(text))
 }
 
+/// Phases from lines of `<percent> [<start time>]`.
+fn phases_of(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let mut words = line.split_whitespace();
+            let mut phase = Map::new();
+            if let Some(size) = words.next() {
+                phase.insert(
+                    "batch_size".into(),
+                    number_or_text(size.trim_end_matches('%')),
+                );
+            }
+            if let Some(start) = words.next() {
+                phase.insert("start_ts".into(), json!(start));
+            }
+            Value::Object(phase)
+        })
+        .collect()
+}
+
 /// The API request a create form asks for: its path and body.
 fn create_request(form: &Sent) -> (String, Value) {
     let mut body = Map::new();
@@ -291,7 +331,20 @@ fn create_request(form: &Sent) -> (String, Value) {
         }
         body.insert("policy".into(), Value::Object(policy));
     }
+    if let Some(phases) = field(form, "phases") {
+        body.insert("phases".into(), Value::Array(phases_of(phases)));
+    }
     let path = match field(form, "target") {
+        Some("filter") => {
+            body.insert(
+                "filter_id".into(),
+                json!(field(form, "filter_id").unwrap_or("")),
+            );
+            if let Some(max) = field(form, "max_devices") {
+                body.insert("max_devices".into(), number_or_text(max));
+            }
+            DEPLOYMENTS_V2.to_owned()
+        }
         Some("group") => format!(
             "{DEPLOYMENTS}/group/{}",
             segment(field(form, "group").unwrap_or(""))
@@ -319,12 +372,17 @@ pub async fn create(
     Form(form): Form<Sent>,
 ) -> Result<Response, ConsoleError> {
     session.check(form.get("csrf").map(String::as_str))?;
-    if form.get("target").map(String::as_str) == Some("group") && field(&form, "group").is_none() {
+    let unchosen = match form.get("target").map(String::as_str) {
+        Some("group") if field(&form, "group").is_none() => Some("Choose a group."),
+        Some("filter") if field(&form, "filter_id").is_none() => Some("Choose a saved filter."),
+        _ => None,
+    };
+    if let Some(message) = unchosen {
         return create_form(
             &state,
             &session,
             &form,
-            Some("Choose a group."),
+            Some(message),
             StatusCode::BAD_REQUEST,
         )
         .await;
@@ -672,6 +730,25 @@ mod tests {
             body,
             json!({"name": "rollout", "artifact_name": "r1", "retries": 2,
                    "policy": {"failure_threshold_percent": 20, "on_threshold": "abort"}})
+        );
+    }
+
+    #[test]
+    fn phases_are_read_a_line_each_and_a_filter_goes_to_the_v2_route() {
+        let (path, body) = create_request(&form(&[
+            ("name", "n"),
+            ("release", "r"),
+            ("target", "filter"),
+            ("filter_id", "f1"),
+            ("max_devices", "5"),
+            ("phases", "10%\n\n 90 2027-01-01T08:00:00Z "),
+        ]));
+        assert_eq!(path, DEPLOYMENTS_V2);
+        assert_eq!(body["filter_id"], "f1");
+        assert_eq!(body["max_devices"], 5);
+        assert_eq!(
+            body["phases"],
+            json!([{"batch_size": 10}, {"batch_size": 90, "start_ts": "2027-01-01T08:00:00Z"}])
         );
     }
 

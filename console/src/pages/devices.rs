@@ -7,9 +7,10 @@ use axum::http::Method;
 use axum::response::{Html, Response};
 use axum::Form;
 use maud::html;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::dashboard::DEVICE_STATES;
+use super::device::set_decision;
 use super::{no_such_action, one_of, page_number, perform, query, segment, text, Action};
 use crate::error::ConsoleError;
 use crate::layout::{self, notice, pager, short_time, Section};
@@ -68,6 +69,7 @@ pub async fn list(
         @if let Some(error) = params.get("error") {
             p.error role="alert" { (error) }
         }
+        p { a.button href="/ui/devices/find" { "Find devices by attribute or group" } }
         nav.tabs aria-label="Devices by status" {
             @for (each, count) in &counts {
                 @let label = format!("{each} ({count})");
@@ -92,7 +94,7 @@ pub async fn list(
                         @for device in &devices {
                             @let id = text(device, "id");
                             tr data-device=(id) {
-                                td { (id) }
+                                td { a href=(format!("/ui/devices/{}", segment(id))) { (id) } }
                                 td { (identity(device)) }
                                 td { (text(device, "status")) }
                                 td { (short_time(text(device, "updated_ts"))) }
@@ -111,6 +113,17 @@ pub async fn list(
                 }
             }
             (pager(&format!("/ui/devices?status={status}"), page, PER_PAGE, total))
+        }
+        @if status == "preauthorized" {
+            h2 { "Preauthorize a device" }
+            form.stack method="post" action="/ui/devices/preauthorize" {
+                input type="hidden" name="csrf" value=(session.csrf);
+                label for="identity" { "Identity (JSON, e.g. {\"mac\": \"52:54:00:12:34:56\"})" }
+                input #identity name="identity_data" required;
+                label for="pubkey" { "Public key (PEM)" }
+                textarea #pubkey name="pubkey" rows="6" required {}
+                button type="submit" { "Preauthorize" }
+            }
         }
     };
     Ok(layout::page(
@@ -157,29 +170,16 @@ pub async fn act(
         .map(|set| text(set, "id").to_owned())
         .unwrap_or_default();
     let action = match action.as_str() {
-        "accept" | "reject" => Action {
-            method: Method::PUT,
-            path: format!("{device_path}/auth/{}/status", segment(&auth_set)),
-            body: Some(json!({"status": if action == "accept" { "accepted" } else { "rejected" }})),
-            done: if action == "accept" {
-                "Accepted."
-            } else {
-                "Rejected."
-            },
-        },
-        "dismiss" => Action {
-            method: Method::DELETE,
-            path: format!("{device_path}/auth/{}", segment(&auth_set)),
-            body: None,
-            done: "Dismissed.",
-        },
         "decommission" => Action {
             method: Method::DELETE,
             path: device_path.clone(),
             body: None,
             done: "Decommissioned.",
         },
-        _ => return Err(no_such_action()),
+        decision => {
+            let set_path = format!("{device_path}/auth/{}", segment(&auth_set));
+            set_decision(set_path, decision).ok_or_else(no_such_action)?
+        }
     };
     perform(&state, &session, action, "/ui/devices", &[("status", back)]).await
 }

@@ -1,10 +1,13 @@
 //! One module per section of the console.
 
+pub mod artifact;
 pub mod dashboard;
 pub mod deployments;
+pub mod device;
 pub mod devices;
 pub mod events;
 pub mod releases;
+pub mod search;
 pub mod sign_in;
 
 use std::collections::HashMap;
@@ -26,6 +29,23 @@ pub fn text<'a>(value: &'a Value, name: &str) -> &'a str {
 /// A count field of an API answer, or 0.
 pub fn number(value: &Value, name: &str) -> u64 {
     value[name].as_u64().unwrap_or(0)
+}
+
+/// A value as text: strings bare, anything else as JSON.
+pub fn shown(value: &Value) -> String {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or_else(|| value.to_string())
+}
+
+/// The value of a device's inventory attribute `name`, as text, or "".
+pub fn attribute(device: &Value, name: &str) -> String {
+    device["attributes"]
+        .as_array()
+        .and_then(|attributes| attributes.iter().find(|each| text(each, "name") == name))
+        .map(|each| shown(&each["value"]))
+        .unwrap_or_default()
 }
 
 /// An operator's action: one API request, and what to say when it is done.

@@ -82,7 +82,7 @@ pub async fn list(
             } @else {
                 table {
                     thead { tr {
-                        th scope="col" { "Release" } th scope="col" { "Artifacts" }
+                        th scope="col" { "Release" } th scope="col" { "Artifact" }
                         th scope="col" { "Device types" } th scope="col" { "Payload" }
                         th scope="col" { "Signed" } th scope="col" { "Size" }
                         th scope="col" { "Modified" }
@@ -93,9 +93,13 @@ pub async fn list(
                             @for (index, artifact) in artifacts.iter().enumerate() {
                                 tr data-release=(text(release, "name")) {
                                     @if index == 0 {
-                                        th scope="row" rowspan=(artifacts.len()) { (text(release, "name")) }
+                                        th scope="row" rowspan=(artifacts.len()) {
+                                            (text(release, "name"))
+                                            br;
+                                            a.small href=(format!("/ui/deployments/new?{}", query(&[("release", text(release, "name"))]))) { "deploy" }
+                                        }
                                     }
-                                    td { (text(artifact, "description")) }
+                                    td { a href=(format!("/ui/artifacts/{}", text(artifact, "id"))) { @if text(artifact, "description").is_empty() { "details" } @else { (text(artifact, "description")) } } }
                                     td { (device_types(artifact)) }
                                     td { (payload_types(artifact)) }
                                     td { @if artifact["signed"].as_bool() == Some(true) { "yes" } @else { "no" } }

@@ -360,7 +360,8 @@ async fn forms_without_the_csrf_token_change_nothing_and_names_show_as_text(post
 
 configured_on_both_backends!(
     signing_in_sets_a_strict_cookie_and_a_wrong_password_sets_none,
-    forms_without_the_csrf_token_change_nothing_and_names_show_as_text
+    forms_without_the_csrf_token_change_nothing_and_names_show_as_text,
+    fleet_and_artifact_pages_act_through_the_api
 );
 
 /// Saves a screenshot of the browser's page as `docs/screenshots/<name>.png` when
@@ -477,6 +478,18 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
         .await
         .unwrap();
     assert_eq!(group.status(), 204);
+
+    browser
+        .go(&server.url(&format!("/ui/devices/{device}")))
+        .await;
+    browser
+        .wait_for_text("#device-group", 10, |text| text == "lab")
+        .await;
+    screenshot(&browser, "device").await;
+    browser.go(&server.url("/ui/releases")).await;
+    browser.click("#release-list td a").await;
+    browser.wait_for("#payloads").await;
+    screenshot(&browser, "artifact").await;
 
     // A group deployment through the form.
     browser.go(&server.url("/ui/deployments/new")).await;
@@ -617,4 +630,227 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
         assert_eq!(fits, true, "{path} is wider than a phone");
     }
     screenshot(&phone, "dashboard-phone").await;
+}
+
+/// The fleet and artifact pages: each action is the API's, with its refusals shown, and
+/// refused ones store nothing.
+async fn fleet_and_artifact_pages_act_through_the_api(postgres: bool) {
+    let server = console_server(postgres, true).await;
+    upload(&server, "release-1").await;
+    let keys = DeviceKeys::generate("ED25519");
+    let (status, token) = authenticate(&server, r#"{"mac":"52:54:00:00:00:01"}"#, &keys).await;
+    assert_eq!(status, 200);
+    let inventory = server
+        .client
+        .patch(server.url("/api/devices/v1/inventory/device/attributes"))
+        .bearer_auth(&token)
+        .json(&json!([{"name": "device_type", "value": "pi"}, {"name": "ram_mb", "value": 512}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inventory.status(), 200);
+    let admin = server.admin();
+    let (_, devices) = server
+        .get(
+            "/api/management/v2/devauth/devices?status=accepted",
+            Some(&admin),
+        )
+        .await;
+    let device = devices[0]["id"].as_str().unwrap().to_owned();
+    let signed = sign_in(&server).await;
+
+    // The device's page, and its group set and removed there.
+    let (status, page, _) =
+        get_page(&server, &signed.cookie, &format!("/ui/devices/{device}")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(
+        page.contains("52:54:00:00:00:01") && page.contains("ram_mb"),
+        "{page}"
+    );
+    let group_path = format!("/ui/devices/{device}/group");
+    let (status, body, headers) = post_form(
+        &server,
+        &signed,
+        &group_path,
+        &[("csrf", &signed.csrf), ("group", "lab")],
+    )
+    .await;
+    assert_eq!(status, 303, "{headers:?} {body}");
+    assert!(headers[LOCATION]
+        .to_str()
+        .unwrap()
+        .contains("notice=Group+set"));
+    let group_of = format!("/api/management/v1/inventory/devices/{device}/group");
+    assert_eq!(
+        server.get(&group_of, Some(&admin)).await.1,
+        json!({"group": "lab"})
+    );
+    // A group name the API refuses: its message comes back, and nothing changes.
+    let head = server.head().await;
+    let (_, _, headers) = post_form(
+        &server,
+        &signed,
+        &group_path,
+        &[("csrf", &signed.csrf), ("group", "no spaces!")],
+    )
+    .await;
+    assert!(
+        headers[LOCATION].to_str().unwrap().contains("error="),
+        "{headers:?}"
+    );
+    assert_eq!(server.head().await, head);
+
+    // The artifact's page: its payload's checksum, and a new description (before any
+    // deployment uses it: Mender refuses changing one that has been deployed).
+    let (_, artifacts) = server
+        .get("/api/management/v1/deployments/artifacts", Some(&admin))
+        .await;
+    let artifact = artifacts[0]["id"].as_str().unwrap().to_owned();
+    let checksum = artifacts[0]["updates"][0]["files"][0]["checksum"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, page, _) = get_page(
+        &server,
+        &signed.cookie,
+        &format!("/ui/artifacts/{artifact}"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&checksum), "{page}");
+    let (status, _, headers) = post_form(
+        &server,
+        &signed,
+        &format!("/ui/artifacts/{artifact}/description"),
+        &[("csrf", &signed.csrf), ("description", "nightly <build>")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert!(
+        headers[LOCATION].to_str().unwrap().contains("notice="),
+        "{headers:?}"
+    );
+    let artifact_path = format!("/api/management/v1/deployments/artifacts/{artifact}");
+    assert_eq!(
+        server.get(&artifact_path, Some(&admin)).await.1["description"],
+        "nightly <build>"
+    );
+    // Finding devices by attribute, and saving the filter.
+    let find = "/ui/devices/find?attribute=device_type&operator=%24eq&value=pi&group=lab";
+    let (status, page, _) = get_page(&server, &signed.cookie, find).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&device), "{page}");
+    let (_, page, _) = get_page(
+        &server,
+        &signed.cookie,
+        "/ui/devices/find?attribute=device_type&operator=%24eq&value=arm",
+    )
+    .await;
+    assert!(!page.contains(&device) && page.contains("No device matches."));
+    let (status, _, _) = post_form(
+        &server,
+        &signed,
+        "/ui/devices/filters",
+        &[
+            ("csrf", &signed.csrf),
+            ("name", "pis"),
+            ("attribute", "device_type"),
+            ("operator", "$eq"),
+            ("value", "pi"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (_, filters) = server
+        .get("/api/management/v2/inventory/filters", Some(&admin))
+        .await;
+    assert_eq!(filters[0]["name"], "pis", "{filters}");
+    let filter_id = filters[0]["id"].as_str().unwrap().to_owned();
+
+    // A dynamic deployment to the saved filter, through the create form.
+    let (status, _, headers) = post_form(
+        &server,
+        &signed,
+        "/ui/deployments",
+        &[
+            ("csrf", &signed.csrf),
+            ("name", "to the pis"),
+            ("release", "release-1"),
+            ("target", "filter"),
+            ("filter_id", &filter_id),
+        ],
+    )
+    .await;
+    assert_eq!(status, 303, "{headers:?}");
+    let id = headers[LOCATION]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_, deployment) = server
+        .get(&format!("{DEPLOYMENTS}/{id}"), Some(&admin))
+        .await;
+    assert_eq!(deployment["dynamic"], true, "{deployment}");
+
+    // ...and a delete the API refuses while that deployment is active.
+    let (_, _, headers) = post_form(
+        &server,
+        &signed,
+        &format!("/ui/artifacts/{artifact}/delete"),
+        &[("csrf", &signed.csrf)],
+    )
+    .await;
+    let location = headers[LOCATION].to_str().unwrap();
+    assert!(
+        location.contains("in+use+by+an+active+deployment"),
+        "{location}"
+    );
+    assert_eq!(server.get(&artifact_path, Some(&admin)).await.0, 200);
+
+    // Preauthorizing: an identity that is not JSON is the API's 400, and stores nothing.
+    let head = server.head().await;
+    let (_, _, headers) = post_form(
+        &server,
+        &signed,
+        "/ui/devices/preauthorize",
+        &[
+            ("csrf", &signed.csrf),
+            ("identity_data", "not json"),
+            ("pubkey", &keys.public_pem),
+        ],
+    )
+    .await;
+    assert!(
+        headers[LOCATION].to_str().unwrap().contains("error="),
+        "{headers:?}"
+    );
+    assert_eq!(server.head().await, head);
+    let other = DeviceKeys::generate("ED25519");
+    let (_, _, headers) = post_form(
+        &server,
+        &signed,
+        "/ui/devices/preauthorize",
+        &[
+            ("csrf", &signed.csrf),
+            ("identity_data", r#"{"mac": "52:54:00:00:00:02"}"#),
+            ("pubkey", &other.public_pem),
+        ],
+    )
+    .await;
+    assert!(
+        headers[LOCATION]
+            .to_str()
+            .unwrap()
+            .contains("notice=Preauthorized"),
+        "{headers:?}"
+    );
+    let (_, count) = server
+        .get(
+            "/api/management/v2/devauth/devices/count?status=preauthorized",
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(count["count"], 1);
 }
