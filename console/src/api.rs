@@ -20,7 +20,18 @@ const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// Where the management API is.
 #[derive(Clone)]
 pub struct Api {
-    routes: Router,
+    place: Place,
+}
+
+#[derive(Clone)]
+enum Place {
+    /// Served by these routes in this process (the all-in-one server).
+    InProcess(Router),
+    /// Behind this base URL (the split services' gateway).
+    Remote {
+        base: String,
+        client: reqwest::Client,
+    },
 }
 
 /// The caller's side of one request: whose token, from which address, under which id.
@@ -62,7 +73,19 @@ impl Answer {
 impl Api {
     /// The API served by `routes` in this process.
     pub fn in_process(routes: Router) -> Self {
-        Self { routes }
+        Self {
+            place: Place::InProcess(routes),
+        }
+    }
+
+    /// The API behind `base` (`http://gateway:8080`): the routes of both split services.
+    pub fn remote(base: &str) -> Self {
+        Self {
+            place: Place::Remote {
+                base: base.trim_end_matches('/').to_owned(),
+                client: reqwest::Client::new(),
+            },
+        }
     }
 
     /// Sends `request` as `caller`, and answers what the API answered, body unread.
@@ -75,11 +98,16 @@ impl Api {
         for (name, value) in &caller.forwarded {
             request.headers_mut().insert(name, value.clone());
         }
-        request.extensions_mut().extend(caller.extensions.clone());
-        let answer: Result<Response, Infallible> = self.routes.clone().oneshot(request).await;
-        match answer {
-            Ok(response) => response,
-            Err(never) => match never {},
+        match &self.place {
+            Place::InProcess(routes) => {
+                request.extensions_mut().extend(caller.extensions.clone());
+                let answer: Result<Response, Infallible> = routes.clone().oneshot(request).await;
+                match answer {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            }
+            Place::Remote { base, client } => remote(client, base, caller, request).await,
         }
     }
 
@@ -132,6 +160,47 @@ impl Api {
             ConsoleError::Internal(format!("reading the answer of {path}: {error}"))
         })?;
         Ok((value, answer))
+    }
+}
+
+/// Sends `request` to the API behind `base`, bodies streamed both ways (uploads, the live
+/// feed). The browser's address goes in `X-Forwarded-For`, for the API's attempt limits when
+/// it trusts this service as a proxy.
+async fn remote(
+    client: &reqwest::Client,
+    base: &str,
+    caller: &Caller,
+    request: Request<Body>,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+    let mut outgoing = client
+        .request(parts.method, format!("{base}{path}"))
+        .headers(parts.headers)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    if let Some(address) = caller.extensions.get::<http_edge::serve::ClientAddress>() {
+        outgoing = outgoing.header("x-forwarded-for", address.0.to_string());
+    }
+    match outgoing.send().await {
+        Ok(answer) => {
+            let status = answer.status();
+            let mut headers = answer.headers().clone();
+            for hop in [header::CONNECTION, header::TRANSFER_ENCODING] {
+                headers.remove(hop);
+            }
+            let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            response
+        }
+        Err(error) => {
+            tracing::error!(%error, base, "console: the API cannot be reached");
+            let mut response = Response::new(Body::from(
+                serde_json::json!({"error": "the API cannot be reached"}).to_string(),
+            ));
+            *response.status_mut() = StatusCode::BAD_GATEWAY;
+            response
+        }
     }
 }
 

@@ -19,17 +19,23 @@ use serde::Deserialize;
 
 pub use api::Api;
 
-/// Whether the server serves the console.
+/// Whether and how a server serves the console.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct ConsoleSettings {
     /// Serve the console at `/ui/` (and redirect `/` there).
     pub enabled: bool,
+    /// The API's base URL, for the query service of a split deployment: the gateway in front
+    /// of both services. The all-in-one server calls its own routes and ignores it.
+    pub api_url: Option<String>,
 }
 
 impl Default for ConsoleSettings {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            api_url: None,
+        }
     }
 }
 

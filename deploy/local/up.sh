@@ -233,6 +233,7 @@ DEPLOYMENTS_LISTEN=127.0.0.1:$command_port \
   start command-service "$bin_dir/command-service" "$bin_dir/command-service"
 serving command-service "http://127.0.0.1:$command_port"
 DEPLOYMENTS_LISTEN=127.0.0.1:$query_port \
+  DEPLOYMENTS_CONSOLE__API_URL=$gateway_url \
   DEPLOYMENTS_RELAY__AMQP_URL=${DEPLOY_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f} \
   start query-service "$bin_dir/query-service" "$bin_dir/query-service"
 serving query-service "http://127.0.0.1:$query_port"

@@ -136,7 +136,21 @@ impl Application {
             .context("opening artifact storage")?;
         let mut service = QueryService::new(&settings, log, verifier, storage).await?;
         let projectors = service.spawn_projectors();
-        let server = HttpServer::bind(settings.listen, http::router(service.state))
+        let mut routes = http::routes(service.state);
+        match (&settings.console.api_url, settings.console.enabled) {
+            (Some(api_url), true) => {
+                // The console reads and writes through the gateway, as any client: reads come
+                // back here, writes go to the command service.
+                routes = routes.merge(console::routes(console::Api::remote(api_url)));
+                tracing::info!(api_url, "web console enabled at /ui/");
+            }
+            (None, true) => tracing::info!(
+                "web console off: set console.api_url to the gateway's URL to serve it here"
+            ),
+            (_, false) => {}
+        }
+        let router = http_edge::service::with_edge(routes);
+        let server = HttpServer::bind(settings.listen, router)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         Ok(server

@@ -36,6 +36,8 @@ pub struct QuerySettings {
     /// The most devices that may be accepted at once, as `GET .../limits/max_devices`
     /// shows it (the command service enforces it); unset: no limit, shown as -1.
     pub max_devices: Option<u64>,
+    /// The web console at `/ui/`: served when `console.api_url` names the gateway.
+    pub console: console::ConsoleSettings,
 }
 
 impl Default for QuerySettings {
@@ -54,6 +56,7 @@ impl Default for QuerySettings {
             http: Default::default(),
             time_travel_concurrency: 2,
             max_devices: None,
+            console: console::ConsoleSettings::default(),
         }
     }
 }

@@ -106,6 +106,11 @@ impl ServerSettings {
             http: self.http.clone(),
             time_travel_concurrency: self.time_travel_concurrency,
             max_devices: self.max_devices,
+            // The all-in-one server mounts the console itself, over its own routes.
+            console: console::ConsoleSettings {
+                enabled: false,
+                api_url: None,
+            },
         }
     }
 

@@ -40,6 +40,15 @@ fn form_page(
             input #password type="password" name="password" autocomplete="current-password" required;
             button type="submit" { "Sign in" }
         }
+        details {
+            summary { "Sign in with a user token instead" }
+            form.stack method="post" action="/ui/sign-in" {
+                input type="hidden" name="csrf" value=(token);
+                label for="token" { "User token (from your identity provider, or `deployments token --user`)" }
+                textarea #token name="token" rows="4" autocomplete="off" {}
+                button type="submit" { "Sign in with the token" }
+            }
+        }
     };
     (
         status,
@@ -69,6 +78,13 @@ pub async fn submit(
         cookie(&headers, SIGN_IN_COOKIE).unwrap_or(""),
         form.get("csrf").map(String::as_str),
     )?;
+    if let Some(token) = form
+        .get("token")
+        .map(|token| token.trim())
+        .filter(|token| !token.is_empty())
+    {
+        return sign_in_with_token(&state, caller, &headers, token).await;
+    }
     let email = form.get("email").map(|email| email.trim()).unwrap_or("");
     let password = form.get("password").map(String::as_str).unwrap_or("");
     let credentials =
@@ -86,19 +102,8 @@ pub async fn submit(
         .unwrap_or_default();
     match status {
         StatusCode::OK => {
-            let token = String::from_utf8_lossy(&body).trim().to_owned();
-            let mut response = Redirect::to("/ui/").into_response();
-            let cookies = response.headers_mut();
-            cookies.append(
-                header::SET_COOKIE,
-                set_cookie(&headers, SESSION_COOKIE, &token, None),
-            );
-            cookies.append(
-                header::SET_COOKIE,
-                set_cookie(&headers, SIGN_IN_COOKIE, "", Some(0)),
-            );
             tracing::info!(email = %email, "console: signed in");
-            Ok(response)
+            Ok(signed_in(&headers, String::from_utf8_lossy(&body).trim()))
         }
         StatusCode::UNAUTHORIZED => Ok(form_page(
             StatusCode::UNAUTHORIZED,
@@ -116,12 +121,61 @@ pub async fn submit(
             StatusCode::SERVICE_UNAVAILABLE,
             &headers,
             email,
-            Some("This server has no administrator login (no signing key, or standalone is off)."),
+            Some("This server has no password login here: sign in with a user token."),
         )),
         other => Err(ConsoleError::Upstream(
             other,
             String::from_utf8_lossy(&body).into_owned(),
         )),
+    }
+}
+
+/// The session's cookie set (and the sign-in form's cleared), on to the dashboard.
+fn signed_in(headers: &HeaderMap, token: &str) -> Response {
+    let mut response = Redirect::to("/ui/").into_response();
+    let cookies = response.headers_mut();
+    cookies.append(
+        header::SET_COOKIE,
+        set_cookie(headers, SESSION_COOKIE, token, None),
+    );
+    cookies.append(
+        header::SET_COOKIE,
+        set_cookie(headers, SIGN_IN_COOKIE, "", Some(0)),
+    );
+    response
+}
+
+/// A token the operator already has (from an identity provider, or Mender's useradm behind
+/// the same gateway): accepted when the API reads deployments with it, as only a user token
+/// may.
+async fn sign_in_with_token(
+    state: &ConsoleState,
+    mut caller: crate::api::Caller,
+    headers: &HeaderMap,
+    token: &str,
+) -> Result<Response, ConsoleError> {
+    caller.token = Some(token.to_owned());
+    let answer = state
+        .api
+        .call(
+            &caller,
+            Method::GET,
+            "/api/management/v1/deployments/deployments?per_page=1",
+            None,
+        )
+        .await?;
+    match answer.status {
+        StatusCode::OK => {
+            tracing::info!("console: signed in with a token");
+            Ok(signed_in(headers, token))
+        }
+        status if status.is_client_error() => Ok(form_page(
+            StatusCode::UNAUTHORIZED,
+            headers,
+            "",
+            Some("The server does not accept that token as a user's."),
+        )),
+        status => Err(ConsoleError::Upstream(status, answer.error())),
     }
 }
 

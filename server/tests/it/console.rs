@@ -242,6 +242,28 @@ async fn signing_in_sets_a_strict_cookie_and_a_wrong_password_sets_none(postgres
     let (status, _) = server.get(DEPLOYMENTS, Some(token)).await;
     assert_eq!(status, 200);
 
+    // A token the operator already has: a user's signs in, a device's does not.
+    let device_token = server.token("d1", "", http_edge::auth::TokenKind::Device);
+    let (sign_in_cookie, csrf) = sign_in_form(&server).await;
+    let refused = post_sign_in(
+        &server,
+        &sign_in_cookie,
+        &[("csrf", &csrf), ("token", &device_token)],
+    )
+    .await;
+    assert_eq!(refused.status(), 401);
+    assert!(set_cookie(refused.headers(), "deployments_session").is_none());
+    let user_token = server.admin();
+    let accepted = post_sign_in(
+        &server,
+        &sign_in_cookie,
+        &[("csrf", &csrf), ("token", &user_token)],
+    )
+    .await;
+    assert_eq!(accepted.status(), 303);
+    let session = set_cookie(accepted.headers(), "deployments_session").unwrap();
+    assert_eq!(cookie_value(session), user_token);
+
     // Behind a TLS proxy the cookie is Secure.
     let (sign_in_cookie, csrf) = sign_in_form(&server).await;
     let response = client()
