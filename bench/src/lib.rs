@@ -52,3 +52,35 @@ pub fn seconds(start: Instant) -> f64 {
 pub fn row(path: &str, ours: String, limit: String, ratio: f64, target: &str) -> String {
     format!("| {path} | {ours} | {limit} | {ratio:.2}× ({target}) |")
 }
+
+/// One event of the default tenant on `stream`, appended whatever the stream's version.
+pub fn single(stream: &str, event: DomainEvent) -> AppendRequest {
+    AppendRequest {
+        tenant: TenantId::default(),
+        stream: StreamName::new(stream),
+        expected: ExpectedVersion::Any,
+        events: vec![NewEvent::new(Uuid::new_v4(), &event, EventMetadata::now())],
+    }
+}
+
+/// A plain deployment of `artifact_name` to `devices`, created now.
+pub fn deployment_created(
+    deployment_id: DeploymentId,
+    name: &str,
+    artifact_name: &str,
+    devices: Vec<String>,
+) -> DomainEvent {
+    DomainEvent::DeploymentCreated(events::deployment::DeploymentCreated {
+        deployment_id,
+        name: name.to_owned(),
+        artifact_name: artifact_name.to_owned(),
+        devices,
+        phases: vec![],
+        force_installation: false,
+        created: chrono::Utc::now(),
+        groups: Vec::new(),
+        dynamic: None,
+        policy: None,
+        retries: 0,
+    })
+}

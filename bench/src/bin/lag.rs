@@ -7,17 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use event_log::{AppendRequest, ExpectedVersion};
+use bench::single;
 use events::deployment::{
-    DeploymentCreated, DeviceDeploymentStatus, DeviceDeploymentStatusChanged,
-    DeviceJoinedDeployment,
+    DeviceDeploymentStatus, DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
 };
-use events::{
-    ArtifactId, DeploymentId, DomainEvent, EventMetadata, NewEvent, StreamName, TenantId,
-};
+use events::{ArtifactId, DeploymentId, DomainEvent};
 use query_service::projector::{Projector, ProjectorSettings};
 use query_service::read_models::ReadModels;
-use uuid::Uuid;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -45,19 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let devices: Vec<String> = (0..1000).map(|n| format!("device-{n}")).collect();
     let mut setup = vec![single(
         "deployments",
-        DomainEvent::DeploymentCreated(DeploymentCreated {
-            deployment_id: deployment,
-            name: "lag".into(),
-            artifact_name: "release-2".into(),
-            devices: devices.clone(),
-            phases: vec![],
-            force_installation: false,
-            created: chrono::Utc::now(),
-            groups: Vec::new(),
-            dynamic: None,
-            policy: None,
-            retries: 0,
-        }),
+        bench::deployment_created(deployment, "lag", "release-2", devices.clone()),
     )];
     for device in &devices {
         setup.push(single(
@@ -149,14 +133,4 @@ async fn main() -> anyhow::Result<()> {
         quantile(1.0)
     );
     Ok(())
-}
-
-/// One event appended to a stream of the default tenant.
-fn single(stream: &str, event: DomainEvent) -> AppendRequest {
-    AppendRequest {
-        tenant: TenantId::default(),
-        stream: StreamName::new(stream),
-        expected: ExpectedVersion::Any,
-        events: vec![NewEvent::new(Uuid::new_v4(), &event, EventMetadata::now())],
-    }
 }

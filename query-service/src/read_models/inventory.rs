@@ -63,6 +63,36 @@ impl Inventory {
         .await
     }
 
+    /// The groups that have devices (with `status`, when given), in no particular order.
+    pub async fn groups(
+        &self,
+        tenant: &TenantId,
+        status: Option<&str>,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        let rows: Vec<(String,)> = match status {
+            None => {
+                sqlx::query_as(
+                    "SELECT DISTINCT grp FROM inventory WHERE tenant = $1 AND grp IS NOT NULL",
+                )
+                .bind(tenant.as_str())
+                .fetch_all(&self.pool)
+                .await?
+            }
+            Some(status) => {
+                sqlx::query_as(
+                    "SELECT DISTINCT i.grp FROM inventory i
+                     JOIN devices d ON d.tenant = i.tenant AND d.id = i.device_id
+                     WHERE i.tenant = $1 AND i.grp IS NOT NULL AND d.status = $2",
+                )
+                .bind(tenant.as_str())
+                .bind(status)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        Ok(rows.into_iter().map(|(group,)| group).collect())
+    }
+
     /// A page of the saved filters, by name.
     pub async fn filters(
         &self,

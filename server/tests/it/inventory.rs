@@ -480,6 +480,12 @@ async fn operators_group_and_tag_devices(postgres: bool) {
 
     let (_, groups) = admin(&server, Method::GET, &format!("{V1}/groups"), None).await;
     assert_eq!(groups, json!(["lab"]));
+    // By the status of their devices: the members are accepted, none is pending.
+    let groups_of = |status: &str| format!("{V1}/groups?status={status}");
+    let (_, groups) = admin(&server, Method::GET, &groups_of("accepted"), None).await;
+    assert_eq!(groups, json!(["lab"]));
+    let (_, groups) = admin(&server, Method::GET, &groups_of("pending"), None).await;
+    assert_eq!(groups, json!([]));
     let (status, headers, listed) =
         send(&server, Method::GET, &members, &server.admin(), None, &[]).await;
     assert_eq!(status, 200);
