@@ -63,6 +63,16 @@
   if (csrf && (document.querySelector("[data-live]") || followed)) {
     // One connection for the page's life; EventSource reconnects with Last-Event-ID.
     const feed = new EventSource("/ui/live");
+    const indicator = document.getElementById("live-status");
+    let opens = 0;
+    feed.onopen = function () {
+      opens += 1;
+      main.dataset.feedOpens = String(opens);
+      if (indicator) indicator.textContent = "● live";
+    };
+    feed.onerror = function () {
+      if (indicator) indicator.textContent = "reconnecting…";
+    };
     feed.onmessage = function (message) {
       if (followed) {
         try { follow(JSON.parse(message.data)); } catch (_) { /* not an event */ }

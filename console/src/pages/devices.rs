@@ -9,7 +9,7 @@ use axum::Form;
 use maud::html;
 use serde_json::Value;
 
-use super::dashboard::DEVICE_STATES;
+use super::dashboard::{device_counts, DEVICE_STATES};
 use super::device::set_decision;
 use super::{no_such_action, one_of, page_number, perform, query, segment, text, Action};
 use crate::error::ConsoleError;
@@ -43,14 +43,6 @@ pub async fn list(
 ) -> Result<Html<String>, ConsoleError> {
     let status = one_of(&params, "status", &DEVICE_STATES);
     let page = page_number(&params);
-    let mut counts = Vec::new();
-    for each in DEVICE_STATES {
-        let (count, _): (Value, _) = state
-            .api
-            .read(&session.caller, &format!("{DEVAUTH}/count?status={each}"))
-            .await?;
-        counts.push((each, count["count"].as_u64().unwrap_or(0)));
-    }
     let path = format!(
         "{DEVAUTH}?{}",
         query(&[
@@ -59,7 +51,11 @@ pub async fn list(
             ("per_page", &PER_PAGE.to_string()),
         ])
     );
-    let (devices, answer): (Vec<Value>, _) = state.api.read(&session.caller, &path).await?;
+    let (counts, listed) = futures::join!(
+        device_counts(&state, &session),
+        state.api.read::<Vec<Value>>(&session.caller, &path)
+    );
+    let (counts, (devices, answer)) = (counts?, listed?);
     let total = counts
         .iter()
         .find(|(each, _)| *each == status)

@@ -237,6 +237,15 @@ async fn signing_in_sets_a_strict_cookie_and_a_wrong_password_sets_none(postgres
         page.matches("<script src=").count()
     );
     assert!(!page.contains(" style="));
+    // A first load (the page, its stylesheet and script) is small, even uncompressed.
+    let mut weight = page.len();
+    for asset in ["/ui/assets/console.css", "/ui/assets/console.js"] {
+        let (status, body, headers) = get_page(&server, &cookie, asset).await;
+        assert_eq!(status, 200, "{asset}");
+        assert!(headers["content-security-policy"].to_str().is_ok());
+        weight += body.len();
+    }
+    assert!(weight < 200 * 1024, "a first load of {weight} bytes");
     // The user token the session holds is the login route's: the API accepts it.
     let token = cookie.trim_start_matches("deployments_session=");
     let (status, _) = server.get(DEPLOYMENTS, Some(token)).await;
@@ -508,6 +517,11 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
         .wait_for_text("#device-group", 10, |text| text == "lab")
         .await;
     screenshot(&browser, "device").await;
+    browser.go(&server.url("/ui/devices/find?group=lab")).await;
+    browser
+        .wait_for_text("#matches", 10, |text| text.contains(&device))
+        .await;
+    screenshot(&browser, "find-devices").await;
     browser.go(&server.url("/ui/releases")).await;
     browser.click("#release-list td a").await;
     browser.wait_for("#payloads").await;
@@ -561,6 +575,12 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
         true,
         "the page was reloaded"
     );
+    // One event feed for the page's life, however many updates it brought.
+    let opens = browser
+        .run("return document.getElementById('main').dataset.feedOpens")
+        .await;
+    assert_eq!(opens, "1", "the page opened its event feed {opens} times");
+    assert_eq!(browser.text("#live-status").await, "● live");
     screenshot(&browser, "deployment").await;
 
     // The device's causal history, one click away.
@@ -589,6 +609,7 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
     browser
         .go(&server.url("/ui/deployments?status=pending"))
         .await;
+    screenshot(&browser, "deployments").await;
     let name = browser
         .wait_for_text("#deployment-list td a", 10, |text| !text.is_empty())
         .await;
