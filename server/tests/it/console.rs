@@ -671,8 +671,11 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
             .run("return document.documentElement.scrollWidth <= window.innerWidth")
             .await;
         assert_eq!(fits, true, "{path} is wider than a phone");
+        if path == "/ui/" {
+            assert_eq!(phone.run("return window.innerWidth").await, 375);
+            screenshot(&phone, "dashboard-phone").await;
+        }
     }
-    screenshot(&phone, "dashboard-phone").await;
 }
 
 /// The fleet and artifact pages: each action is the API's, with its refusals shown, and

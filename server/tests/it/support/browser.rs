@@ -59,16 +59,22 @@ impl Browser {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        let mut options = json!({"binary": CHROMIUM, "args": [
+            "--headless=new", "--no-sandbox", "--disable-gpu",
+            "--disable-dev-shm-usage", format!("--window-size={width},900"),
+        ]});
+        // A window is never narrower than 500 px: a phone's width is emulated instead.
+        if width < 500 {
+            options["mobileEmulation"] =
+                json!({"deviceMetrics": {"width": width, "height": 812, "pixelRatio": 1.0}});
+        }
         let session = browser
             .command(
                 reqwest::Method::POST,
                 "/session",
                 json!({"capabilities": {"alwaysMatch": {
                     "browserName": "chrome",
-                    "goog:chromeOptions": {"binary": CHROMIUM, "args": [
-                        "--headless=new", "--no-sandbox", "--disable-gpu",
-                        "--disable-dev-shm-usage", format!("--window-size={width},900"),
-                    ]},
+                    "goog:chromeOptions": options,
                 }}}),
             )
             .await
