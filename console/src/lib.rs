@@ -68,6 +68,7 @@ pub fn routes(api: Api) -> Router {
             get(pages::deployments::list).post(pages::deployments::create),
         )
         .route("/ui/deployments/new", get(pages::deployments::new_form))
+        .route("/ui/deployments/review", post(pages::deployments::review))
         .route("/ui/deployments/{id}", get(pages::deployments::show))
         .route(
             "/ui/deployments/{id}/devices/{device}",

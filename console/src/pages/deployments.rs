@@ -31,6 +31,14 @@ const TABS: [(&str, &str); 3] = [
     ("finished", "Finished"),
 ];
 
+/// A number of devices, in words.
+fn devices(count: u64) -> String {
+    match count {
+        1 => "1 device".to_owned(),
+        count => format!("{count} devices"),
+    }
+}
+
 /// What a deployment was made for, in words.
 fn target(deployment: &Value) -> String {
     if let Some(groups) = deployment["groups"]
@@ -43,10 +51,7 @@ fn target(deployment: &Value) -> String {
     if deployment["dynamic"].as_bool() == Some(true) {
         return "saved filter".to_owned();
     }
-    match number(deployment, "max_devices").max(number(deployment, "device_count")) {
-        1 => "1 device".to_owned(),
-        count => format!("{count} devices"),
-    }
+    devices(number(deployment, "max_devices").max(number(deployment, "device_count")))
 }
 
 fn progress_of(deployment: &Value) -> Progress {
@@ -201,7 +206,7 @@ async fn create_form(
         @if let Some(error) = error {
             p.error role="alert" { (error) }
         }
-        form.stack method="post" action="/ui/deployments" {
+        form.stack method="post" action="/ui/deployments/review" {
             input type="hidden" name="csrf" value=(session.csrf);
             label for="name" { "Name" }
             input #name name="name" required value=(value("name"));
@@ -366,18 +371,132 @@ fn create_request(form: &Sent) -> (String, Value) {
     (path, Value::Object(body))
 }
 
+/// What a form that names no group or filter for its target lacks.
+fn unchosen(form: &Sent) -> Option<&'static str> {
+    match form.get("target").map(String::as_str) {
+        Some("group") if field(form, "group").is_none() => Some("Choose a group."),
+        Some("filter") if field(form, "filter_id").is_none() => Some("Choose a saved filter."),
+        _ => None,
+    }
+}
+
+/// The fields a create form sends, carried from the review to the create or back to the form.
+const CREATE_FIELDS: [&str; 14] = [
+    "name",
+    "release",
+    "target",
+    "devices",
+    "group",
+    "filter_id",
+    "max_devices",
+    "phases",
+    "retries",
+    "failure_threshold_percent",
+    "min_finished_devices",
+    "on_threshold",
+    "device_timeout_seconds",
+    "csrf",
+];
+
+/// `POST /ui/deployments/review`: what the form asks for, how many devices it reaches now,
+/// and the API request it makes, before anything is created.
+pub async fn review(
+    State(state): State<ConsoleState>,
+    session: Session,
+    Form(form): Form<Sent>,
+) -> Result<Response, ConsoleError> {
+    session.check(form.get("csrf").map(String::as_str))?;
+    if let Some(message) = unchosen(&form) {
+        return create_form(
+            &state,
+            &session,
+            &form,
+            Some(message),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let (path, body) = create_request(&form);
+    let reach = match field(&form, "target") {
+        Some("group") => {
+            let group = segment(field(&form, "group").unwrap_or(""));
+            let answer = state
+                .api
+                .call(
+                    &session.caller,
+                    Method::GET,
+                    &format!("/api/management/v1/inventory/groups/{group}/devices?per_page=1"),
+                    None,
+                )
+                .await?;
+            format!("{} in the group now", devices(answer.total()))
+        }
+        Some("all") => {
+            let (count, _): (Value, _) = state
+                .api
+                .read(
+                    &session.caller,
+                    "/api/management/v2/devauth/devices/count?status=accepted",
+                )
+                .await?;
+            format!(
+                "all accepted devices: {} now",
+                devices(number(&count, "count"))
+            )
+        }
+        Some("filter") => "each device that matches the filter when it asks".to_owned(),
+        _ => devices(body["devices"].as_array().map_or(0, Vec::len) as u64),
+    };
+    // The token goes only in the post: never in a URL, where logs and history keep it.
+    let hidden = |with_token: bool| {
+        html! {
+            @for name in CREATE_FIELDS {
+                @if let Some(value) = form.get(name).filter(|_| with_token || name != "csrf") {
+                    input type="hidden" name=(name) value=(value);
+                }
+            }
+        }
+    };
+    let page = html! {
+        dl.facts {
+            dt { "Name" } dd { (field(&form, "name").unwrap_or("")) }
+            dt { "Release" } dd { (field(&form, "release").unwrap_or("")) }
+            dt { "Reaches" } dd #reach { (reach) }
+            dt { "Phases" } dd { @if let Some(phases) = body.get("phases") { code { (phases.to_string()) } } @else { "all at once" } }
+            dt { "Retries" } dd { (body.get("retries").map(Value::to_string).unwrap_or_else(|| "0".into())) }
+            dt { "Failure policy" } dd { @if let Some(policy) = body.get("policy") { code { (policy.to_string()) } } @else { "none" } }
+        }
+        details {
+            summary { "The API request" }
+            pre { "POST " (path) "\n" (serde_json::to_string_pretty(&body).unwrap_or_default()) }
+        }
+        div.actions {
+            form.inline method="post" action="/ui/deployments" {
+                (hidden(true))
+                button #create type="submit" { "Create deployment" }
+            }
+            form.inline method="get" action="/ui/deployments/new" {
+                (hidden(false))
+                button type="submit" data-action="edit" { "Change" }
+            }
+        }
+    };
+    Ok(layout::page(
+        "Review the deployment",
+        Section::Deployments,
+        &session.csrf,
+        page,
+    )
+    .into_response())
+}
+
 pub async fn create(
     State(state): State<ConsoleState>,
     session: Session,
     Form(form): Form<Sent>,
 ) -> Result<Response, ConsoleError> {
     session.check(form.get("csrf").map(String::as_str))?;
-    let unchosen = match form.get("target").map(String::as_str) {
-        Some("group") if field(&form, "group").is_none() => Some("Choose a group."),
-        Some("filter") if field(&form, "filter_id").is_none() => Some("Choose a saved filter."),
-        _ => None,
-    };
-    if let Some(message) = unchosen {
+    if let Some(message) = unchosen(&form) {
         return create_form(
             &state,
             &session,

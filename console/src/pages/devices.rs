@@ -51,11 +51,14 @@ pub async fn list(
             ("per_page", &PER_PAGE.to_string()),
         ])
     );
-    let (counts, listed) = futures::join!(
+    let (counts, listed, groups) = futures::join!(
         device_counts(&state, &session),
-        state.api.read::<Vec<Value>>(&session.caller, &path)
+        state.api.read::<Vec<Value>>(&session.caller, &path),
+        state
+            .api
+            .read::<Vec<String>>(&session.caller, "/api/management/v1/inventory/groups"),
     );
-    let (counts, (devices, answer)) = (counts?, listed?);
+    let (counts, (devices, answer), (groups, _)) = (counts?, listed?, groups?);
     let total = counts
         .iter()
         .find(|(each, _)| *each == status)
@@ -66,6 +69,15 @@ pub async fn list(
             p.error role="alert" { (error) }
         }
         p { a.button href="/ui/devices/find" { "Find devices by attribute or group" } }
+        @if !groups.is_empty() {
+            nav #groups aria-label="Groups" {
+                "Groups: "
+                @for (index, group) in groups.iter().enumerate() {
+                    @if index > 0 { ", " }
+                    a href=(format!("/ui/devices/find?{}", query(&[("group", group)]))) { (group) }
+                }
+            }
+        }
         nav.tabs aria-label="Devices by status" {
             @for (each, count) in &counts {
                 @let label = format!("{each} ({count})");

@@ -336,6 +336,27 @@ async fn forms_without_the_csrf_token_change_nothing_and_names_show_as_text(post
     ];
     let (status, _, _) = post_form(&server, &signed, "/ui/deployments", &create).await;
     assert_eq!(status, 403);
+    let (status, _, _) = post_form(&server, &signed, "/ui/deployments/review", &create).await;
+    assert_eq!(status, 403);
+    // The review shows what would be created, creates nothing, and keeps the token out of
+    // the "change" link's URL.
+    let (status, page, _) = post_form(
+        &server,
+        &signed,
+        "/ui/deployments/review",
+        &[&create[..], &[("csrf", &signed.csrf)]].concat(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("1 device") && page.contains("Create deployment"),
+        "{page}"
+    );
+    assert_eq!(
+        page.matches(&signed.csrf).count(),
+        3,
+        "header, create form, main: {page}"
+    );
     let abort = format!("/ui/deployments/{id}/abort");
     let (status, _, _) = post_form(&server, &signed, &abort, &[("csrf", "0123456789abcdef")]).await;
     assert_eq!(status, 403);
@@ -536,6 +557,12 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
     browser.type_into("#retries", "1").await;
     screenshot(&browser, "create-deployment").await;
     browser.click("form.stack button[type=submit]").await;
+    // A review of what the form asks for before anything is created.
+    browser
+        .wait_for_text("#reach", 10, |text| text == "1 device in the group now")
+        .await;
+    screenshot(&browser, "review-deployment").await;
+    browser.click("#create").await;
     browser
         .wait_for_text("h1", 10, |text| text == "Deployment lab rollout")
         .await;
