@@ -398,6 +398,23 @@ const CREATE_FIELDS: [&str; 14] = [
     "csrf",
 ];
 
+/// The API request a submitted create form asks for, or the form again, saying what it
+/// lacks; a form without the session's token is refused.
+async fn checked(
+    state: &ConsoleState,
+    session: &Session,
+    form: &Sent,
+) -> Result<Result<(String, Value), Response>, ConsoleError> {
+    session.check(form.get("csrf").map(String::as_str))?;
+    match unchosen(form) {
+        Some(message) => {
+            let page = create_form(state, session, form, Some(message), StatusCode::BAD_REQUEST);
+            Ok(Err(page.await?))
+        }
+        None => Ok(Ok(create_request(form))),
+    }
+}
+
 /// `POST /ui/deployments/review`: what the form asks for, how many devices it reaches now,
 /// and the API request it makes, before anything is created.
 pub async fn review(
@@ -405,18 +422,10 @@ pub async fn review(
     session: Session,
     Form(form): Form<Sent>,
 ) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
-    if let Some(message) = unchosen(&form) {
-        return create_form(
-            &state,
-            &session,
-            &form,
-            Some(message),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
-    let (path, body) = create_request(&form);
+    let (path, body) = match checked(&state, &session, &form).await? {
+        Ok(request) => request,
+        Err(refused) => return Ok(refused),
+    };
     let reach = match field(&form, "target") {
         Some("group") => {
             let group = segment(field(&form, "group").unwrap_or(""));
@@ -495,18 +504,10 @@ pub async fn create(
     session: Session,
     Form(form): Form<Sent>,
 ) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
-    if let Some(message) = unchosen(&form) {
-        return create_form(
-            &state,
-            &session,
-            &form,
-            Some(message),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
-    let (path, body) = create_request(&form);
+    let (path, body) = match checked(&state, &session, &form).await? {
+        Ok(request) => request,
+        Err(refused) => return Ok(refused),
+    };
     let answer = state
         .api
         .call(&session.caller, Method::POST, &path, Some(&body))
