@@ -11,6 +11,8 @@
   let refreshing = false;
   let again = false;
   let last = 0;
+  // The newest event heard: the page is read once the projections have applied it.
+  let seen = "";
   function refresh() {
     const now = Date.now();
     if (refreshing || now - last < 1000) {
@@ -21,7 +23,8 @@
     refreshing = true;
     again = false;
     last = now;
-    fetch(window.location.href, { credentials: "same-origin" })
+    const headers = seen ? { "X-Deployments-Log-Position": seen } : {};
+    fetch(window.location.href, { credentials: "same-origin", headers: headers })
       .then(function (response) {
         if (response.url.indexOf("/ui/sign-in") !== -1) {
           window.location.reload();
@@ -74,6 +77,7 @@
       if (indicator) indicator.textContent = "reconnecting…";
     };
     feed.onmessage = function (message) {
+      if (message.lastEventId) seen = message.lastEventId;
       if (followed) {
         try { follow(JSON.parse(message.data)); } catch (_) { /* not an event */ }
       }

@@ -87,7 +87,12 @@ pub fn set_cookie(
 /// What the API should see of the browser's request: its request id and address.
 pub fn caller_of(parts: &Parts, token: Option<String>) -> Caller {
     let mut forwarded = HeaderMap::new();
-    for name in ["x-men-requestid", "x-forwarded-proto"] {
+    // The log position a live page has heard of: the API answers once its reads show it.
+    for name in [
+        "x-men-requestid",
+        "x-forwarded-proto",
+        "x-deployments-log-position",
+    ] {
         if let Some(value) = parts.headers.get(name) {
             forwarded.insert(name, value.clone());
         }
