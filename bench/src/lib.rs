@@ -84,3 +84,44 @@ pub fn deployment_created(
         retries: 0,
     })
 }
+
+/// An all-in-one server's settings on a fresh data directory, with its event log on SQLite
+/// there or, with `BACKEND=postgres`, its log and read models in a fresh PostgreSQL database;
+/// and the log's URL, to record a history into before the server starts.
+pub async fn fresh_server(
+    name: &str,
+    backend: &str,
+) -> anyhow::Result<(deployments::settings::ServerSettings, String)> {
+    let data = std::env::temp_dir().join(format!("{name}-bench-{}", Uuid::new_v4()));
+    std::fs::create_dir_all(&data)?;
+    let mut settings = deployments::settings::ServerSettings {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        data_dir: data.clone(),
+        ..Default::default()
+    };
+    settings.auth.hs256_secret = Some(format!("{name} bench secret").into());
+    let url = match backend {
+        "postgres" => {
+            let url = event_log::conformance::fresh_postgres_url().await;
+            settings.event_log_url = Some(url.clone());
+            settings.read_models_url = Some(url.clone());
+            url
+        }
+        _ => format!("sqlite://{}/events.db", data.display()),
+    };
+    Ok((settings, url))
+}
+
+/// `device` joined `deployment`, pending, as a device of type `bench` running `release-0`.
+pub fn device_joined(deployment: DeploymentId, device: &str) -> DomainEvent {
+    DomainEvent::DeviceJoinedDeployment(events::deployment::DeviceJoinedDeployment {
+        deployment_id: deployment,
+        device_id: device.to_owned(),
+        artifact_id: Some(events::ArtifactId::new()),
+        status: DeviceDeploymentStatus::Pending,
+        device_type: "bench".into(),
+        installed_artifact_name: "release-0".into(),
+        phase: None,
+        matched_filter: None,
+    })
+}

@@ -7,18 +7,14 @@
 //!   cargo run --release -p bench --bin console -- [deployments] [devices] [requests per page]
 //!   BACKEND=postgres ...      (default sqlite)
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bench::single;
-use deployments::settings::ServerSettings;
 use deployments::Server;
 use event_log::AppendRequest;
 use events::admission::{AuthSetAdded, AuthSetStatus};
-use events::deployment::{
-    DeviceDeploymentStatus, DeviceDeploymentStatusChanged, DeviceJoinedDeployment,
-};
-use events::{ArtifactId, DeploymentId, DomainEvent, TenantId};
+use events::deployment::{DeviceDeploymentStatus, DeviceDeploymentStatusChanged};
+use events::{DeploymentId, DomainEvent, TenantId};
 use http_edge::auth::{Issuer, TokenKind};
 use uuid::Uuid;
 
@@ -67,16 +63,7 @@ fn fleet(deployments: usize, devices: usize) -> Vec<AppendRequest> {
         for device in &members {
             requests.push(single(
                 &format!("device-{device}"),
-                DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
-                    deployment_id: deployment,
-                    device_id: device.clone(),
-                    artifact_id: Some(ArtifactId::new()),
-                    status: DeviceDeploymentStatus::Pending,
-                    device_type: "bench".into(),
-                    installed_artifact_name: "release-0".into(),
-                    phase: None,
-                    matched_filter: None,
-                }),
+                bench::device_joined(deployment, device),
             ));
             let report = match d * 10 / deployments.max(1) {
                 0 => Some(DeviceDeploymentStatus::Success),
@@ -152,23 +139,8 @@ async fn main() -> anyhow::Result<()> {
     let requests: usize = args.next().map_or(Ok(200), |n| n.parse())?;
     let backend = std::env::var("BACKEND").unwrap_or_else(|_| "sqlite".into());
 
-    let data = tempfile_dir()?;
-    let mut settings = ServerSettings {
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: data.clone(),
-        ..ServerSettings::default()
-    };
-    settings.auth.hs256_secret = Some("console bench secret".into());
-    let url = match backend.as_str() {
-        "postgres" => {
-            let url = event_log::conformance::fresh_postgres_url().await;
-            settings.event_log_url = Some(url.clone());
-            settings.read_models_url = Some(url.clone());
-            url
-        }
-        _ => format!("sqlite://{}/events.db", data.display()),
-    };
-    std::fs::create_dir_all(&data)?;
+    let (settings, url) = bench::fresh_server("console", &backend).await?;
+    let data = settings.data_dir.clone();
     let log = event_log::open_log(&url, 4).await?;
     let seeding = Instant::now();
     let mut head = events::Position::START;
@@ -326,9 +298,4 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("console-bench-{}", Uuid::new_v4()));
-    Ok(dir)
 }

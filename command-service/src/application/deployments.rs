@@ -159,7 +159,7 @@ pub(super) async fn decommissioned_entries(
     device_id: &str,
 ) -> Result<(StreamName, Vec<DomainEvent>), ApiError> {
     let stream = StreamName::new(device::stream(device_id));
-    let state = session.load(&stream, device::evolve).await?;
+    let state: device::DeviceState = session.load_folded(&stream).await?;
     // Whether an entry is still unfinished depends on aborts, which only the tables know.
     let events = session
         .tables(&[], |tables| {

@@ -6,7 +6,7 @@ use events::deployment::{DeviceDeploymentStatus, LogMessage};
 use events::{DeploymentId, DomainEvent, StreamName};
 
 use super::{Caller, Decision, Outcome, Pipeline, Session};
-use crate::domain::device::{self, Admission, Asked, Next};
+use crate::domain::device::{self, Admission, Asked, DeviceState, Next};
 use crate::domain::{deployments, inventory};
 use crate::error::ApiError;
 
@@ -23,7 +23,7 @@ pub async fn next(
         .run(caller, |session| {
             let stream = stream.clone();
             async move {
-                let state = session.load(&stream, device::evolve).await?;
+                let state = session.load_folded::<DeviceState>(&stream).await?;
                 // A dynamic deployment the device might join: its filter is matched against
                 // the device's inventory as it is now, asserted unchanged at append.
                 let inventory =
@@ -80,7 +80,7 @@ pub async fn report_status(
         .run(caller, |session| {
             let (stream, substate) = (stream.clone(), substate.clone());
             async move {
-                let state = session.load(&stream, device::evolve).await?;
+                let state = session.load_folded::<DeviceState>(&stream).await?;
                 let events = session.tables_now(|tables| {
                     device::decide_status(&state, device_id, deployment, status, substate, tables)
                 })?;
@@ -149,7 +149,7 @@ pub async fn time_out(
         .run(caller, |session| {
             let stream = stream.clone();
             async move {
-                let state = session.load(&stream, device::evolve).await?;
+                let state = session.load_folded::<DeviceState>(&stream).await?;
                 // The tables, once they reflect the stream as loaded, say since when the
                 // entry has been in its status.
                 let events = session
@@ -199,7 +199,7 @@ pub async fn save_log(
         .run(caller, |session| {
             let (stream, messages) = (stream.clone(), messages.clone());
             async move {
-                let state = session.load(&stream, device::evolve).await?;
+                let state = session.load_folded::<DeviceState>(&stream).await?;
                 let events = device::decide_log(&state, device_id, deployment, messages)?;
                 Ok(Decision::append(stream, events, ()))
             }

@@ -15,6 +15,7 @@ pub mod admission;
 pub mod artifacts;
 pub mod deployments;
 pub mod devices;
+mod folds;
 pub mod inventory;
 
 use std::future::Future;
@@ -26,10 +27,16 @@ use uuid::Uuid;
 
 use crate::catalog::Catalog;
 use crate::domain::tables::TenantCatalog;
+use crate::domain::Folded;
 use crate::error::ApiError;
+use folds::Folds;
 
 /// How often a command is decided again after losing a race before giving up.
 const ATTEMPTS: usize = 8;
+
+/// Folded streams kept between commands (device streams, one per device that reported
+/// lately): a few hundred bytes each for a typical device.
+const KEPT_FOLDS: usize = 100_000;
 
 /// Who asked, for the events' metadata.
 #[derive(Debug, Clone)]
@@ -85,11 +92,16 @@ pub struct Outcome<T> {
 pub struct Pipeline {
     log: Arc<dyn EventLog>,
     catalog: Arc<Catalog>,
+    folds: Arc<Folds>,
 }
 
 impl Pipeline {
     pub fn new(log: Arc<dyn EventLog>, catalog: Arc<Catalog>) -> Self {
-        Self { log, catalog }
+        Self {
+            log,
+            catalog,
+            folds: Arc::new(Folds::new(KEPT_FOLDS)),
+        }
     }
 
     /// A stream's state as it is now, for a check outside any decision (an upload's
@@ -278,6 +290,30 @@ impl Session {
         Ok(state)
     }
 
+    /// Like [`Session::load`] for a state with its own fold: from the fold kept at the end of
+    /// an earlier command, carried forward by the events after it (none, usually), so the
+    /// cost does not grow with the stream's history.
+    pub async fn load_folded<S: Folded>(&self, stream: &StreamName) -> Result<S, ApiError> {
+        let folds = &self.pipeline.folds;
+        let (after, mut state) = folds
+            .get::<S>(&self.tenant, stream)
+            .unwrap_or((0, S::default()));
+        let recorded = self
+            .pipeline
+            .log
+            .read_stream(&self.tenant, stream, after)
+            .await?;
+        let version = recorded.last().map_or(after, |event| event.stream_version);
+        for event in &recorded {
+            state = state.evolve(&event.decode().map_err(anyhow::Error::from)?);
+        }
+        if version > after {
+            folds.keep(&self.tenant, stream, version, state.clone());
+        }
+        self.remember(stream, version);
+        Ok(state)
+    }
+
     /// Reads the write side's tables once they reflect everything committed so far, with
     /// `sources` (the streams the facts it uses come from) read before and asserted at
     /// append: a source that moves in between makes the command decide again.
@@ -385,6 +421,69 @@ mod tests {
                 .unwrap(),
             1
         );
+    }
+
+    /// A count of events, with its own fold.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    struct Counted(usize);
+
+    impl Folded for Counted {
+        fn evolve(self, _: &DomainEvent) -> Self {
+            Counted(self.0 + 1)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_fold_is_carried_forward_by_what_others_appended_since() {
+        let (log, pipeline) = pipeline();
+        let stream = StreamName::new("device-d1");
+        let load = |pipeline: Pipeline| {
+            let stream = stream.clone();
+            async move {
+                let session = Session {
+                    pipeline,
+                    tenant: TenantId::default(),
+                    read: Arc::new(Mutex::new(Vec::new())),
+                };
+                let state: Counted = session.load_folded(&stream).await.unwrap();
+                (state, session.versions())
+            }
+        };
+        assert_eq!(load(pipeline.clone()).await.0, Counted(0));
+        assert_eq!(pipeline.folds.len(), 0, "an empty stream is not kept");
+        for _ in 0..3 {
+            interfere(&log, &stream).await;
+        }
+        let (state, read) = load(pipeline.clone()).await;
+        assert_eq!((state, read), (Counted(3), vec![(stream.clone(), 3)]));
+        assert_eq!(
+            pipeline
+                .folds
+                .get::<Counted>(&TenantId::default(), &stream)
+                .unwrap()
+                .0,
+            3
+        );
+        // Another writer (another instance) appends: the kept fold takes its events on top.
+        interfere(&log, &stream).await;
+        let (state, read) = load(pipeline.clone()).await;
+        assert_eq!((state, read), (Counted(4), vec![(stream.clone(), 4)]));
+        // The same as folding the whole stream.
+        let fresh = Pipeline::new(log.clone(), Arc::new(Catalog::default()));
+        assert_eq!(load(fresh).await.0, Counted(4));
+    }
+
+    #[test]
+    fn past_capacity_a_kept_fold_makes_room_and_a_later_one_is_never_replaced_by_an_earlier() {
+        let folds = Folds::new(2);
+        let tenant = TenantId::default();
+        for (n, name) in ["a", "b", "c"].iter().enumerate() {
+            folds.keep(&tenant, &StreamName::new(*name), 5, Counted(n));
+        }
+        assert_eq!(folds.len(), 2);
+        let c = StreamName::new("c");
+        folds.keep(&tenant, &c, 3, Counted(99));
+        assert_eq!(folds.get::<Counted>(&tenant, &c), Some((5, Counted(2))));
     }
 
     #[tokio::test]

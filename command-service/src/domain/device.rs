@@ -38,6 +38,12 @@ pub struct DeviceState {
     pub entries: BTreeMap<DeploymentId, Entry>,
 }
 
+impl super::Folded for DeviceState {
+    fn evolve(self, event: &DomainEvent) -> Self {
+        evolve(self, event)
+    }
+}
+
 pub fn evolve(mut state: DeviceState, event: &DomainEvent) -> DeviceState {
     match event {
         DomainEvent::DeviceJoinedDeployment(joined) => {

@@ -8,3 +8,11 @@ pub mod device;
 pub mod filters;
 pub mod inventory;
 pub mod tables;
+
+use events::DomainEvent;
+
+/// A stream's state with the one fold that makes it from the stream's events, so that a
+/// state folded up to some version can be kept and carried forward with the events after it.
+pub trait Folded: Default + Clone + Send + Sync + 'static {
+    fn evolve(self, event: &DomainEvent) -> Self;
+}
