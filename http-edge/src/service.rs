@@ -23,11 +23,6 @@ pub fn load_settings<T: for<'de> Deserialize<'de>>(
         .map_err(Box::new)
 }
 
-/// The settings file named by `DEPLOYMENTS_CONFIG`, if any.
-pub fn settings_file() -> Option<std::path::PathBuf> {
-    std::env::var_os("DEPLOYMENTS_CONFIG").map(std::path::PathBuf::from)
-}
-
 /// Adds what every route needs: request ids and spans, and Mender's 404/405 bodies.
 pub fn with_edge(routes: Router) -> Router {
     routes
