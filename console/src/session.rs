@@ -3,7 +3,9 @@
 //! keeps no session state of its own, so any instance serves any session. Every form carries
 //! a token derived from the session's, which another site can neither read nor compute.
 
-use axum::extract::FromRequestParts;
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue};
 use sha2::{Digest, Sha256};
@@ -130,6 +132,30 @@ impl<S: Send + Sync> FromRequestParts<S> for Session {
             csrf: csrf_of(&token),
             caller: caller_of(parts, Some(token)),
         })
+    }
+}
+
+/// A form the signed-in operator posted, its CSRF token checked: a form without this
+/// session's token is refused before any handler sees it.
+pub struct Posted {
+    pub session: Session,
+    pub form: HashMap<String, String>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Posted {
+    type Rejection = ConsoleError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = request.into_parts();
+        let session = Session::from_request_parts(&mut parts, state).await?;
+        let axum::Form(form) = axum::Form::<HashMap<String, String>>::from_request(
+            Request::from_parts(parts, body),
+            state,
+        )
+        .await
+        .map_err(|rejection| ConsoleError::Refused(rejection.status(), rejection.body_text()))?;
+        session.check(form.get("csrf").map(String::as_str))?;
+        Ok(Self { session, form })
     }
 }
 

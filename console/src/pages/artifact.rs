@@ -6,14 +6,13 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
 use maud::html;
 use serde_json::{json, Value};
 
 use super::{perform, query, segment, shown, text, Action};
 use crate::error::ConsoleError;
 use crate::layout::{self, notice, short_time, Section};
-use crate::session::Session;
+use crate::session::{Posted, Session};
 use crate::ConsoleState;
 
 const ARTIFACTS: &str = "/api/management/v1/deployments/artifacts";
@@ -101,11 +100,9 @@ pub async fn show(
 /// `POST /ui/artifacts/{id}/description`.
 pub async fn describe(
     State(state): State<ConsoleState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
+    Posted { session, form }: Posted,
 ) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
     let id = segment(&id);
     let action = Action {
         method: Method::PUT,
@@ -129,11 +126,9 @@ pub async fn describe(
 /// deployment installs it).
 pub async fn delete(
     State(state): State<ConsoleState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
+    Posted { session, .. }: Posted,
 ) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
     let id = segment(&id);
     let answer = state
         .api

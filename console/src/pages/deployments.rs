@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::Form;
 use maud::{html, Markup};
 use serde_json::{json, Map, Value};
 
@@ -16,7 +15,7 @@ use super::{
 use crate::api::{refused_unless_ok, Answer};
 use crate::error::ConsoleError;
 use crate::layout::{self, notice, pager, progress_bar, short_time, Progress, Section};
-use crate::session::Session;
+use crate::session::{Posted, Session};
 use crate::ConsoleState;
 
 pub const DEPLOYMENTS: &str = "/api/management/v1/deployments/deployments";
@@ -399,13 +398,12 @@ const CREATE_FIELDS: [&str; 14] = [
 ];
 
 /// The API request a submitted create form asks for, or the form again, saying what it
-/// lacks; a form without the session's token is refused.
+/// lacks.
 async fn checked(
     state: &ConsoleState,
     session: &Session,
     form: &Sent,
 ) -> Result<Result<(String, Value), Response>, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
     match unchosen(form) {
         Some(message) => {
             let page = create_form(state, session, form, Some(message), StatusCode::BAD_REQUEST);
@@ -419,8 +417,7 @@ async fn checked(
 /// and the API request it makes, before anything is created.
 pub async fn review(
     State(state): State<ConsoleState>,
-    session: Session,
-    Form(form): Form<Sent>,
+    Posted { session, form }: Posted,
 ) -> Result<Response, ConsoleError> {
     let (path, body) = match checked(&state, &session, &form).await? {
         Ok(request) => request,
@@ -501,8 +498,7 @@ pub async fn review(
 
 pub async fn create(
     State(state): State<ConsoleState>,
-    session: Session,
-    Form(form): Form<Sent>,
+    Posted { session, form }: Posted,
 ) -> Result<Response, ConsoleError> {
     let (path, body) = match checked(&state, &session, &form).await? {
         Ok(request) => request,
@@ -710,11 +706,9 @@ fn device_table(id: &str, devices: &[Value]) -> Markup {
 /// `POST /ui/deployments/{id}/{action}`: abort, pause, resume, or start the next phase.
 pub async fn act(
     State(state): State<ConsoleState>,
-    session: Session,
     Path((id, action)): Path<(String, String)>,
-    Form(form): Form<HashMap<String, String>>,
+    Posted { session, .. }: Posted,
 ) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
     let id = segment(&id);
     let action = match action.as_str() {
         "abort" => Action {

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::{field, no_such_action, perform, segment, shown, text, Action};
 use crate::error::ConsoleError;
 use crate::layout::{self, notice, short_time, Section};
-use crate::session::Session;
+use crate::session::{Posted, Session};
 use crate::ConsoleState;
 
 const DEVAUTH: &str = "/api/management/v2/devauth/devices";
@@ -214,11 +214,9 @@ pub fn set_decision(set_path: String, action: &str) -> Option<Action> {
 /// `POST /ui/devices/{id}/sets/{set}/{action}`: a decision on one auth set.
 pub async fn decide_set(
     State(state): State<ConsoleState>,
-    session: Session,
     Path((id, set, action)): Path<(String, String, String)>,
-    Form(form): Form<HashMap<String, String>>,
+    Posted { session, .. }: Posted,
 ) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
     let set_path = format!("{DEVAUTH}/{}/auth/{}", segment(&id), segment(&set));
     let action = set_decision(set_path, &action).ok_or_else(no_such_action)?;
     perform(
@@ -244,9 +242,8 @@ pub async fn group(
 /// `POST /ui/devices/{id}/ungroup`: out of its static group.
 pub async fn ungroup(
     State(state): State<ConsoleState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
+    Posted { session, form }: Posted,
 ) -> Result<Response, ConsoleError> {
     change_group(&state, &session, &id, &form, false).await
 }
@@ -258,7 +255,6 @@ async fn change_group(
     form: &HashMap<String, String>,
     join: bool,
 ) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
     let device_path = format!("{INVENTORY}/devices/{}/group", segment(id));
     let group = field(form, "group").unwrap_or("");
     let action = match join {

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::response::{Html, Response};
-use axum::Form;
 use maud::html;
 use serde_json::Value;
 
@@ -14,7 +13,7 @@ use super::device::set_decision;
 use super::{no_such_action, one_of, page_number, perform, query, segment, text, Action};
 use crate::error::ConsoleError;
 use crate::layout::{self, notice, pager, short_time, Section};
-use crate::session::Session;
+use crate::session::{Posted, Session};
 use crate::ConsoleState;
 
 const DEVAUTH: &str = "/api/management/v2/devauth/devices";
@@ -160,11 +159,9 @@ fn actions(status: &str) -> &'static [(&'static str, &'static str)] {
 /// `POST /ui/devices/{id}/{action}`: a decision on the device's auth set that asks for it.
 pub async fn act(
     State(state): State<ConsoleState>,
-    session: Session,
     Path((id, action)): Path<(String, String)>,
-    Form(form): Form<HashMap<String, String>>,
+    Posted { session, form }: Posted,
 ) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
     let back = one_of(&form, "status", &DEVICE_STATES);
     let device_path = format!("{DEVAUTH}/{}", segment(&id));
     let (device, _): (Value, _) = state.api.read(&session.caller, &device_path).await?;

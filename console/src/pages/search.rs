@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use axum::extract::{Query, State};
 use axum::http::Method;
 use axum::response::{Html, Response};
-use axum::Form;
 use maud::html;
 use serde_json::{json, Value};
 
@@ -14,7 +13,7 @@ use super::{attribute, field, one_of, page_number, perform, query, segment, text
 use crate::api::refused_unless_ok;
 use crate::error::ConsoleError;
 use crate::layout::{self, notice, pager, Section};
-use crate::session::Session;
+use crate::session::{Posted, Session};
 use crate::ConsoleState;
 
 const SEARCH: &str = "/api/management/v2/inventory/filters/search";
@@ -187,10 +186,8 @@ pub async fn find(
 /// `POST /ui/devices/filters`: saves the search as a named filter.
 pub async fn save_filter(
     State(state): State<ConsoleState>,
-    session: Session,
-    Form(form): Form<HashMap<String, String>>,
+    Posted { session, form }: Posted,
 ) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
     let action = Action {
         method: Method::POST,
         path: FILTERS.to_owned(),
@@ -208,10 +205,8 @@ pub async fn save_filter(
 /// key.
 pub async fn preauthorize(
     State(state): State<ConsoleState>,
-    session: Session,
-    Form(form): Form<HashMap<String, String>>,
+    Posted { session, form }: Posted,
 ) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
     let identity = field(&form, "identity_data").unwrap_or("");
     // Not JSON: sent as text, for the API to refuse with its own message.
     let identity: Value = serde_json::from_str(identity).unwrap_or_else(|_| json!(identity));

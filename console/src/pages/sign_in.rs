@@ -13,7 +13,7 @@ use rand::RngCore;
 use crate::error::ConsoleError;
 use crate::layout;
 use crate::session::{
-    cookie, same_token, set_cookie, Anonymous, Session, SESSION_COOKIE, SIGN_IN_COOKIE,
+    cookie, same_token, set_cookie, Anonymous, Posted, SESSION_COOKIE, SIGN_IN_COOKIE,
 };
 use crate::ConsoleState;
 
@@ -179,12 +179,7 @@ async fn sign_in_with_token(
     }
 }
 
-pub async fn sign_out(
-    session: Session,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Result<Response, ConsoleError> {
-    session.check(form.get("csrf").map(String::as_str))?;
+pub async fn sign_out(headers: HeaderMap, _signed_in: Posted) -> Result<Response, ConsoleError> {
     let mut response = Redirect::to("/ui/sign-in").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
