@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
-use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 
 use crate::standalone::{authenticate, DeviceKeys};
@@ -141,24 +140,6 @@ async fn post_form(
         .await
         .unwrap();
     page_of(response).await
-}
-
-async fn upload(server: &TestServer, name: &str) {
-    let files = tempfile::tempdir().unwrap();
-    let file = rootfs_artifact(files.path(), name, &["pi"], 4096);
-    let form = Form::new().part(
-        "artifact",
-        Part::bytes(std::fs::read(file).unwrap()).file_name("artifact.mender"),
-    );
-    let response = server
-        .client
-        .post(server.url("/api/management/v1/deployments/artifacts"))
-        .bearer_auth(server.admin())
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
 }
 
 async fn create_deployment(server: &TestServer, name: &str, devices: &[&str]) -> String {
@@ -308,7 +289,7 @@ async fn signing_in_sets_a_strict_cookie_and_a_wrong_password_sets_none(postgres
 
 async fn forms_without_the_csrf_token_change_nothing_and_names_show_as_text(postgres: bool) {
     let server = console_server(postgres, true).await;
-    upload(&server, "release-1").await;
+    server.upload_rootfs("release-1").await;
     let hostile = "<img src=x onerror=alert(1)>";
     let id = create_deployment(&server, hostile, &["d1"]).await;
     let signed = sign_in(&server).await;
@@ -709,7 +690,7 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
 /// refused ones store nothing.
 async fn fleet_and_artifact_pages_act_through_the_api(postgres: bool) {
     let server = console_server(postgres, true).await;
-    upload(&server, "release-1").await;
+    server.upload_rootfs("release-1").await;
     let keys = DeviceKeys::generate("ED25519");
     let (status, token) = authenticate(&server, r#"{"mac":"52:54:00:00:00:01"}"#, &keys).await;
     assert_eq!(status, 200);

@@ -5,12 +5,11 @@
 
 use std::time::Duration;
 
-use reqwest::multipart::{Form, Part};
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::standalone::{authenticate, subject, DeviceKeys};
-use crate::support::{rootfs_artifact, TestServer};
+use crate::support::TestServer;
 
 const V1: &str = "/api/management/v1/inventory";
 const V2: &str = "/api/management/v2/inventory";
@@ -677,24 +676,6 @@ async fn operators_group_and_tag_devices(postgres: bool) {
     assert_eq!(groups, json!([]));
 }
 
-async fn upload(server: &TestServer, name: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    let file = rootfs_artifact(dir.path(), name, &["pi"], 4000);
-    let form = Form::new().part(
-        "artifact",
-        Part::bytes(std::fs::read(file).unwrap()).file_name("a.mender"),
-    );
-    let response = server
-        .client
-        .post(server.url(&format!("{DEPLOYMENTS}/artifacts")))
-        .bearer_auth(server.admin())
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-}
-
 async fn create(server: &TestServer, path: &str, body: Value) -> (u16, Value, Option<String>) {
     let (status, headers, body) = send(
         server,
@@ -716,7 +697,7 @@ async fn deployments_go_to_a_group_and_to_all_devices_accepted_at_creation(postg
         settings.standalone.admission.auto_accept = false
     })
     .await;
-    upload(&server, "release-9").await;
+    server.upload_rootfs("release-9").await;
     // Two accepted devices and one pending, all in the group.
     let keys: Vec<DeviceKeys> = (0..3).map(|_| DeviceKeys::generate("ED25519")).collect();
     for (index, key) in keys.iter().enumerate() {
@@ -868,7 +849,7 @@ async fn finish(server: &TestServer, device: &Admitted, deployment: &str) {
 
 async fn dynamic_deployments_take_the_devices_that_match_when_they_ask(postgres: bool) {
     let server = TestServer::start(postgres).await;
-    upload(&server, "release-7").await;
+    server.upload_rootfs("release-7").await;
     let (a, b, c) = (
         admit(&server, "dyn-a").await,
         admit(&server, "dyn-b").await,
@@ -1063,7 +1044,7 @@ async fn dynamic_deployments_take_the_devices_that_match_when_they_ask(postgres:
     assert_eq!(status, 201);
     let (_, listed) = admin(&server, Method::GET, &filters, None).await;
     let filter_id = listed[0]["id"].as_str().unwrap().to_owned();
-    upload(&server, "release-8").await;
+    server.upload_rootfs("release-8").await;
     let (status, headers, _) = send(
         &server,
         Method::POST,

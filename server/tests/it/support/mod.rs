@@ -127,6 +127,26 @@ impl TestServer {
         ))
     }
 
+    /// Uploads a small rootfs-image artifact named `name` for device type `pi`: 201.
+    pub async fn upload_rootfs(&self, name: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = rootfs_artifact(dir.path(), name, &["pi"], 4096);
+        let form = reqwest::multipart::Form::new().part(
+            "artifact",
+            reqwest::multipart::Part::bytes(std::fs::read(file).unwrap())
+                .file_name("artifact.mender"),
+        );
+        let response = self
+            .client
+            .post(self.url("/api/management/v1/deployments/artifacts"))
+            .bearer_auth(self.admin())
+            .multipart(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+    }
+
     /// A user token of the default tenant.
     pub fn admin(&self) -> String {
         self.token("admin", "", TokenKind::User)
