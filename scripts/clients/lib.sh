@@ -153,11 +153,14 @@ setup_target() {
   local kv
   for kv in ${SERVER_ENV:-}; do export "${kv?}"; done
 
-  "$SERVER_BIN" >"$WORK/server.log" 2>&1 &
+  # The log exists before the server starts: the redirection happens in the child, and on a
+  # busy machine the first look at the log below can come before the child opened it.
+  : >"$WORK/server.log"
+  "$SERVER_BIN" >>"$WORK/server.log" 2>&1 &
   SERVER_PID=$!
   local port=
   for _ in $(seq 1 300); do
-    port=$(sed -n 's/^Serving on port \([0-9]*\).*/\1/p' "$WORK/server.log" | head -n1)
+    port=$(sed -n 's/^Serving on port \([0-9]*\).*/\1/p' "$WORK/server.log" | head -n1) || true
     [ -n "$port" ] && break
     kill -0 "$SERVER_PID" 2>/dev/null || break
     sleep 0.1
