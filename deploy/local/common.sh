@@ -60,5 +60,22 @@ stop() {
   rm -f "$PID_DIR/$1.pid" "$PID_DIR/$1.program"
 }
 
-# The processes of the stack, in the order up.sh starts them (down.sh stops them backwards).
-PROCESSES=(s3s-fs command-service query-service nginx)
+# How many instances of each service the stack runs: as up.sh recorded it, else INSTANCES
+# (default 1).
+instance_count() {
+  cat "$STATE_DIR/instances" 2>/dev/null || echo "${INSTANCES:-1}"
+}
+
+# The processes of the stack, in the order up.sh starts them (down.sh stops them backwards):
+# each service's first instance is named after the service, the others NAME-2, NAME-3, ...
+list_processes() {
+  local count service n
+  count=$(instance_count)
+  PROCESSES=(s3s-fs)
+  for service in command-service query-service; do
+    PROCESSES+=("$service")
+    for ((n = 2; n <= count; n++)); do PROCESSES+=("$service-$n"); done
+  done
+  PROCESSES+=(nginx)
+}
+list_processes

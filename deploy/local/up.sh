@@ -16,8 +16,12 @@
 #
 # BIN_DIR (default target/release, relative to the repository unless absolute) holds
 # command-service, query-service and deployments. AUTO_ACCEPT=false (default true) makes
-# command-service keep new devices pending until accepted through the devauth API. When the stack is already up, this prints its
-# exports again; a stack that is partly up is taken down and started afresh. Only the export
+# command-service keep new devices pending until accepted through the devauth API.
+# INSTANCES=N (default 1) runs N of each service on the one database, the gateway spreading
+# requests over them (round robin): one query-service instance projects and relays at a
+# time, and another takes over when it stops. When the stack is already up with as many
+# instances, this prints its exports again; otherwise what is up is taken down and started
+# afresh. Only the export
 # lines go to stdout; progress goes to stderr and each process's log to logs/ in the state
 # directory (see common.sh for it and the other settings).
 # shellcheck source-path=SCRIPTDIR
@@ -143,15 +147,23 @@ render_gateway() {
   local conf
   conf=$(<"$REPO_DIR/deploy/nginx/gateway.conf")
   conf=${conf//'${GATEWAY_LISTEN}'/127.0.0.1:$gateway_port}
-  conf=${conf//'${COMMAND_SERVICE}'/127.0.0.1:$command_port}
-  conf=${conf//'${QUERY_SERVICE}'/127.0.0.1:$query_port}
+  conf=${conf//'    server ${COMMAND_SERVICE};'/$(upstream_servers "${command_ports[@]}")}
+  conf=${conf//'    server ${QUERY_SERVICE};'/$(upstream_servers "${query_ports[@]}")}
   conf=${conf//'${OBJECT_STORE}'/${TEST_S3_ENDPOINT#http://}}
   conf=${conf//'${ARTIFACT_BUCKET}'/$BUCKET}
   printf '%s\n' "$conf"
 }
 
+# upstream_servers PORT...: an upstream block's `server` line for each instance.
+upstream_servers() {
+  local port lines=()
+  for port in "$@"; do lines+=("    server 127.0.0.1:$port;"); done
+  printf '%s\n' "${lines[@]}"
+}
+
 stack_is_up() {
   [ -f "$STATE_DIR/exports" ] || return 1
+  [ "$(cat "$STATE_DIR/instances" 2>/dev/null)" = "${INSTANCES:-1}" ] || return 1
   local name
   for name in "${PROCESSES[@]}"; do running "$name" >/dev/null || return 1; done
   # shellcheck source=/dev/null
@@ -181,6 +193,10 @@ command -v curl >/dev/null || apt_install curl
 
 rm -rf "$LOG_DIR" "$NGINX_DIR"
 mkdir -p "$PID_DIR" "$LOG_DIR" "$NGINX_DIR"
+instances=${INSTANCES:-1}
+[[ $instances =~ ^[1-9][0-9]*$ ]] || die "INSTANCES must be a positive number, not $instances"
+echo "$instances" >"$STATE_DIR/instances"
+list_processes
 
 # Whatever fails from here on takes the partial stack down again.
 up=
@@ -201,9 +217,13 @@ psql "$PG_ADMIN_URL" -qc "CREATE DATABASE \"$database\"" >/dev/null
 database_url=${PG_ADMIN_URL%/*}/$database
 log "database $database"
 
-command_port='' query_port='' gateway_port=''
-free_port command_port
-free_port query_port
+command_ports=() query_ports=() gateway_port='' next_port=''
+for ((n = 1; n <= instances; n++)); do
+  free_port next_port
+  command_ports+=("$next_port")
+  free_port next_port
+  query_ports+=("$next_port")
+done
 free_port gateway_port
 gateway_url=http://127.0.0.1:$gateway_port
 secret=local-$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
@@ -229,15 +249,23 @@ export DEPLOYMENTS_STORAGE__S3__PRESIGN_PUBLIC_ENDPOINT=$gateway_url
 
 # command-service first: the two would apply the event log's migrations at once (safely,
 # under an advisory lock), but one at a time makes a failure's log easier to read.
-DEPLOYMENTS_LISTEN=127.0.0.1:$command_port \
-  start command-service "$bin_dir/command-service" "$bin_dir/command-service"
-serving command-service "http://127.0.0.1:$command_port"
-DEPLOYMENTS_LISTEN=127.0.0.1:$query_port \
-  DEPLOYMENTS_CONSOLE__API_URL=$gateway_url \
-  DEPLOYMENTS_RELAY__AMQP_URL=${DEPLOY_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f} \
-  start query-service "$bin_dir/query-service" "$bin_dir/query-service"
-serving query-service "http://127.0.0.1:$query_port"
-log "command-service on $command_port, query-service on $query_port"
+# instance_name SERVICE N: the process name of the service's Nth instance.
+instance_name() { if [ "$2" = 1 ]; then echo "$1"; else echo "$1-$2"; fi; }
+for ((n = 1; n <= instances; n++)); do
+  name=$(instance_name command-service "$n")
+  DEPLOYMENTS_LISTEN=127.0.0.1:${command_ports[n - 1]} \
+    start "$name" "$bin_dir/command-service" "$bin_dir/command-service"
+  serving "$name" "http://127.0.0.1:${command_ports[n - 1]}"
+done
+for ((n = 1; n <= instances; n++)); do
+  name=$(instance_name query-service "$n")
+  DEPLOYMENTS_LISTEN=127.0.0.1:${query_ports[n - 1]} \
+    DEPLOYMENTS_CONSOLE__API_URL=$gateway_url \
+    DEPLOYMENTS_RELAY__AMQP_URL=${DEPLOY_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f} \
+    start "$name" "$bin_dir/query-service" "$bin_dir/query-service"
+  serving "$name" "http://127.0.0.1:${query_ports[n - 1]}"
+done
+log "command-service on ${command_ports[*]}, query-service on ${query_ports[*]}"
 
 # The gateway: the shared server block with this stack's addresses, inside a main
 # configuration whose every file lives in the state directory.

@@ -17,5 +17,6 @@ mod deployments;
 mod durability;
 mod inventory;
 mod openapi;
+mod scale_out;
 mod split;
 mod standalone;
