@@ -198,7 +198,11 @@ async fn writer(
         created.fetch_add(1, Ordering::SeqCst);
         // Readable at once, on either instance.
         let body = instances
-            .read(writer + n + 1, &format!("{MANAGEMENT}/deployments/{id}"), &admin)
+            .read(
+                writer + n + 1,
+                &format!("{MANAGEMENT}/deployments/{id}"),
+                &admin,
+            )
             .await;
         assert_eq!(body["name"], name.as_str(), "{body}");
         acknowledged.deployments.insert(name.clone(), id.clone());
@@ -487,9 +491,18 @@ async fn two_instances_fail_over_and_lose_or_double_nothing() {
     assert_eq!(expected.len(), created_names.len());
     let client = reqwest::Client::new();
     for base in [&second.base, &first.base] {
-        let (status, listed) = get(&client, &format!("{base}{MANAGEMENT}/deployments?per_page=500"), &admin).await;
+        let (status, listed) = get(
+            &client,
+            &format!("{base}{MANAGEMENT}/deployments?per_page=500"),
+            &admin,
+        )
+        .await;
         assert_eq!(status, 200);
-        assert_eq!(listed.as_array().unwrap().len(), created_names.len(), "{base}");
+        assert_eq!(
+            listed.as_array().unwrap().len(),
+            created_names.len(),
+            "{base}"
+        );
         for (deployment, counts) in &expected {
             let (status, statistics) = get(
                 &client,
@@ -522,7 +535,10 @@ async fn two_instances_fail_over_and_lose_or_double_nothing() {
     in_time("a write on the restarted instance", took);
     let (status, listed) = get(
         &client,
-        &format!("{}{MANAGEMENT}/deployments?search=after-the-restart", second.base),
+        &format!(
+            "{}{MANAGEMENT}/deployments?search=after-the-restart",
+            second.base
+        ),
         &admin,
     )
     .await;
