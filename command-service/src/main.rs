@@ -19,7 +19,10 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    let settings: CommandSettings = load_settings(cli.config.as_deref())?;
+    let settings: CommandSettings = load_settings(
+        cli.config.as_deref(),
+        CommandSettings::READ_BY_THE_QUERY_SERVICE,
+    )?;
     let application = Application::build(settings).await?;
     tracing::info!(port = application.port(), "command service listening");
     Ok(application.run_until(shutdown_signal()).await?)

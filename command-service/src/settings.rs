@@ -88,6 +88,19 @@ pub struct ArtifactSettings {
     pub verification_keys: Vec<PathBuf>,
 }
 
+impl CommandSettings {
+    /// Keys (and tables) only the query service reads: the two services of a split
+    /// deployment can share one settings file or environment.
+    pub const READ_BY_THE_QUERY_SERVICE: &[&str] = &[
+        "read_models_url",
+        "projector",
+        "relay",
+        "console",
+        "download_link_seconds",
+        "time_travel_concurrency",
+    ];
+}
+
 impl Default for CommandSettings {
     fn default() -> Self {
         Self {

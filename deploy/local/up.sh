@@ -5,13 +5,13 @@
 # and nginx with deploy/nginx/gateway.conf in front of them. Prints `export` lines:
 #
 #   eval "$(deploy/local/up.sh)"     # BIN_DIR=target/debug for a debug build
-#   curl -H "Authorization: Bearer $DEPLOYMENTS_USER_TOKEN" \
-#     "$DEPLOYMENTS_GATEWAY_URL/api/management/v1/deployments/artifacts"
+#   curl -H "Authorization: Bearer $DEPLOY_USER_TOKEN" \
+#     "$DEPLOY_GATEWAY_URL/api/management/v1/deployments/artifacts"
 #   deploy/local/down.sh
 #
-#   DEPLOYMENTS_GATEWAY_URL   the gateway: the whole API on one base URL
-#   DEPLOYMENTS_USER_TOKEN    a user token (user admin, no tenant), valid 24 h
-#   DEPLOYMENTS_HS256_SECRET  the secret both services verify tokens with: mint more with
+#   DEPLOY_GATEWAY_URL   the gateway: the whole API on one base URL
+#   DEPLOY_USER_TOKEN    a user token (user admin, no tenant), valid 24 h
+#   DEPLOY_HS256_SECRET  the secret both services verify tokens with: mint more with
 #                             DEPLOYMENTS_AUTH__HS256_SECRET=... deployments token --device d1
 #
 # BIN_DIR (default target/release, relative to the repository unless absolute) holds
@@ -167,7 +167,7 @@ stack_is_up() {
   local name
   for name in "${PROCESSES[@]}"; do running "$name" >/dev/null || return 1; done
   # shellcheck source=/dev/null
-  (source "$STATE_DIR/exports" && answers "$DEPLOYMENTS_GATEWAY_URL/api/internal/v1/deployments/alive" 204)
+  (source "$STATE_DIR/exports" && answers "$DEPLOY_GATEWAY_URL/api/internal/v1/deployments/alive" 204)
 }
 
 if stack_is_up; then
@@ -299,9 +299,9 @@ wait_until 30 "204 from /alive through the gateway" answers "$gateway_url/api/in
 
 token=$(DEPLOYMENTS_AUTH__HS256_SECRET=$secret "$bin_dir/deployments" token --user admin)
 {
-  printf 'export DEPLOYMENTS_GATEWAY_URL=%q\n' "$gateway_url"
-  printf 'export DEPLOYMENTS_USER_TOKEN=%q\n' "$token"
-  printf 'export DEPLOYMENTS_HS256_SECRET=%q\n' "$secret"
+  printf 'export DEPLOY_GATEWAY_URL=%q\n' "$gateway_url"
+  printf 'export DEPLOY_USER_TOKEN=%q\n' "$token"
+  printf 'export DEPLOY_HS256_SECRET=%q\n' "$secret"
 } >"$STATE_DIR/exports"
 up=1
 log "up: gateway on $gateway_url; logs in $LOG_DIR; take it down with deploy/local/down.sh"

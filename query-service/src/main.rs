@@ -19,7 +19,10 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing();
-    let settings: QuerySettings = load_settings(cli.config.as_deref())?;
+    let settings: QuerySettings = load_settings(
+        cli.config.as_deref(),
+        QuerySettings::READ_BY_THE_COMMAND_SERVICE,
+    )?;
     let application = Application::build(settings).await?;
     tracing::info!(port = application.port(), "query service listening");
     Ok(application.run_until(shutdown_signal()).await?)

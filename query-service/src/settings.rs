@@ -40,6 +40,17 @@ pub struct QuerySettings {
     pub console: console::ConsoleSettings,
 }
 
+impl QuerySettings {
+    /// Keys (and tables) only the command service reads: the two services of a split
+    /// deployment can share one settings file or environment.
+    pub const READ_BY_THE_COMMAND_SERVICE: &[&str] = &[
+        "artifacts",
+        "standalone",
+        "max_deployment_devices",
+        "rollout_check_ms",
+    ];
+}
+
 impl Default for QuerySettings {
     fn default() -> Self {
         Self {

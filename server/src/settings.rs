@@ -52,6 +52,26 @@ pub struct ServerSettings {
     pub console: console::ConsoleSettings,
 }
 
+impl ServerSettings {
+    /// The settings from the layered sources (see `http_edge::service::load_settings`);
+    /// every key must be one this server reads.
+    pub fn load(file: Option<&Path>) -> Result<Self, http_edge::service::SettingsError> {
+        let settings: Self = http_edge::service::load_settings(file, &[])?;
+        // `standalone` flattens the command service's admission keys into the login's, and
+        // serde drops unknown keys of a flattened table unseen: check that table by name.
+        let unknown = http_edge::service::unknown_in_section(
+            file,
+            "standalone",
+            &crate::standalone::StandaloneSettings::keys(),
+        )?;
+        if unknown.is_empty() {
+            Ok(settings)
+        } else {
+            Err(http_edge::service::SettingsError::Unknown(unknown))
+        }
+    }
+}
+
 impl Default for ServerSettings {
     fn default() -> Self {
         Self {
@@ -198,8 +218,7 @@ mod tests {
              [standalone]\nadmin_password = \"hunter2\"\n",
         )
         .unwrap();
-        let settings: ServerSettings =
-            http_edge::service::load_settings(Some(file.as_path())).unwrap();
+        let settings = ServerSettings::load(Some(file.as_path())).unwrap();
         assert_eq!(settings.read_wait_ms, 250);
         let secret = settings.auth.hs256_secret.as_ref().unwrap();
         assert_eq!(

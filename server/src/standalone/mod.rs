@@ -40,6 +40,26 @@ pub struct StandaloneSettings {
     pub login_failures_per_minute: u32,
 }
 
+impl StandaloneSettings {
+    /// Every key of the `standalone` table: the login's and the admission's.
+    pub fn keys() -> Vec<String> {
+        let mut keys: Vec<String> = [
+            "admin_email",
+            "admin_password",
+            "user_token_hours",
+            "login_failures_per_minute",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if let Ok(serde_json::Value::Object(admission)) =
+            serde_json::to_value(AdmissionSettings::default())
+        {
+            keys.extend(admission.keys().cloned());
+        }
+        keys
+    }
+}
+
 impl Default for StandaloneSettings {
     fn default() -> Self {
         Self {
