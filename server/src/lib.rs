@@ -44,6 +44,7 @@ impl Server {
             storage,
         )
         .await?;
+        crate::secrets::restrict_databases(&settings.data_dir)?;
         // This process's projectors when it runs them; another instance's, through the log,
         // when that one holds the projections.
         let read_side = Arc::new(FirstOf(vec![

@@ -5,7 +5,7 @@ use deployments::settings::ServerSettings;
 use deployments::Server;
 use events::TenantId;
 use http_edge::auth::{Issuer, TokenKind};
-use http_edge::service::{init_tracing, load_settings, shutdown_signal};
+use http_edge::service::{init_tracing, shutdown_signal};
 
 /// An event-sourced, Mender-compatible deployments server.
 #[derive(Parser)]
@@ -54,16 +54,21 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let settings: ServerSettings = load_settings(cli.config.as_deref())?;
+    // What the server creates in its data directory (databases, artifacts, folders) is its
+    // owner's and its group's only; secrets are narrower still (0600).
+    deployments::secrets::restrict_new_files();
+    let settings = ServerSettings::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             init_tracing();
             let server = Server::build(settings).await?;
             tracing::info!(port = server.port(), "deployments server listening");
-            eprintln!(
-                "Serving on port {}. Get a token with:\n  cargo run --release -- token --user admin",
-                server.port()
-            );
+            if !http_edge::service::json_logs() {
+                eprintln!(
+                    "Serving on port {}. Get a token with:\n  cargo run --release -- token --user admin",
+                    server.port()
+                );
+            }
             Ok(server.run_until(shutdown_signal()).await?)
         }
         Command::Token {

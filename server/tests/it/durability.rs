@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::process::{ServerProcess, Tmpfs};
-use crate::support::rootfs_artifact;
+use crate::support::{files_under, rootfs_artifact};
 use http_edge::auth::TokenKind;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
@@ -97,22 +97,6 @@ async fn deployment_names(server: &ServerProcess) -> BTreeSet<String> {
         .filter(|event| event["event_type"] == "DeploymentCreated")
         .map(|event| event["payload"]["name"].as_str().unwrap().to_owned())
         .collect()
-}
-
-/// Files under a directory, recursively.
-fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                found.extend(files_under(&path));
-            } else {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 fn assert_server_fault(status: u16, body: &Value, what: &str) {

@@ -17,6 +17,7 @@ mod deployments;
 mod durability;
 mod inventory;
 mod openapi;
+mod operations;
 mod scale_out;
 mod split;
 mod standalone;

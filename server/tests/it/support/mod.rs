@@ -224,6 +224,22 @@ pub fn s3_settings() -> blob_store::s3::S3Settings {
     }
 }
 
+/// Files under a directory, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
 /// Runs `program` in `dir`; a failure fails the test with what the program said.
 pub fn run_tool(program: &str, dir: &Path, arguments: &[&str]) {
     let output = Command::new(program)
