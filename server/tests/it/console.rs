@@ -480,6 +480,25 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
     let keys = DeviceKeys::generate("ED25519");
     let identity = r#"{"mac":"52:54:00:c0:ff:ee"}"#;
     assert_eq!(authenticate(&server, identity, &keys).await.0, 401);
+    // The page reads the projections, which may trail the refusal under load: it is opened
+    // once the API shows the device as pending.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, pending) = server
+            .get(
+                "/api/management/v2/devauth/devices?status=pending",
+                Some(&server.admin()),
+            )
+            .await;
+        if pending.to_string().contains("52:54:00:c0:ff:ee") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the device never showed as pending: {pending}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     browser.go(&server.url("/ui/devices?status=pending")).await;
     browser
         .wait_for_text("#device-list", 10, |text| {
