@@ -9,18 +9,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::process::{ServerProcess, Tmpfs};
-use crate::support::{files_under, rootfs_artifact};
+use crate::support::{artifact_form, files_under, rootfs_artifact};
 use http_edge::auth::TokenKind;
 use reqwest::multipart::{Form, Part};
 use serde_json::{json, Value};
 
 const MANAGEMENT: &str = "/api/management/v1/deployments";
 const DEVICE: &str = "/api/devices/v1/deployments/device/deployments";
-
-fn artifact_form(file: &Path) -> Form {
-    let bytes = std::fs::read(file).unwrap();
-    Form::new().part("artifact", Part::bytes(bytes).file_name("artifact.mender"))
-}
 
 async fn upload(server: &ServerProcess, file: &Path) -> (u16, Value) {
     let response = reqwest::Client::new()

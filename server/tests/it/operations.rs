@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::process::ServerProcess;
-use crate::support::{files_under, rootfs_artifact};
+use crate::support::{artifact_form, files_under, rootfs_artifact};
 
 const MANAGEMENT: &str = "/api/management/v1/deployments";
 
@@ -155,15 +155,10 @@ async fn the_data_directory_keeps_secrets_and_databases_private() {
     let mut server = ServerProcess::start(&data, &[]).await;
     let files = tempfile::tempdir().unwrap();
     let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
-    let form = reqwest::multipart::Form::new().part(
-        "artifact",
-        reqwest::multipart::Part::bytes(std::fs::read(&release).unwrap())
-            .file_name("release-1.mender"),
-    );
     let response = reqwest::Client::new()
         .post(server.url(&format!("{MANAGEMENT}/artifacts")))
         .bearer_auth(server.admin())
-        .multipart(form)
+        .multipart(artifact_form(&release))
         .send()
         .await
         .unwrap();

@@ -19,7 +19,7 @@ use lapin::{Connection, ConnectionProperties};
 use serde_json::{json, Value};
 
 use crate::support::process::ServerProcess;
-use crate::support::{rootfs_artifact, s3_settings};
+use crate::support::{artifact_form, rootfs_artifact, s3_settings};
 use http_edge::auth::TokenKind;
 
 const MANAGEMENT: &str = "/api/management/v1/deployments";
@@ -345,16 +345,11 @@ async fn two_instances_fail_over_and_lose_or_double_nothing() {
 
     let files = tempfile::tempdir().unwrap();
     let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
-    let form = reqwest::multipart::Form::new().part(
-        "artifact",
-        reqwest::multipart::Part::bytes(std::fs::read(&release).unwrap())
-            .file_name("release-1.mender"),
-    );
     let (status, body, _) = send(
         reqwest::Client::new()
             .post(first.url(&format!("{MANAGEMENT}/artifacts")))
             .bearer_auth(&admin)
-            .multipart(form),
+            .multipart(artifact_form(&release)),
     )
     .await
     .unwrap();

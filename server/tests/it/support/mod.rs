@@ -224,6 +224,15 @@ pub fn s3_settings() -> blob_store::s3::S3Settings {
     }
 }
 
+/// An upload's multipart body: the artifact file as the `artifact` part.
+pub fn artifact_form(file: &Path) -> reqwest::multipart::Form {
+    let bytes = std::fs::read(file).unwrap();
+    reqwest::multipart::Form::new().part(
+        "artifact",
+        reqwest::multipart::Part::bytes(bytes).file_name("artifact.mender"),
+    )
+}
+
 /// Files under a directory, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
