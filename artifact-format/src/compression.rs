@@ -44,12 +44,12 @@ impl Compression {
             // (`cat a.gz b.gz`, parallel compressors write them); read them all.
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
             Compression::Xz => {
-                let stream = xz2::stream::Stream::new_stream_decoder(
+                let stream = liblzma::stream::Stream::new_stream_decoder(
                     XZ_MEMORY_LIMIT,
-                    xz2::stream::CONCATENATED,
+                    liblzma::stream::CONCATENATED,
                 )
                 .map_err(io::Error::other)?;
-                Box::new(xz2::read::XzDecoder::new_stream(input, stream))
+                Box::new(liblzma::read::XzDecoder::new_stream(input, stream))
             }
             // zstd's default window limit (128 MiB) already bounds its memory.
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),

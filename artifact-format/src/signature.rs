@@ -1,11 +1,19 @@
-//! `manifest.sig`: base64 text holding an RSA PKCS#1 v1.5 / SHA-256 signature, or an ECDSA
-//! P-256 / SHA-256 signature as raw `r‖s` (mender-artifact 3.x) or ASN.1 DER (older
-//! writers), over the exact bytes of `manifest`.
+//! `manifest.sig`: base64 text holding a signature over the exact bytes of `manifest`, made
+//! with SHA-256 as mender-artifact makes and checks it: RSA PKCS#1 v1.5, or ECDSA on P-256 or
+//! P-384 with the signature either as fixed-width `r‖s` (what mender-artifact 3.x writes) or as
+//! ASN.1 DER (older writers, openssl, key-management services).
+//!
+//! Keys are read with the PEM and X.509 SubjectPublicKeyInfo parsers of RustCrypto and checked
+//! with ring, the crypto backend the rest of the binary (TLS, JWTs, device keys) already uses.
 
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use pkcs1::RsaPublicKey;
+use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use spki::der::asn1::UintRef;
+use spki::der::{Decode, Encode, Header, Length, Tag};
+use spki::{ObjectIdentifier, SubjectPublicKeyInfoRef};
 
 use crate::error::{FormatError, KeyError};
 
@@ -15,112 +23,136 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-/// DER of the rsaEncryption OID (1.2.840.113549.1.1.1).
-const OID_RSA: &[u8] = &[
-    0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01,
-];
-/// DER of the id-ecPublicKey OID (1.2.840.10045.2.1).
-const OID_EC: &[u8] = &[0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
-/// DER of the prime256v1 curve OID (1.2.840.10045.3.1.7).
-const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+/// ring's RSA verifier takes 2048 to 8192 bits: a smaller key is refused when it is loaded,
+/// not by failing every signature later.
+const RSA_MIN_BITS: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyKind {
     Rsa,
-    EcP256,
+    /// ECDSA with the curve's scalar width in bytes (32 for P-256, 48 for P-384).
+    Ecdsa(usize),
 }
 
 /// A public key artifact signatures are checked against.
 #[derive(Clone)]
 pub struct VerificationKey {
     kind: KeyKind,
-    key: DecodingKey,
+    /// The key as ring takes it: the PKCS#1 `RSAPublicKey`, or the uncompressed curve point.
+    key: Vec<u8>,
+    algorithm: &'static dyn VerificationAlgorithm,
 }
 
 impl std::fmt::Debug for VerificationKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.kind {
-            KeyKind::Rsa => "RSA",
-            KeyKind::EcP256 => "EC P-256",
-        };
-        write!(f, "VerificationKey({kind})")
+        match self.kind {
+            KeyKind::Rsa => write!(f, "VerificationKey(RSA)"),
+            KeyKind::Ecdsa(32) => write!(f, "VerificationKey(EC P-256)"),
+            KeyKind::Ecdsa(_) => write!(f, "VerificationKey(EC P-384)"),
+        }
     }
 }
 
 impl VerificationKey {
-    /// Loads an RSA (PKCS#1 or SPKI) or EC P-256 (SPKI) public key from PEM.
+    /// Loads an RSA (PKCS#1 `RSA PUBLIC KEY` or SPKI `PUBLIC KEY`) or EC P-256/P-384 (SPKI)
+    /// public key from the first PEM block of `pem`.
     pub fn from_pem(pem: &[u8]) -> Result<VerificationKey, KeyError> {
-        let (label, der) = decode_pem(pem)?;
-        let invalid = |e: jsonwebtoken::errors::Error| KeyError::Invalid(e.to_string());
-        let rsa = |spki: bool| {
-            let bits = rsa_modulus_bits(&der, spki)
-                .ok_or_else(|| KeyError::Invalid("cannot read the RSA modulus".into()))?;
-            // The verifier only accepts 2048 bits and more; say so now rather than
-            // refusing every signature later.
-            if bits < 2048 {
-                return Err(KeyError::Unsupported(format!(
-                    "{bits}-bit RSA key, at least 2048 bits are required"
-                )));
-            }
-            Ok(VerificationKey {
-                kind: KeyKind::Rsa,
-                key: DecodingKey::from_rsa_pem(pem).map_err(invalid)?,
-            })
-        };
-        match label.as_str() {
-            "RSA PUBLIC KEY" => rsa(false),
-            "PUBLIC KEY" if contains(&der, OID_RSA) => rsa(true),
-            "PUBLIC KEY" if contains(&der, OID_EC) => {
-                if !contains(&der, OID_P256) {
-                    return Err(KeyError::Unsupported(
-                        "EC key on a curve other than P-256".into(),
-                    ));
-                }
-                Ok(VerificationKey {
-                    kind: KeyKind::EcP256,
-                    key: DecodingKey::from_ec_pem(pem).map_err(invalid)?,
-                })
-            }
-            "PUBLIC KEY" => Err(KeyError::Unsupported(
-                "public key of an unknown algorithm".into(),
-            )),
-            label if label.contains("PRIVATE KEY") => Err(KeyError::PrivateKey(label.to_string())),
-            label => Err(KeyError::Unsupported(format!(
-                "a \"{label}\" PEM block (expected an RSA or EC P-256 public key)"
-            ))),
-        }
-    }
-}
-
-/// Finds the first PEM block and returns its label and decoded body.
-fn decode_pem(pem: &[u8]) -> Result<(String, Vec<u8>), KeyError> {
-    let text = std::str::from_utf8(pem).map_err(|_| KeyError::NotPem("not UTF-8 text".into()))?;
-    let mut lines = text.lines().map(str::trim);
-    let label = lines
-        .by_ref()
-        .find_map(|l| l.strip_prefix("-----BEGIN ")?.strip_suffix("-----"))
-        .ok_or_else(|| KeyError::NotPem("no \"-----BEGIN ...-----\" line".into()))?
-        .to_string();
-    let mut body = String::new();
-    for line in lines {
-        if line.starts_with("-----END ") {
-            let der = LENIENT_BASE64
-                .decode(body.as_bytes())
-                .map_err(|e| KeyError::NotPem(format!("bad base64 body: {e}")))?;
-            return Ok((label, der));
-        }
-        if line.contains(':') {
+        let block = pem::parse(pem).map_err(|e| KeyError::NotPem(e.to_string()))?;
+        if block.headers().iter().next().is_some() {
             return Err(KeyError::NotPem(
                 "encrypted or annotated PEM is not supported".into(),
             ));
         }
-        body.push_str(line);
+        match block.tag() {
+            "RSA PUBLIC KEY" => Self::rsa(block.contents()),
+            "PUBLIC KEY" => Self::from_spki(block.contents()),
+            label if label.contains("PRIVATE KEY") => Err(KeyError::PrivateKey(label.to_string())),
+            label => Err(KeyError::Unsupported(format!(
+                "a \"{label}\" PEM block (expected an RSA or EC P-256/P-384 public key)"
+            ))),
+        }
     }
-    Err(KeyError::NotPem("no \"-----END ...-----\" line".into()))
-}
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    fn from_spki(der: &[u8]) -> Result<VerificationKey, KeyError> {
+        let info =
+            SubjectPublicKeyInfoRef::from_der(der).map_err(|e| KeyError::Invalid(e.to_string()))?;
+        let (oid, parameters) = info
+            .algorithm
+            .oids()
+            .map_err(|e| KeyError::Invalid(e.to_string()))?;
+        let key = info
+            .subject_public_key
+            .as_bytes()
+            .ok_or_else(|| KeyError::Invalid("key bits are not whole bytes".into()))?;
+        match (oid, parameters) {
+            (RSA_ENCRYPTION, _) => Self::rsa(key),
+            (EC_PUBLIC_KEY, Some(P256)) => {
+                Ok(Self::ecdsa(32, key, &signature::ECDSA_P256_SHA256_ASN1))
+            }
+            (EC_PUBLIC_KEY, Some(P384)) => {
+                Ok(Self::ecdsa(48, key, &signature::ECDSA_P384_SHA256_ASN1))
+            }
+            (EC_PUBLIC_KEY, _) => Err(KeyError::Unsupported(
+                "EC key on a curve other than P-256 and P-384".into(),
+            )),
+            (oid, _) => Err(KeyError::Unsupported(format!(
+                "public key of algorithm {oid} (expected RSA or EC)"
+            ))),
+        }
+    }
+
+    fn rsa(pkcs1: &[u8]) -> Result<VerificationKey, KeyError> {
+        let key = RsaPublicKey::from_der(pkcs1).map_err(|e| KeyError::Invalid(e.to_string()))?;
+        let modulus = key.modulus.as_bytes();
+        let bits = modulus.len() * 8 - modulus.first().map_or(0, |b| b.leading_zeros() as usize);
+        if bits < RSA_MIN_BITS {
+            return Err(KeyError::Unsupported(format!(
+                "{bits}-bit RSA key, at least {RSA_MIN_BITS} bits are required"
+            )));
+        }
+        Ok(VerificationKey {
+            kind: KeyKind::Rsa,
+            key: pkcs1.to_vec(),
+            algorithm: &signature::RSA_PKCS1_2048_8192_SHA256,
+        })
+    }
+
+    fn ecdsa(
+        width: usize,
+        point: &[u8],
+        algorithm: &'static dyn VerificationAlgorithm,
+    ) -> VerificationKey {
+        VerificationKey {
+            kind: KeyKind::Ecdsa(width),
+            key: point.to_vec(),
+            algorithm,
+        }
+    }
+
+    /// Whether `signature` (decoded from `manifest.sig`) is this key's over `message`.
+    fn verifies(&self, message: &[u8], signature: &[u8]) -> bool {
+        let der;
+        let signature = match self.kind {
+            KeyKind::Ecdsa(width) if signature.len() == 2 * width => {
+                match fixed_to_der(signature) {
+                    Some(encoded) => {
+                        der = encoded;
+                        der.as_slice()
+                    }
+                    None => return false,
+                }
+            }
+            _ => signature,
+        };
+        UnparsedPublicKey::new(self.algorithm, &self.key)
+            .verify(message, signature)
+            .is_ok()
+    }
 }
 
 /// Checks `signature_text` (the contents of `manifest.sig`) over `manifest` against `keys`.
@@ -137,118 +169,72 @@ pub(crate) fn verify(
     let raw = LENIENT_BASE64
         .decode(&text)
         .map_err(|_| FormatError::malformed("manifest.sig", "not base64 text"))?;
-    for key in keys {
-        let (signature, algorithm) = match key.kind {
-            KeyKind::Rsa => (raw.clone(), Algorithm::RS256),
-            KeyKind::EcP256 => match ecdsa_fixed(&raw) {
-                Some(fixed) => (fixed, Algorithm::ES256),
-                None => continue,
-            },
-        };
-        let encoded = URL_SAFE_NO_PAD.encode(&signature);
-        if jsonwebtoken::crypto::verify(&encoded, manifest, &key.key, algorithm).unwrap_or(false) {
-            return Ok(());
-        }
+    if keys.iter().any(|key| key.verifies(manifest, &raw)) {
+        Ok(())
+    } else {
+        Err(FormatError::BadSignature)
     }
-    Err(FormatError::BadSignature)
 }
 
-/// An ECDSA P-256 signature as the 64-byte `r‖s` the verifier wants, from either that form
-/// or a DER `SEQUENCE { INTEGER r, INTEGER s }`.
-fn ecdsa_fixed(signature: &[u8]) -> Option<Vec<u8>> {
-    if signature.len() == 64 {
-        return Some(signature.to_vec());
-    }
-    let (tag, body, rest) = der_element(signature)?;
-    if tag != 0x30 || !rest.is_empty() {
-        return None;
-    }
-    let (r_tag, r, rest) = der_element(body)?;
-    let (s_tag, s, rest) = der_element(rest)?;
-    if r_tag != 0x02 || s_tag != 0x02 || !rest.is_empty() {
-        return None;
-    }
-    let mut fixed = vec![0u8; 64];
-    let (r_slot, s_slot) = fixed.split_at_mut(32);
-    for (integer, slot) in [(r, r_slot), (s, s_slot)] {
-        let start = integer
-            .iter()
-            .position(|b| *b != 0)
-            .unwrap_or(integer.len());
-        let digits = &integer[start..];
-        if digits.len() > 32 {
-            return None;
-        }
-        slot[32 - digits.len()..].copy_from_slice(digits);
-    }
-    Some(fixed)
-}
-
-/// Bit length of an RSA public key's modulus, from PKCS#1 or SPKI DER.
-fn rsa_modulus_bits(der: &[u8], spki: bool) -> Option<u32> {
-    let mut pkcs1 = der;
-    if spki {
-        let (_, key_info, _) = der_element(der)?;
-        let (_, _algorithm, rest) = der_element(key_info)?;
-        let (tag, bit_string, _) = der_element(rest)?;
-        if tag != 0x03 {
-            return None;
-        }
-        // The first content byte counts unused bits; the key follows it.
-        pkcs1 = bit_string.get(1..)?;
-    }
-    let (_, key, _) = der_element(pkcs1)?;
-    let (tag, modulus, _) = der_element(key)?;
-    if tag != 0x02 {
-        return None;
-    }
-    let start = modulus.iter().position(|b| *b != 0)?;
-    let digits = &modulus[start..];
-    let bytes = u32::try_from(digits.len()).ok()?;
-    Some(bytes * 8 - digits.first()?.leading_zeros())
-}
-
-/// Splits one DER element off `input`: (tag, contents, remainder).
-fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = match first {
-        0..=0x7f => (usize::from(first), rest),
-        0x81..=0x84 => {
-            let count = usize::from(first & 0x7f);
-            if rest.len() < count {
-                return None;
-            }
-            let (digits, rest) = rest.split_at(count);
-            let len = digits
-                .iter()
-                .fold(0usize, |len, b| (len << 8) | usize::from(*b));
-            (len, rest)
-        }
-        _ => return None,
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (body, rest) = rest.split_at(len);
-    Some((tag, body, rest))
+/// A fixed-width ECDSA signature `r‖s` as the DER `SEQUENCE { INTEGER r, INTEGER s }` that
+/// ring's ASN.1 verifiers take: ring has no fixed-width verifier for P-384 with SHA-256.
+fn fixed_to_der(signature: &[u8]) -> Option<Vec<u8>> {
+    let (r, s) = signature.split_at(signature.len() / 2);
+    let (r, s) = (UintRef::new(r).ok()?, UintRef::new(s).ok()?);
+    let length: Length = (r.encoded_len().ok()? + s.encoded_len().ok()?).ok()?;
+    let mut der = Vec::with_capacity(signature.len() + 9);
+    Header::new(Tag::Sequence, length)
+        .ok()?
+        .encode_to_vec(&mut der)
+        .ok()?;
+    r.encode_to_vec(&mut der).ok()?;
+    s.encode_to_vec(&mut der).ok()?;
+    Some(der)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ring::rand::SystemRandom;
+    use ring::signature::{EcdsaKeyPair, KeyPair};
+
+    /// A P-256 key made by ring, as a `PUBLIC KEY` PEM block, and a signer.
+    fn p256() -> (Vec<u8>, EcdsaKeyPair) {
+        let rng = SystemRandom::new();
+        let algorithm = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(algorithm, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(algorithm, pkcs8.as_ref(), &rng).unwrap();
+        let spki = spki::SubjectPublicKeyInfoRef {
+            algorithm: spki::AlgorithmIdentifierRef {
+                oid: EC_PUBLIC_KEY,
+                parameters: Some(spki::der::AnyRef::from(&P256)),
+            },
+            subject_public_key: spki::der::asn1::BitStringRef::from_bytes(
+                pair.public_key().as_ref(),
+            )
+            .unwrap(),
+        };
+        let pem = pem::encode(&pem::Pem::new("PUBLIC KEY", spki.to_der().unwrap()));
+        (pem.into_bytes(), pair)
+    }
 
     #[test]
-    fn der_ecdsa_signatures_become_fixed_width() {
-        // r has a sign-padding zero, s is short.
-        let mut der = vec![0x30, 0x27, 0x02, 0x21, 0x00];
-        der.extend([0xff; 32]);
-        der.extend([0x02, 0x02, 0x01, 0x02]);
-        let fixed = ecdsa_fixed(&der).unwrap();
-        assert_eq!(&fixed[..32], &[0xff; 32]);
-        assert_eq!(&fixed[32..62], &[0; 30]);
-        assert_eq!(&fixed[62..], &[1, 2]);
-        assert!(ecdsa_fixed(&[0x30, 0x05, 0x02]).is_none());
+    fn fixed_and_der_ecdsa_signatures_both_verify() {
+        let (pem, pair) = p256();
+        let key = VerificationKey::from_pem(&pem).unwrap();
+        let rng = SystemRandom::new();
+        // Signatures whose r or s has a high bit (DER adds a zero) or leading zero bytes
+        // (DER drops them) come up within a few tries.
+        for _ in 0..16 {
+            let fixed = pair.sign(&rng, b"manifest").unwrap();
+            assert_eq!(fixed.as_ref().len(), 64);
+            assert!(key.verifies(b"manifest", fixed.as_ref()));
+            assert!(!key.verifies(b"manifest!", fixed.as_ref()));
+            let der = fixed_to_der(fixed.as_ref()).unwrap();
+            assert!(key.verifies(b"manifest", &der));
+        }
+        assert!(!key.verifies(b"manifest", &[0u8; 64]));
+        assert!(!key.verifies(b"manifest", b"short"));
     }
 
     #[test]
@@ -261,6 +247,16 @@ mod tests {
         assert!(matches!(
             VerificationKey::from_pem(b"hello"),
             Err(KeyError::NotPem(_))
+        ));
+        let encrypted = b"-----BEGIN PUBLIC KEY-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END PUBLIC KEY-----\n";
+        assert!(matches!(
+            VerificationKey::from_pem(encrypted),
+            Err(KeyError::NotPem(_))
+        ));
+        let junk = b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        assert!(matches!(
+            VerificationKey::from_pem(junk),
+            Err(KeyError::Invalid(_))
         ));
     }
 }

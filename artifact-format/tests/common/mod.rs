@@ -95,15 +95,14 @@ impl Work {
 
     /// Makes an EC P-256 key pair; returns (private PEM path, SPKI public PEM).
     pub fn ec_key(&self, stem: &str) -> (PathBuf, Vec<u8>) {
+        self.ec_key_on(stem, "prime256v1")
+    }
+
+    /// Makes an EC key pair on `curve` (openssl's name for it).
+    pub fn ec_key_on(&self, stem: &str, curve: &str) -> (PathBuf, Vec<u8>) {
         let private = format!("{stem}.pem");
         self.openssl(&[
-            "ecparam",
-            "-genkey",
-            "-name",
-            "prime256v1",
-            "-noout",
-            "-out",
-            &private,
+            "ecparam", "-genkey", "-name", curve, "-noout", "-out", &private,
         ]);
         self.openssl(&[
             "ec",

@@ -340,7 +340,7 @@ fn payloads_of_several_gzip_members_or_xz_streams() {
                     .read_to_end(&mut tar)
                     .unwrap();
             } else {
-                xz2::read::XzDecoder::new(bytes.as_slice())
+                liblzma::read::XzDecoder::new(bytes.as_slice())
                     .read_to_end(&mut tar)
                     .unwrap();
             }
@@ -352,7 +352,7 @@ fn payloads_of_several_gzip_members_or_xz_streams() {
                     encoder.write_all(part).unwrap();
                     joined.extend(encoder.finish().unwrap());
                 } else {
-                    let mut encoder = xz2::write::XzEncoder::new(Vec::new(), 1);
+                    let mut encoder = liblzma::write::XzEncoder::new(Vec::new(), 1);
                     encoder.write_all(part).unwrap();
                     joined.extend(encoder.finish().unwrap());
                 }

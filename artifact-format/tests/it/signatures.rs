@@ -1,8 +1,9 @@
-//! Signed artifacts: RSA-3072 and ECDSA P-256 keys made by openssl, artifacts signed by
-//! `mender-artifact write -k`, checked against `mender-artifact read -k`.
+//! Signed artifacts: RSA-3072 and ECDSA P-256/P-384 keys made by openssl, artifacts signed by
+//! `mender-artifact write -k` (or re-signed by openssl), checked against `mender-artifact read -k`.
 
 use crate::common::*;
 use artifact_format::{FormatError, KeyError, ReadOptions, VerificationKey};
+use base64::Engine;
 
 fn keys(pems: &[&[u8]]) -> ReadOptions {
     ReadOptions {
@@ -81,6 +82,68 @@ fn ecdsa_p256_signatures() {
     }
 }
 
+/// Signs `artifact`'s manifest with openssl (SHA-256, ASN.1 DER signature) using `private`,
+/// as signing services and older writers do, and writes the result to `out`.
+fn resigned_with_openssl(
+    work: &Work,
+    artifact: &std::path::Path,
+    private: &std::path::Path,
+    out: &str,
+) -> std::path::PathBuf {
+    let mut manifest = Vec::new();
+    rewrite(artifact, &work.path("copy.mender"), |name, bytes| {
+        if name == "manifest" {
+            manifest = bytes.clone();
+        }
+        Some((name.to_string(), bytes))
+    });
+    work.file("manifest", &manifest);
+    work.openssl(&[
+        "dgst",
+        "-sha256",
+        "-sign",
+        private.to_str().unwrap(),
+        "-out",
+        "manifest.der",
+        "manifest",
+    ]);
+    let der = std::fs::read(work.path("manifest.der")).unwrap();
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let resigned = work.path(out);
+    rewrite(artifact, &resigned, |name, bytes| {
+        if name == "manifest.sig" {
+            return Some((name.to_string(), text.clone().into_bytes()));
+        }
+        Some((name.to_string(), bytes))
+    });
+    resigned
+}
+
+#[test]
+fn ecdsa_p384_and_der_signatures() {
+    let work = Work::new();
+    let (p256_private, p256) = work.ec_key("p256");
+    let (p384_private, p384) = work.ec_key_on("p384", "secp384r1");
+    let (_, other_p384) = work.ec_key_on("other", "secp384r1");
+    let signed = signed_artifact(&work, "p256.mender", &p256_private, "3");
+    let parsed = parse_and_compare(&signed);
+
+    // mender-artifact writes P-256 signatures as r||s; a DER one over the same manifest, as
+    // older writers and openssl make them, is accepted too.
+    let der_p256 = resigned_with_openssl(&work, &signed, &p256_private, "der-p256.mender");
+    assert_eq!(read_file(&der_p256, &keys(&[&p256])).unwrap(), parsed);
+
+    // mender-artifact cannot sign with P-384 but verifies with such a key.
+    let p384_signed = resigned_with_openssl(&work, &signed, &p384_private, "p384.mender");
+    assert_eq!(read_file(&p384_signed, &keys(&[&p384])).unwrap(), parsed);
+    for wrong in [&other_p384, &p256] {
+        let err = read_file(&p384_signed, &keys(&[wrong])).unwrap_err();
+        assert!(matches!(err, FormatError::BadSignature), "{err}");
+    }
+    let err = read_file(&signed, &keys(&[&p384])).unwrap_err();
+    assert!(matches!(err, FormatError::BadSignature), "{err}");
+}
+
 #[test]
 fn unsigned_artifacts_are_refused_when_keys_are_configured() {
     let work = Work::new();
@@ -126,18 +189,18 @@ fn key_loading() {
         let err = VerificationKey::from_pem(&pem).unwrap_err();
         assert!(matches!(err, KeyError::PrivateKey(_)), "{err}");
     }
-    work.openssl(&[
-        "ecparam",
-        "-genkey",
-        "-name",
-        "secp384r1",
-        "-noout",
-        "-out",
-        "p384.pem",
-    ]);
-    work.openssl(&["ec", "-in", "p384.pem", "-pubout", "-out", "p384.pub"]);
-    let p384 = std::fs::read(work.path("p384.pub")).unwrap();
-    let err = VerificationKey::from_pem(&p384).unwrap_err();
+    let (_, p384) = work.ec_key_on("p384", "secp384r1");
+    VerificationKey::from_pem(&p384).unwrap();
+    let (_, k256) = work.ec_key_on("k256", "secp256k1");
+    let err = VerificationKey::from_pem(&k256).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unsupported key: EC key on a curve other than P-256 and P-384"
+    );
+    work.openssl(&["genpkey", "-algorithm", "ED25519", "-out", "ed.pem"]);
+    work.openssl(&["pkey", "-in", "ed.pem", "-pubout", "-out", "ed.pub"]);
+    let ed = std::fs::read(work.path("ed.pub")).unwrap();
+    let err = VerificationKey::from_pem(&ed).unwrap_err();
     assert!(matches!(err, KeyError::Unsupported(_)), "{err}");
     work.openssl(&["genrsa", "-out", "small.pem", "1024"]);
     work.openssl(&["rsa", "-in", "small.pem", "-pubout", "-out", "small.pub"]);

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::support::TestServer;
 use reqwest::Method;
-use serde_yaml::Value as Yaml;
+use serde_norway::Value as Yaml;
 
 /// Crates whose routes the all-in-one server serves, with the service each stands for in the
 /// document's `x-service`.
@@ -573,7 +573,7 @@ fn declared_routes() -> BTreeMap<(String, String), DeclaredRoute> {
 fn document() -> Yaml {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.yaml");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// (method, path) → the operation, for every operation of the document.
@@ -751,7 +751,7 @@ fn the_document_is_well_formed() {
     let mut found = Vec::new();
     references(&document, &mut found);
     for reference in &found {
-        let mut reference_holder = serde_yaml::Mapping::new();
+        let mut reference_holder = serde_norway::Mapping::new();
         reference_holder.insert("$ref".into(), reference.as_str().into());
         resolved(&document, &Yaml::Mapping(reference_holder));
     }
