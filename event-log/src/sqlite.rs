@@ -84,6 +84,47 @@ pub fn closing_broken_transactions<DB: sqlx::Database>(
     })
 }
 
+/// The file an SQLite URL names (`sqlite://path?mode=...` gives `path`); `None` for other URLs.
+pub fn database_file(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
+    let path = path.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
+
+/// Copies the database at `url` to the new file `to` while others keep reading and writing
+/// it: `VACUUM INTO` reads one consistent snapshot (a read transaction, which WAL mode lets
+/// run beside the writer) and writes a compact, self-contained file with no WAL beside it.
+pub async fn copy_database(url: &str, to: &std::path::Path) -> Result<(), sqlx::Error> {
+    use sqlx::{ConnectOptions, Connection};
+    let mut connection = SqliteConnectOptions::from_str(url)?
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(10))
+        .connect()
+        .await?;
+    sqlx::query("VACUUM INTO ?")
+        .bind(to.to_string_lossy().into_owned())
+        .execute(&mut connection)
+        .await?;
+    connection.close().await
+}
+
+/// Copies the log at `url` to the new file `to`, as [`copy_database`] does, and returns the
+/// last position the copy holds.
+pub async fn copy_log(url: &str, to: &std::path::Path) -> Result<Position, sqlx::Error> {
+    use sqlx::{ConnectOptions, Connection};
+    copy_database(url, to).await?;
+    let mut copy = SqliteConnectOptions::new()
+        .filename(to)
+        .read_only(true)
+        .connect()
+        .await?;
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+        .fetch_one(&mut copy)
+        .await?;
+    copy.close().await?;
+    Ok(Position(head as u64))
+}
+
 fn pool_options(max_connections: u32) -> SqlitePoolOptions {
     closing_broken_transactions(SqlitePoolOptions::new().max_connections(max_connections))
 }

@@ -1,6 +1,7 @@
 //! The all-in-one server: the command and query services in one process, sharing one event
 //! log, on embedded SQLite storage unless configured otherwise.
 
+pub mod backup;
 pub mod secrets;
 pub mod settings;
 pub mod standalone;

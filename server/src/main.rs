@@ -40,6 +40,19 @@ enum Command {
     /// Replay the whole log into a new generation of the read models while the current one
     /// keeps serving, then make it live; running servers switch to it by themselves.
     Rebuild,
+    /// Copy the embedded store (event log, read models, local artifact files, the server's
+    /// own secrets) into one file while the server runs. PostgreSQL and S3 are backed up
+    /// with their own tools (README, "Backups").
+    Backup {
+        /// The backup file to write (replaced atomically if it exists).
+        file: PathBuf,
+    },
+    /// Restore a backup into an empty data directory; then start the server, or run
+    /// `rebuild` first to replay the restored log into new read models.
+    Restore {
+        /// A file `backup` wrote.
+        file: PathBuf,
+    },
     /// Print the log, all tenants, as one JSON envelope a line (NDJSON), for auditors.
     Events {
         /// Start after this log position (0: from the beginning).
@@ -109,6 +122,30 @@ async fn main() -> anyhow::Result<()> {
                 }
                 out.flush()?;
             }
+        }
+        Command::Backup { file } => {
+            let manifest = deployments::backup::backup(&settings, &file).await?;
+            eprintln!(
+                "Backed up the log to position {} (read models generation {}, {} artifact files, \
+                 {} secrets) in {}.",
+                manifest.log_head,
+                manifest.read_models_generation,
+                manifest.artifact_files,
+                manifest.secrets.len(),
+                file.display()
+            );
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let manifest = deployments::backup::restore(&settings, &file)?;
+            eprintln!(
+                "Restored the backup of {} (log to position {}, {} artifact files) into {}.",
+                manifest.created_at.to_rfc3339(),
+                manifest.log_head,
+                manifest.artifact_files,
+                settings.data_dir.display()
+            );
+            Ok(())
         }
         Command::Rebuild => {
             init_tracing();

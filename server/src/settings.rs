@@ -151,14 +151,36 @@ impl ServerSettings {
         }
     }
 
+    /// Where local artifact files are: `storage.local_dir`, or `artifacts` in the data
+    /// directory when it is left at its default.
+    pub fn local_artifacts_dir(&self) -> PathBuf {
+        if self.storage.local_dir == StorageSettings::default().local_dir {
+            self.data_dir.join("artifacts")
+        } else {
+            self.storage.local_dir.clone()
+        }
+    }
+
     /// Fills the storage defaults that depend on the data directory and the bound port.
     pub fn with_local_storage(mut self, port: u16) -> anyhow::Result<Self> {
         let defaults = StorageSettings::default();
-        if self.storage.local_dir == defaults.local_dir {
-            self.storage.local_dir = self.data_dir.join("artifacts");
-        }
-        if self.storage.public_url == defaults.public_url {
-            self.storage.public_url = format!("http://{}:{port}", self.listen.ip());
+        self.storage.local_dir = self.local_artifacts_dir();
+        let local = self.storage.backend == blob_store::StorageBackend::Local;
+        if local && self.storage.public_url == defaults.public_url {
+            // Links naming 0.0.0.0 or [::] reach no one: the operator says where devices
+            // reach this server.
+            if self.listen.ip().is_unspecified() {
+                anyhow::bail!(
+                    "listening on {} (every address) leaves download links without a host \
+                     devices can reach: set storage.public_url (DEPLOYMENTS_STORAGE__PUBLIC_URL) \
+                     to the URL devices and operators use, e.g. http://deployments.example.com:{port}",
+                    self.listen
+                );
+            }
+            self.storage.public_url = format!(
+                "http://{}",
+                std::net::SocketAddr::new(self.listen.ip(), port)
+            );
         }
         if self.storage.link_secret.is_none() {
             self.storage.link_secret =
@@ -205,6 +227,34 @@ mod tests {
             "admin-password-value",
         ] {
             assert!(!printed.contains(secret), "{secret} printed");
+        }
+    }
+
+    #[test]
+    fn download_links_name_an_address_devices_can_reach() {
+        let data = tempfile::tempdir().unwrap();
+        let on = |listen: &str, public_url: Option<&str>| {
+            let mut settings = ServerSettings {
+                listen: listen.parse().unwrap(),
+                data_dir: data.path().to_owned(),
+                ..ServerSettings::default()
+            };
+            if let Some(url) = public_url {
+                settings.storage.public_url = url.to_owned();
+            }
+            settings
+                .with_local_storage(8443)
+                .map(|s| s.storage.public_url)
+        };
+        assert_eq!(on("127.0.0.1:0", None).unwrap(), "http://127.0.0.1:8443");
+        assert_eq!(on("[::1]:0", None).unwrap(), "http://[::1]:8443");
+        for every in ["0.0.0.0:8080", "[::]:8080"] {
+            let error = on(every, None).unwrap_err().to_string();
+            assert!(error.contains("set storage.public_url"), "{error}");
+            assert_eq!(
+                on(every, Some("https://updates.example.com")).unwrap(),
+                "https://updates.example.com"
+            );
         }
     }
 

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use event_log::sqlite::database_file;
 use event_log::{generation_schema, generation_url, Migration, MigrationSet};
 use events::Position;
 use sqlx::any::{install_default_drivers, AnyConnectOptions, AnyPoolOptions};
@@ -398,9 +399,9 @@ impl ReadModels {
                 false => Err(busy()),
             };
         }
-        let file = sqlite_file(&self.shared.url)
+        let file = database_file(&self.shared.url)
             .ok_or_else(|| sqlx::Error::Configuration("not an SQLite file URL".into()))?;
-        let file = std::fs::File::create(format!("{file}.rebuild.lock"))?;
+        let file = std::fs::File::create(format!("{}.rebuild.lock", file.display()))?;
         match file.try_lock() {
             Ok(()) => Ok(RebuildLock::File(file)),
             Err(std::fs::TryLockError::WouldBlock) => Err(busy()),
@@ -438,9 +439,9 @@ impl ReadModels {
             ))
             .execute(base)
             .await?;
-        } else if let Some(file) = sqlite_file(&generation_url(&self.shared.url, number)) {
+        } else if let Some(file) = database_file(&generation_url(&self.shared.url, number)) {
             for suffix in ["", "-wal", "-shm"] {
-                let _ = std::fs::remove_file(format!("{file}{suffix}"));
+                let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
             }
         }
         sqlx::query("DELETE FROM read_model_generations WHERE generation = $1")
@@ -597,13 +598,6 @@ pub struct ProjectionLock {
 
 fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres")
-}
-
-/// The file behind an SQLite URL.
-fn sqlite_file(url: &str) -> Option<String> {
-    let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
-    let path = path.split('?').next()?;
-    Some(path.to_owned())
 }
 
 fn sqlite_with_create(url: &str) -> String {

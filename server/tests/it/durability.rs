@@ -17,34 +17,11 @@ use serde_json::{json, Value};
 const MANAGEMENT: &str = "/api/management/v1/deployments";
 const DEVICE: &str = "/api/devices/v1/deployments/device/deployments";
 
-async fn upload(server: &ServerProcess, file: &Path) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(server.url(&format!("{MANAGEMENT}/artifacts")))
-        .bearer_auth(server.admin())
-        .multipart(artifact_form(file))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 async fn create(server: &ServerProcess, name: &str, devices: &[&str]) -> (u16, Value) {
     let response = reqwest::Client::new()
         .post(server.url(&format!("{MANAGEMENT}/deployments")))
         .bearer_auth(server.admin())
         .json(&json!({"name": name, "artifact_name": "release-1", "devices": devices}))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-async fn get(server: &ServerProcess, path: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .get(server.url(path))
-        .bearer_auth(server.admin())
         .send()
         .await
         .unwrap();
@@ -69,11 +46,9 @@ async fn all_events(server: &ServerProcess) -> Vec<Value> {
     let mut found = Vec::new();
     let mut after = 0;
     loop {
-        let (status, page) = get(
-            server,
-            &format!("{MANAGEMENT}/events?after={after}&limit=1000"),
-        )
-        .await;
+        let (status, page) = server
+            .get(&format!("{MANAGEMENT}/events?after={after}&limit=1000"))
+            .await;
         assert_eq!(status, 200, "{page}");
         let events = page["events"].as_array().unwrap().clone();
         let Some(last) = events.last() else {
@@ -118,7 +93,7 @@ async fn a_full_disk_refuses_commands_and_loses_nothing() {
     let files = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(&data, &[]).await;
     let release = rootfs_artifact(files.path(), "release-1", &["pi"], 64 * 1024);
-    let (status, body) = upload(&server, &release).await;
+    let (status, body) = server.upload(&release).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(create(&server, "before", &["d0"]).await.0, 201);
 
@@ -157,7 +132,7 @@ async fn a_full_disk_refuses_commands_and_loses_nothing() {
     // no file anywhere in the store.
     let stored_before = files_under(&data.join("artifacts"));
     let big = rootfs_artifact(files.path(), "release-2", &["pi"], 4 * 1024 * 1024);
-    let (status, body) = upload(&server, &big).await;
+    let (status, body) = server.upload(&big).await;
     assert_server_fault(status, &body, "upload");
     assert!(
         body["error"].as_str().unwrap().contains("storage"),
@@ -173,9 +148,11 @@ async fn a_full_disk_refuses_commands_and_loses_nothing() {
         server.log_text()
     );
     // Reads keep working, and what they show is what is stored.
-    let (status, listed) = get(&server, &format!("{MANAGEMENT}/deployments")).await;
+    let (status, listed) = server.get(&format!("{MANAGEMENT}/deployments")).await;
     assert_eq!(status, 200, "{listed}");
-    let (status, health) = get(&server, "/api/internal/v1/deployments/health/detail").await;
+    let (status, health) = server
+        .get("/api/internal/v1/deployments/health/detail")
+        .await;
     assert_eq!(status, 200, "{health}");
     let head_while_full = health["head"].as_u64().unwrap();
     assert_eq!(
@@ -375,7 +352,7 @@ async fn right_after_a_restart_devices_are_answered_from_the_whole_log() {
     let files = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::start(data.path(), &[]).await;
     let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
-    assert_eq!(upload(&server, &release).await.0, 201);
+    assert_eq!(server.upload(&release).await.0, 201);
     server.kill();
     fill_log(data.path(), 60_000).await;
     server.restart().await;
@@ -660,7 +637,7 @@ async fn a_crash_mid_upload_leaves_nothing_after_the_next_start() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (status, limits) = get(&server, &format!("{MANAGEMENT}/limits/storage")).await;
+    let (status, limits) = server.get(&format!("{MANAGEMENT}/limits/storage")).await;
     assert_eq!(status, 200);
     assert_eq!(limits["usage"], 0);
     assert!(files_under(&data.path().join("artifacts")).is_empty());
@@ -736,7 +713,7 @@ async fn device_timeouts_fire_from_the_log_exactly_once_across_kills() {
     let settings = [("DEPLOYMENTS_ROLLOUT_CHECK_MS", "300")];
     let mut server = ServerProcess::start(data.path(), &settings).await;
     let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
-    assert_eq!(upload(&server, &release).await.0, 201);
+    assert_eq!(server.upload(&release).await.0, 201);
     let response = reqwest::Client::new()
         .post(server.url(&format!("{MANAGEMENT}/deployments")))
         .bearer_auth(server.admin())
@@ -852,14 +829,12 @@ async fn device_timeouts_fire_from_the_log_exactly_once_across_kills() {
     server.restart().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(timeouts_in_log(data.path()).await, ["t1", "t2"]);
-    let statistics = get(
-        &server,
-        &format!("{MANAGEMENT}/deployments/{id}/statistics"),
-    )
-    .await
-    .1;
+    let statistics = server
+        .get(&format!("{MANAGEMENT}/deployments/{id}/statistics"))
+        .await
+        .1;
     assert_eq!(statistics["failure"], 2, "{statistics}");
-    let (_, deployment) = get(&server, &format!("{MANAGEMENT}/deployments/{id}")).await;
+    let (_, deployment) = server.get(&format!("{MANAGEMENT}/deployments/{id}")).await;
     assert_eq!(
         deployment["status"], "inprogress",
         "failures with a retry left"

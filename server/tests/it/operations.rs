@@ -7,7 +7,7 @@ use std::process::Command;
 use serde_json::Value;
 
 use crate::support::process::ServerProcess;
-use crate::support::{artifact_form, files_under, rootfs_artifact};
+use crate::support::{files_under, rootfs_artifact};
 
 const MANAGEMENT: &str = "/api/management/v1/deployments";
 
@@ -155,14 +155,7 @@ async fn the_data_directory_keeps_secrets_and_databases_private() {
     let mut server = ServerProcess::start(&data, &[]).await;
     let files = tempfile::tempdir().unwrap();
     let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
-    let response = reqwest::Client::new()
-        .post(server.url(&format!("{MANAGEMENT}/artifacts")))
-        .bearer_auth(server.admin())
-        .multipart(artifact_form(&release))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
+    assert_eq!(server.upload(&release).await.0, 201);
     assert_eq!(mode("link.secret"), 0o600);
     assert_eq!(mode("admin.password"), 0o600);
     for database in ["events.db", "read-models.db"] {

@@ -164,6 +164,31 @@ impl ServerProcess {
         ))
     }
 
+    /// A GET as the administrator: the status and the body.
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(self.admin())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
+    /// Uploads an artifact file as the administrator: the status and the body.
+    pub async fn upload(&self, file: &Path) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .post(self.url("/api/management/v1/deployments/artifacts"))
+            .bearer_auth(self.admin())
+            .multipart(super::artifact_form(file))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
+    }
+
     pub fn admin(&self) -> String {
         self.token("admin", TokenKind::User)
     }
