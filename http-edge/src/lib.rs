@@ -10,6 +10,7 @@ mod request_id;
 pub mod serve;
 pub mod service;
 pub mod throttle;
+pub mod tls;
 
 pub use error::{error_response, fallback_not_found, method_not_allowed, refuse_oversized};
 pub use json::JsonBody;

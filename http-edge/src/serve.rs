@@ -42,6 +42,11 @@ pub struct HttpSettings {
     /// Reverse proxies whose `X-Forwarded-For` is believed: behind one, the client's address
     /// (what rate limits count by) is the last address it forwarded for.
     pub trusted_proxies: Vec<IpAddr>,
+    /// PEM file of the certificate chain to serve HTTPS with (leaf first); with `tls_key`.
+    /// Unset: plain HTTP.
+    pub tls_certificate: Option<std::path::PathBuf>,
+    /// PEM file of the certificate's private key (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpSettings {
@@ -52,6 +57,8 @@ impl Default for HttpSettings {
             max_connections: 1000,
             shutdown_grace_seconds: 10,
             trusted_proxies: Vec::new(),
+            tls_certificate: None,
+            tls_key: None,
         }
     }
 }
@@ -81,8 +88,10 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     settings: &HttpSettings,
+    tls: Option<crate::tls::ServerTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let reloads = tls.clone().map(|tls| tokio::spawn(tls.follow_changes()));
     let (stop, stopping) = watch::channel(false);
     let router = router.layer(axum::Extension(ShuttingDown(stopping)));
     let connections = Arc::new(Semaphore::new(settings.max_connections.max(1)));
@@ -129,17 +138,49 @@ pub async fn serve(
                 router.clone().oneshot(request)
             }
         });
-        let connection =
-            builder.serve_connection(TokioIo::new(WriteDeadline::new(stream, idle)), service);
-        let connection = graceful.watch(connection);
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
+        let handshake_deadline = Duration::from_secs(settings.header_read_timeout_seconds.max(1));
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
+            let served = match tls {
+                None => {
+                    let connection = builder
+                        .serve_connection(TokioIo::new(WriteDeadline::new(stream, idle)), service);
+                    watcher.watch(connection).await
+                }
+                // The handshake is held to the header deadline: a client that opens a
+                // connection and says nothing must not keep its slot.
+                Some(tls) => {
+                    match tokio::time::timeout(handshake_deadline, tls.acceptor().accept(stream))
+                        .await
+                    {
+                        Ok(Ok(stream)) => {
+                            let connection = builder.serve_connection(
+                                TokioIo::new(WriteDeadline::new(stream, idle)),
+                                service,
+                            );
+                            watcher.watch(connection).await
+                        }
+                        Ok(Err(error)) => {
+                            tracing::debug!(%error, %remote, "TLS handshake failed");
+                            Ok(())
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "TLS handshake timed out");
+                            Ok(())
+                        }
+                    }
+                }
+            };
+            if let Err(error) = served {
                 tracing::debug!(%error, %remote, "connection ended with an error");
             }
             drop(permit);
         });
     }
     drop(listener);
+    if let Some(reloads) = reloads {
+        reloads.abort();
+    }
     let _ = stop.send(true);
     let grace = Duration::from_secs(settings.shutdown_grace_seconds);
     if tokio::time::timeout(grace, graceful.shutdown())

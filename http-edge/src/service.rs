@@ -176,6 +176,7 @@ pub struct HttpServer {
     router: Router,
     background: Vec<tokio::task::JoinHandle<()>>,
     settings: crate::serve::HttpSettings,
+    tls: Option<crate::tls::ServerTls>,
 }
 
 impl HttpServer {
@@ -194,13 +195,27 @@ impl HttpServer {
             router,
             background: Vec::new(),
             settings: crate::serve::HttpSettings::default(),
+            tls: None,
         }
     }
 
-    /// Connection limits, timeouts and the shutdown grace period.
-    pub fn with_settings(mut self, settings: crate::serve::HttpSettings) -> Self {
+    /// Connection limits, timeouts, the shutdown grace period, and TLS (whose files are
+    /// read now, so that a wrong one stops the start).
+    pub fn with_settings(
+        mut self,
+        settings: crate::serve::HttpSettings,
+    ) -> Result<Self, crate::tls::TlsError> {
+        self.tls = crate::tls::ServerTls::load(
+            settings.tls_certificate.as_deref(),
+            settings.tls_key.as_deref(),
+        )?;
         self.settings = settings;
-        self
+        Ok(self)
+    }
+
+    /// Whether connections are served with TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Tasks (projectors, relays) stopped when serving ends.
@@ -221,8 +236,14 @@ impl HttpServer {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let served =
-            crate::serve::serve(self.listener, self.router, &self.settings, shutdown).await;
+        let served = crate::serve::serve(
+            self.listener,
+            self.router,
+            &self.settings,
+            self.tls,
+            shutdown,
+        )
+        .await;
         for task in self.background {
             task.abort();
         }

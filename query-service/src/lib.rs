@@ -154,7 +154,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
         Ok(server
-            .with_settings(settings.http.clone())
+            .with_settings(settings.http.clone())?
             .with_background(projectors))
     }
 }

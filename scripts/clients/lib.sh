@@ -119,7 +119,9 @@ hs256_token() {
 # unless a running stack is named: by BASE_URL (first argument or environment) with a user
 # token in TOKEN (or USER_TOKEN), or HS256_SECRET to mint one. Extra settings for the
 # embedded server can be passed as DEPLOYMENTS_* variables in SERVER_ENV (space separated
-# NAME=VALUE words).
+# NAME=VALUE words). With TLS=1 the embedded server serves HTTPS with a certificate (for
+# localhost and 127.0.0.1) from a throwaway CA, TLS_CA names the CA's certificate, and curl
+# (CURL_CA_BUNDLE) and Go clients (SSL_CERT_FILE) trust it and nothing else.
 setup_target() {
   WORK=$(mktemp -d "${TMPDIR:-/tmp}/deployments-clients.XXXXXX")
   chmod 755 "$WORK"
@@ -152,6 +154,14 @@ setup_target() {
   export DEPLOYMENTS_LISTEN=127.0.0.1:0
   local kv
   for kv in ${SERVER_ENV:-}; do export "${kv?}"; done
+  local scheme=http host=127.0.0.1
+  if [ "${TLS:-}" = 1 ]; then
+    make_tls_certificate "$WORK/tls"
+    export DEPLOYMENTS_HTTP__TLS_CERTIFICATE="$WORK/tls/server.crt"
+    export DEPLOYMENTS_HTTP__TLS_KEY="$WORK/tls/server.key"
+    export TLS_CA="$WORK/tls/ca.pem" CURL_CA_BUNDLE="$WORK/tls/ca.pem" SSL_CERT_FILE="$WORK/tls/ca.pem"
+    scheme=https host=localhost
+  fi
 
   # The log exists before the server starts: the redirection happens in the child, and on a
   # busy machine the first look at the log below can come before the child opened it.
@@ -166,13 +176,28 @@ setup_target() {
     sleep 0.1
   done
   [ -n "$port" ] || { cat "$WORK/server.log" >&2; echo "the server did not start" >&2; exit 1; }
-  BASE_URL="http://127.0.0.1:$port"
+  BASE_URL="$scheme://$host:$port"
   for _ in $(seq 1 100); do
     curl -fsS -o /dev/null "$BASE_URL/api/internal/v1/deployments/alive" && break
     sleep 0.1
   done
   TOKEN=$("$SERVER_BIN" token --user admin)
   log "embedded server on $BASE_URL (data in $DEPLOYMENTS_DATA_DIR)"
+}
+
+# make_tls_certificate DIR: a throwaway CA (DIR/ca.pem) and a certificate it issued for
+# localhost and 127.0.0.1 (DIR/server.crt, DIR/server.key).
+make_tls_certificate() {
+  need openssl openssl
+  local dir=$1
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj "/CN=deployments clients test CA" -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+    -CAcreateserial -days 2 -extfile "$dir/server.ext" -out "$dir/server.crt" 2>/dev/null
 }
 
 # api METHOD PATH [CURL ARGS...]: a request with the user token; the body goes to $WORK/body,

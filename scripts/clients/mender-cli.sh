@@ -129,6 +129,16 @@ if mender-cli --server "$BASE_URL" --token-value not-a-token artifacts list >"$W
 fi
 pass "a bad token is refused"
 
+if [ -n "${TLS_CA:-}" ]; then
+  # Over HTTPS the certificate is checked: without the test CA, mender-cli refuses the server.
+  if env -u SSL_CERT_FILE mender-cli --server "$BASE_URL" --token-value "$TOKEN" artifacts list \
+    >"$WORK/cli.out" 2>&1; then
+    fail "mender-cli trusted a certificate from an unknown CA"
+  fi
+  grep -qi 'certificate' "$WORK/cli.out" || fail "mender-cli failed, but not on the certificate"
+  pass "over HTTPS, mender-cli checks the server's certificate"
+fi
+
 # --- delete ----------------------------------------------------------------------------------
 check "mender-cli artifacts delete" cli_user artifacts delete "$ID"
 [ -z "$(artifact_ids_named "$NAME")" ] || fail "the API still lists $NAME after the delete: $(body)"

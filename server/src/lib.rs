@@ -79,7 +79,7 @@ impl Server {
         }
         let router = http_edge::service::with_edge(routes);
         Ok(HttpServer::on(listener, router)
-            .with_settings(settings.http.clone())
+            .with_settings(settings.http.clone())?
             .with_background(background))
     }
 }

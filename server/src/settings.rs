@@ -177,8 +177,12 @@ impl ServerSettings {
                     self.listen
                 );
             }
+            let scheme = match self.http.tls_certificate {
+                Some(_) => "https",
+                None => "http",
+            };
             self.storage.public_url = format!(
-                "http://{}",
+                "{scheme}://{}",
                 std::net::SocketAddr::new(self.listen.ip(), port)
             );
         }

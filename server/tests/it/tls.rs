@@ -137,3 +137,268 @@ async fn each_sslmode_checks_what_it_promises() {
     .await;
     assert!(error.contains("No such file"), "{error}");
 }
+
+// HTTPS listening: the certificate and key files, reloaded when they change or on SIGHUP.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use crate::support::process::free_port;
+
+fn openssl(dir: &Path, arguments: &[&str]) {
+    let output = Command::new("openssl")
+        .current_dir(dir)
+        .args(arguments)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "openssl {arguments:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// A key and a certificate for localhost and 127.0.0.1 named `common_name`, issued by the
+/// CA in `dir` (made on first use), written to `dir/<stem>.crt` and `dir/<stem>.key`.
+fn issue(dir: &Path, stem: &str, common_name: &str) {
+    if !dir.join("ca.pem").exists() {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=test CA",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+            ],
+        );
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .unwrap();
+    }
+    let subject = format!("/CN={common_name}");
+    let (key, csr, crt) = (
+        format!("{stem}.key"),
+        format!("{stem}.csr"),
+        format!("{stem}.crt"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &subject,
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+            "-out",
+            &crt,
+        ],
+    );
+}
+
+/// `deployments` serving HTTPS with `dir/server.crt` and `dir/server.key` (its log in
+/// `dir/server.log`).
+fn start_https(dir: &Path, port: u16, extra: &[(&str, &str)]) -> Child {
+    let log = std::fs::File::create(dir.join("server.log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_deployments"))
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .env("DEPLOYMENTS_DATA_DIR", dir.join("data"))
+        .env("DEPLOYMENTS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DEPLOYMENTS_AUTH__HS256_SECRET", "https test secret")
+        .env("DEPLOYMENTS_HTTP__TLS_CERTIFICATE", dir.join("server.crt"))
+        .env("DEPLOYMENTS_HTTP__TLS_KEY", dir.join("server.key"))
+        .envs(extra.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// The status curl gets for `url`, trusting only the test CA ("000" when it cannot connect).
+fn curl_status(dir: &Path, url: &str) -> String {
+    let output = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(dir.join("ca.pem"))
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The common name of the certificate served on `port` now.
+fn served_name(port: u16) -> String {
+    let shown = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect 127.0.0.1:{port} -servername localhost </dev/null \
+             2>/dev/null | openssl x509 -noout -subject"
+        ))
+        .output()
+        .unwrap();
+    let subject = String::from_utf8_lossy(&shown.stdout).into_owned();
+    subject
+        .rsplit("CN")
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches([' ', '='])
+        .trim()
+        .to_owned()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn https_is_served_and_a_renewed_certificate_is_picked_up_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    issue(dir, "server", "first");
+    let port = free_port();
+    let mut server = start_https(dir, port, &[]);
+    let alive = format!("https://localhost:{port}/api/internal/v1/deployments/alive");
+    wait_for("the server answers over HTTPS", || {
+        curl_status(dir, &alive) == "204"
+    });
+    assert_eq!(served_name(port), "first");
+    // Plain HTTP on the same port gets no HTTP answer.
+    assert_ne!(
+        curl_status(
+            dir,
+            &format!("http://127.0.0.1:{port}/api/internal/v1/deployments/alive")
+        ),
+        "204"
+    );
+
+    // Renewed in place (key first, then certificate, as a renewal tool may write them): the
+    // next handshake serves the new pair; the half-written moment in between is skipped.
+    issue(dir, "renewed", "second");
+    std::fs::copy(dir.join("renewed.key"), dir.join("server.key")).unwrap();
+    std::fs::copy(dir.join("renewed.crt"), dir.join("server.crt")).unwrap();
+    wait_for("the renewed certificate is served", || {
+        served_name(port) == "second"
+    });
+    assert_eq!(curl_status(dir, &alive), "204");
+
+    // A broken key and SIGHUP: logged, and the last good pair stays.
+    std::fs::write(dir.join("server.key"), "not a key").unwrap();
+    let pid = server.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the failed reload is logged", || {
+        std::fs::read_to_string(dir.join("server.log"))
+            .unwrap()
+            .contains("keeping the TLS certificate served until now")
+    });
+    assert_eq!(served_name(port), "second");
+    assert_eq!(curl_status(dir, &alive), "204");
+    // SIGHUP reloads; it does not stop the server.
+    issue(dir, "third", "third");
+    std::fs::copy(dir.join("third.key"), dir.join("server.key")).unwrap();
+    std::fs::copy(dir.join("third.crt"), dir.join("server.crt")).unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the third certificate is served", || {
+        served_name(port) == "third"
+    });
+    assert!(server.try_wait().unwrap().is_none());
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
+
+#[test]
+fn a_tls_setting_that_cannot_work_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    issue(dir, "server", "first");
+    issue(dir, "other", "other");
+    let refused = |extra: &[(&str, &str)]| {
+        let mut server = start_https(dir, free_port(), extra);
+        let status = server.wait().unwrap();
+        assert!(!status.success());
+        std::fs::read_to_string(dir.join("server.log")).unwrap()
+    };
+    let other_key = dir.join("other.key");
+    let said = refused(&[("DEPLOYMENTS_HTTP__TLS_KEY", other_key.to_str().unwrap())]);
+    assert!(
+        said.contains("does not belong to the certificate"),
+        "{said}"
+    );
+    let said = refused(&[(
+        "DEPLOYMENTS_HTTP__TLS_CERTIFICATE",
+        "/nonexistent/server.crt",
+    )]);
+    assert!(said.contains("/nonexistent/server.crt"), "{said}");
+    // Listening on every address over TLS, links still need a public URL.
+    let said = refused(&[("DEPLOYMENTS_LISTEN", "0.0.0.0:0")]);
+    assert!(said.contains("set storage.public_url"), "{said}");
+    // A certificate without its key: refused (the environment cannot unset what the helper
+    // sets, so the key is set empty through a file setting instead).
+    std::fs::write(
+        dir.join("half.toml"),
+        format!(
+            "[http]\ntls_certificate = \"{}\"\n",
+            dir.join("server.crt").display()
+        ),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_deployments"))
+        .env_clear()
+        .env("DEPLOYMENTS_DATA_DIR", dir.join("data"))
+        .env("DEPLOYMENTS_LISTEN", "127.0.0.1:0")
+        .args(["--config", dir.join("half.toml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("set both or neither"), "{said}");
+}

@@ -18,7 +18,7 @@ pub struct ServerProcess {
     environment: Vec<(String, String)>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
