@@ -1,130 +1,138 @@
-//! Request metrics in Prometheus text format: requests by route, method and status, and
-//! latency histograms by route. Recorded by the request middleware into one registry per
-//! process; the services append their own gauges when they render it.
+//! Metrics through the `metrics` facade, rendered in Prometheus text format by
+//! `metrics-exporter-prometheus`: one recorder per process, installed the first time anything
+//! is recorded or rendered. The request middleware records every request; each service sets its
+//! own gauges (log head, lags, fleet) just before rendering, so a scrape sees them fresh.
+//!
+//! Every name starts with `deployments_`. Labels are bounded: `route` is the route's pattern
+//! (`unmatched` for requests no route took), `method` one of the standard methods or `other`,
+//! `status` the status code.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+use std::time::Duration;
 
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Requests served, by route, method and status.
+pub const REQUESTS: &str = "deployments_http_requests_total";
+/// Time to answer a request, by route and method.
+pub const LATENCY: &str = "deployments_http_request_duration_seconds";
+
+/// Upper bounds of the latency buckets, in seconds: up to a minute, for uploads and long
+/// reads of the past.
+const BUCKETS: [f64; 16] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0,
 ];
 
-#[derive(Default)]
-struct Latency {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// How often recorded latencies are folded into their histograms when nobody scrapes (they
+/// are buffered until then).
+const UPKEEP: Duration = Duration::from_secs(5);
+
+fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(LATENCY.to_owned()), &BUCKETS)
+            .expect("the bucket list is not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // A program embedding these services may have installed a recorder of its own; it
+        // then gets the metrics, and /metrics shows none.
+        if metrics::set_global_recorder(recorder).is_ok() {
+            metrics::describe_counter!(
+                REQUESTS,
+                "HTTP requests served, by route, method and status."
+            );
+            metrics::describe_histogram!(
+                LATENCY,
+                metrics::Unit::Seconds,
+                "Time to answer a request, by route and method."
+            );
+        }
+        let upkeep = handle.clone();
+        let _ = std::thread::Builder::new()
+            .name("metrics-upkeep".into())
+            .spawn(move || loop {
+                std::thread::sleep(UPKEEP);
+                upkeep.run_upkeep();
+            });
+        handle
+    })
 }
 
-#[derive(Default)]
-struct Registry {
-    requests: BTreeMap<(String, String, u16), u64>,
-    latency: BTreeMap<String, Latency>,
-}
-
-fn registry() -> &'static Mutex<Registry> {
-    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
-    REGISTRY.get_or_init(Mutex::default)
+/// Makes sure the recorder is installed, so that what a service records before its first
+/// request is kept.
+pub fn install() {
+    handle();
 }
 
 /// Counts one served request.
 pub fn record_request(route: &str, method: &str, status: u16, seconds: f64) {
-    let mut registry = registry()
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    *registry
-        .requests
-        .entry((route.to_owned(), method.to_owned(), status))
-        .or_default() += 1;
-    let latency = registry.latency.entry(route.to_owned()).or_default();
-    for (bucket, bound) in latency.buckets.iter_mut().zip(BUCKETS) {
-        if seconds <= bound {
-            *bucket += 1;
-        }
-    }
-    latency.count += 1;
-    latency.sum += seconds;
+    install();
+    let method = standard_method(method);
+    metrics::counter!(REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(LATENCY, "route" => route.to_owned(), "method" => method).record(seconds);
 }
 
-/// Escapes a label value for the text format.
-pub fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+fn standard_method(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
+    }
 }
 
-/// The request metrics in Prometheus text format.
-pub fn render_requests() -> String {
-    let registry = registry()
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut text = String::new();
-    text.push_str(
-        "# HELP http_requests_total HTTP requests served, by route, method and status.\n",
-    );
-    text.push_str("# TYPE http_requests_total counter\n");
-    for ((route, method, status), count) in &registry.requests {
-        let _ = writeln!(
-            text,
-            "http_requests_total{{route=\"{}\",method=\"{}\",status=\"{status}\"}} {count}",
-            label(route),
-            label(method)
-        );
-    }
-    text.push_str("# HELP http_request_duration_seconds Time to answer a request, by route.\n");
-    text.push_str("# TYPE http_request_duration_seconds histogram\n");
-    for (route, latency) in &registry.latency {
-        let route = label(route);
-        for (bound, count) in BUCKETS.iter().zip(latency.buckets) {
-            let _ = writeln!(
-                text,
-                "http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
-            );
-        }
-        let _ = writeln!(
-            text,
-            "http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
-            latency.count
-        );
-        let _ = writeln!(
-            text,
-            "http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
-            latency.sum
-        );
-        let _ = writeln!(
-            text,
-            "http_request_duration_seconds_count{{route=\"{route}\"}} {}",
-            latency.count
-        );
-    }
-    text
+/// Everything recorded in this process, in Prometheus text format.
+pub fn render() -> String {
+    handle().render()
 }
+
+/// The `Content-Type` of [`render`]'s text.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn requests_are_counted_and_bucketed() {
+    fn requests_are_counted_and_bucketed_with_bounded_labels() {
         record_request("/test/route", "GET", 204, 0.003);
         record_request("/test/route", "GET", 204, 0.2);
-        record_request("/test/route", "GET", 500, 0.2);
-        let text = render_requests();
-        assert!(
-            text.contains(
-                "http_requests_total{route=\"/test/route\",method=\"GET\",status=\"204\"} 2"
-            ),
-            "{text}"
+        record_request("/test/route", "GET", 500, 45.0);
+        record_request("/test/route", "BREW", 405, 0.001);
+        let text = render();
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|line| line.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            line("deployments_http_requests_total{route=\"/test/route\",method=\"GET\",status=\"204\"}"),
+            "2"
         );
-        assert!(text.contains(
-            "http_request_duration_seconds_bucket{route=\"/test/route\",le=\"0.005\"} 1"
-        ));
-        assert!(text
-            .contains("http_request_duration_seconds_bucket{route=\"/test/route\",le=\"0.25\"} 3"));
-        assert!(text.contains("http_request_duration_seconds_count{route=\"/test/route\"} 3"));
-        assert_eq!(label("a\"b"), "a\\\"b");
+        assert_eq!(
+            line("deployments_http_requests_total{route=\"/test/route\",method=\"other\",status=\"405\"}"),
+            "1"
+        );
+        let bucket = |le: &str| {
+            line(&format!(
+                "deployments_http_request_duration_seconds_bucket{{route=\"/test/route\",method=\"GET\",le=\"{le}\"}}"
+            ))
+        };
+        assert_eq!(bucket("0.005"), "1");
+        assert_eq!(bucket("0.25"), "2");
+        assert_eq!(bucket("30"), "2");
+        assert_eq!(bucket("60"), "3");
+        assert_eq!(bucket("+Inf"), "3");
+        assert!(text.contains("# TYPE deployments_http_request_duration_seconds histogram"));
     }
 }

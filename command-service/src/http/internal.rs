@@ -28,13 +28,22 @@ async fn health(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Prometheus text: this service's request metrics.
-async fn metrics() -> impl axum::response::IntoResponse {
+/// Prometheus text: this service's request metrics, whether the log answers, and its head.
+/// Always 200, so a scrape sees the request metrics while the log is down.
+async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    let up = match state.log.head().await {
+        Ok(head) => {
+            metrics::gauge!("deployments_event_log_head").set(head.0 as f64);
+            1.0
+        }
+        Err(_) => 0.0,
+    };
+    metrics::gauge!("deployments_event_log_up").set(up);
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            http_edge::metrics::CONTENT_TYPE,
         )],
-        http_edge::metrics::render_requests(),
+        http_edge::metrics::render(),
     )
 }

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 
 use super::AppState;
 use crate::error::ApiError;
-use crate::read_models::checkpoints::{Checkpoint, Follower};
+use crate::read_models::checkpoints::{Checkpoint, Counted, Follower};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -70,63 +70,77 @@ async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     })))
 }
 
-/// Prometheus text: the request metrics, the log's head (events appended, gap-free), and how
-/// far each projection and relay trail it, in events and in seconds.
-async fn metrics(State(state): State<AppState>) -> Result<axum::response::Response, ApiError> {
-    use std::fmt::Write;
-    let head = state
-        .log
-        .head()
-        .await
-        .map_err(|error| ApiError::Unavailable(format!("event log unavailable: {error}")))?;
-    let mut text = http_edge::metrics::render_requests();
-    text.push_str(
-        "# HELP deployments_events_appended_total Events in the log (positions are gap-free).\n",
-    );
-    text.push_str("# TYPE deployments_events_appended_total counter\n");
-    let _ = writeln!(text, "deployments_events_appended_total {}", head.0);
-    let followers = [
-        ("projection", "deployments_projection", Follower::Projection),
-        ("relay", "deployments_relay", Follower::Relay),
-    ];
-    for (kind, metric, follower) in followers {
-        let _ = writeln!(
-            text,
-            "# HELP {metric}_lag_events Events the {kind} has not applied yet."
-        );
-        let _ = writeln!(text, "# TYPE {metric}_lag_events gauge");
-        let _ = writeln!(
-            text,
-            "# HELP {metric}_lag_seconds Age of the oldest event the {kind} has not applied yet."
-        );
-        let _ = writeln!(text, "# TYPE {metric}_lag_seconds gauge");
-        for Checkpoint { name, position } in state.read_models.checkpoints(follower).await? {
-            let lag = head.0.saturating_sub(position as u64);
-            let waiting = if lag == 0 {
-                0.0
-            } else {
-                state
-                    .log
-                    .read_all(events::Position(position as u64), 1)
-                    .await
-                    .map_err(anyhow::Error::from)?
-                    .first()
-                    .map_or(0.0, |event| {
-                        (chrono::Utc::now() - event.metadata.occurred_at).num_milliseconds() as f64
-                            / 1000.0
-                    })
-            };
-            let name = http_edge::metrics::label(&name);
-            let _ = writeln!(text, "{metric}_lag_events{{{kind}=\"{name}\"}} {lag}");
-            let _ = writeln!(text, "{metric}_lag_seconds{{{kind}=\"{name}\"}} {waiting}");
+/// Prometheus text: the request metrics, whether the log and the read models answer, the
+/// log's head, how far each projection and relay trail it (in events and in seconds), and the
+/// fleet (devices and deployments by status). Always 200: a dependency that does not answer
+/// shows as `..._up 0` and its gauges keep their last values, so a scrape still sees the rest.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let log_up = match state.log.head().await {
+        Ok(head) => {
+            metrics::gauge!("deployments_event_log_head").set(head.0 as f64);
+            let followers = [
+                ("projection", Follower::Projection),
+                ("relay", Follower::Relay),
+            ];
+            for (kind, follower) in followers {
+                let Ok(checkpoints) = state.read_models.checkpoints(follower).await else {
+                    continue;
+                };
+                for Checkpoint { name, position } in checkpoints {
+                    let lag = head.0.saturating_sub(position as u64);
+                    let waiting = match lag {
+                        0 => Ok(0.0),
+                        _ => oldest_waiting(&state, position).await,
+                    };
+                    let labels = [(kind, name)];
+                    metrics::gauge!(format!("deployments_{kind}_lag_events"), &labels)
+                        .set(lag as f64);
+                    if let Ok(seconds) = waiting {
+                        metrics::gauge!(format!("deployments_{kind}_lag_seconds"), &labels)
+                            .set(seconds);
+                    }
+                }
+            }
+            true
+        }
+        Err(_) => false,
+    };
+    metrics::gauge!("deployments_event_log_up").set(if log_up { 1.0 } else { 0.0 });
+    let mut read_models_up = true;
+    for (counted, metric) in [
+        (Counted::Devices, "deployments_devices"),
+        (Counted::Deployments, "deployments_deployments"),
+    ] {
+        match state.read_models.counts_by_status(counted).await {
+            Ok(counts) => {
+                for status in counted.statuses() {
+                    let count = counts
+                        .iter()
+                        .find(|(counted, _)| counted == status)
+                        .map_or(0, |(_, count)| *count);
+                    metrics::gauge!(metric, "status" => *status).set(count as f64);
+                }
+            }
+            Err(_) => read_models_up = false,
         }
     }
-    Ok((
+    metrics::gauge!("deployments_read_models_up").set(if read_models_up { 1.0 } else { 0.0 });
+    (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4",
+            http_edge::metrics::CONTENT_TYPE,
         )],
-        text,
+        http_edge::metrics::render(),
     )
-        .into_response())
+}
+
+/// Seconds since the oldest event after `position` was recorded.
+async fn oldest_waiting(state: &AppState, position: i64) -> Result<f64, event_log::LogError> {
+    let next = state
+        .log
+        .read_all(events::Position(position as u64), 1)
+        .await?;
+    Ok(next.first().map_or(0.0, |event| {
+        (chrono::Utc::now() - event.metadata.occurred_at).num_milliseconds() as f64 / 1000.0
+    }))
 }

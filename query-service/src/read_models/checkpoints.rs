@@ -1,5 +1,5 @@
-//! What health checks and metrics ask of the read models: whether they answer, and where
-//! each projection and relay has got to in the log.
+//! What health checks and metrics ask of the read models: whether they answer, where each
+//! projection and relay has got to in the log, and how the fleet stands.
 
 use sqlx::AnyPool;
 
@@ -23,7 +23,36 @@ pub enum Follower {
     Relay,
 }
 
+/// What the fleet gauges count, by status, over every tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counted {
+    /// Devices by admission status (pending, accepted, rejected, preauthorized, noauth).
+    Devices,
+    /// Deployments by status (pending, inprogress, finished).
+    Deployments,
+}
+
+impl Counted {
+    /// Every status there is, so a status nothing is in any more shows 0 rather than its
+    /// last count.
+    pub fn statuses(self) -> &'static [&'static str] {
+        match self {
+            Counted::Devices => &["pending", "accepted", "rejected", "preauthorized", "noauth"],
+            Counted::Deployments => &["pending", "inprogress", "finished"],
+        }
+    }
+}
+
 impl ReadModels {
+    /// How many devices or deployments are in each status, over every tenant.
+    pub async fn counts_by_status(&self, of: Counted) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        let sql = match of {
+            Counted::Devices => "SELECT status, COUNT(*) FROM devices GROUP BY status",
+            Counted::Deployments => "SELECT status, COUNT(*) FROM deployments GROUP BY status",
+        };
+        sqlx::query_as(sql).fetch_all(&self.pool()).await
+    }
+
     /// Whether the database of the generation reads use answers a query.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT 1").execute(&self.pool()).await?;

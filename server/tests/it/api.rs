@@ -169,13 +169,21 @@ async fn metrics_count_requests_and_show_lag(server: TestServer) {
     }
     let alive = text
         .lines()
-        .find(|line| line.starts_with("http_requests_total{route=\"/api/internal/v1/deployments/alive\",method=\"GET\",status=\"204\"}"))
+        .find(|line| line.starts_with("deployments_http_requests_total{route=\"/api/internal/v1/deployments/alive\",method=\"GET\",status=\"204\"}"))
         .unwrap_or_else(|| panic!("{text}"));
     let count: u64 = alive.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(count >= 3, "{alive}");
-    assert!(text.contains("http_request_duration_seconds_bucket{route=\"/api/internal/v1/deployments/alive\",le=\"+Inf\"}"));
+    assert!(text.contains("deployments_http_request_duration_seconds_bucket{route=\"/api/internal/v1/deployments/alive\",method=\"GET\",le=\"60\"}"));
+    assert!(text.contains("deployments_event_log_head 1"), "{text}");
+    assert!(text.contains("deployments_event_log_up 1"), "{text}");
+    assert!(text.contains("deployments_read_models_up 1"), "{text}");
+    // The fleet: every status is shown, 0 included.
     assert!(
-        text.contains("deployments_events_appended_total 1"),
+        text.contains("deployments_deployments{status=\"inprogress\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("deployments_devices{status=\"accepted\"}"),
         "{text}"
     );
     assert!(
@@ -219,6 +227,8 @@ on_both_backends!(
     bad_and_unknown_ids_are_400_and_404
 );
 
+/// With the database gone, health says which dependency failed, and /metrics still answers
+/// (its request metrics included) with the dependencies shown down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_503_naming_the_dependency_that_failed() {
     let server = TestServer::start(true).await;
@@ -242,6 +252,21 @@ async fn health_is_503_naming_the_dependency_that_failed() {
             .unwrap()
             .starts_with("event log unavailable"),
         "{body}"
+    );
+    let response = server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for down in ["deployments_event_log_up 0", "deployments_read_models_up 0"] {
+        assert!(text.contains(down), "{down} in\n{text}");
+    }
+    assert!(
+        text.contains("deployments_http_requests_total{route=\"/api/internal/v1/deployments/health\",method=\"GET\",status=\"503\"}"),
+        "{text}"
     );
 }
 

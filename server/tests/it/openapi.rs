@@ -888,7 +888,7 @@ async fn every_documented_operation_reaches_a_handler() {
         .unwrap();
     let served: BTreeSet<(String, String, String)> = metrics
         .lines()
-        .filter_map(|line| line.strip_prefix("http_requests_total{"))
+        .filter_map(|line| line.strip_prefix("deployments_http_requests_total{"))
         .filter_map(|line| {
             // Route labels hold braces ({id}): the labels end at the last "} ".
             let labels = line.rsplit_once("} ")?.0;
