@@ -61,26 +61,21 @@ pub fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
         .build_https()
 }
 
-fn credentials(settings: &S3Settings) -> Result<Credentials, BlobError> {
-    let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-    let (id, secret, token) = match (&settings.access_key_id, &settings.secret_access_key) {
-        (Some(id), Some(secret)) => (
-            Some(id.clone()),
-            Some(secret.expose_secret().to_owned()),
+/// The keys set in the settings, if any: they take precedence over the standard chain.
+fn static_credentials(settings: &S3Settings) -> Result<Option<Credentials>, BlobError> {
+    match (&settings.access_key_id, &settings.secret_access_key) {
+        (Some(id), Some(secret)) => Ok(Some(Credentials::new(
+            id,
+            secret.expose_secret(),
             None,
-        ),
-        (None, None) => (
-            env("AWS_ACCESS_KEY_ID"),
-            env("AWS_SECRET_ACCESS_KEY"),
-            env("AWS_SESSION_TOKEN"),
-        ),
-        _ => (None, None, None),
-    };
-    match (id, secret) {
-        (Some(id), Some(secret)) => Ok(Credentials::new(id, secret, token, None, "settings")),
+            None,
+            "settings",
+        ))),
+        (None, None) => Ok(None),
         _ => Err(BlobError::Storage(
-            "S3 credentials: set access_key_id and secret_access_key, or neither and \
-             AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            "S3 credentials: set both access_key_id and secret_access_key, or neither (then \
+             the standard AWS chain applies: environment, shared profile, web identity, \
+             container or instance metadata)"
                 .to_owned(),
         )),
     }
@@ -106,11 +101,22 @@ impl S3Store {
                 ResponseChecksumValidation::WhenRequired,
             ),
         };
-        let mut config = aws_sdk_s3::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
+        // The standard chain finds credentials (and refreshes expiring ones) where the
+        // platform puts them; the region and the endpoint are always the settings'.
+        let mut shared = aws_config::defaults(BehaviorVersion::latest())
             .http_client(https_client())
-            .region(Region::new(settings.region.clone()))
-            .credentials_provider(credentials(settings)?)
+            .region(Region::new(settings.region.clone()));
+        if let Some(credentials) = static_credentials(settings)? {
+            shared = shared.credentials_provider(credentials);
+        }
+        let shared = shared.load().await;
+        if shared.credentials_provider().is_none() {
+            return Err(BlobError::Storage(
+                "S3 credentials: none configured and the standard AWS chain is unavailable"
+                    .to_owned(),
+            ));
+        }
+        let mut config = aws_sdk_s3::config::Builder::from(&shared)
             .force_path_style(settings.force_path_style)
             .request_checksum_calculation(requests)
             .response_checksum_validation(responses);

@@ -13,9 +13,12 @@ pub struct S3Settings {
     pub region: String,
     /// Endpoint URL of an S3-compatible server, e.g. `http://minio:9000`. Default: AWS.
     pub endpoint: Option<String>,
-    /// Access key id. Default: the `AWS_ACCESS_KEY_ID` environment variable.
+    /// Access key id, with `secret_access_key`. Default: the standard AWS credential chain
+    /// (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, the shared profile
+    /// (`AWS_PROFILE`), web identity (`AWS_WEB_IDENTITY_TOKEN_FILE` and `AWS_ROLE_ARN`, as
+    /// Kubernetes service accounts get them), the container's or instance's metadata).
     pub access_key_id: Option<String>,
-    /// Secret access key. Default: the `AWS_SECRET_ACCESS_KEY` environment variable.
+    /// Secret access key, with `access_key_id`.
     pub secret_access_key: Option<SecretString>,
     /// Address buckets in the path rather than the host name. Default `false`; most
     /// S3-compatible servers need `true`.

@@ -176,3 +176,77 @@ async fn the_data_directory_keeps_secrets_and_databases_private() {
     server.restart().await;
     assert_eq!(mode("events.db"), 0o640);
 }
+
+/// S3 credentials from the standard AWS chain, as a cloud deployment provides them: the
+/// environment, or a shared profile, with no keys in the settings; wrong ones stop the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_credentials_come_from_the_standard_chain() {
+    use crate::support::env;
+    let parent = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
+    let endpoint = env("TEST_S3_ENDPOINT");
+    let (key, secret) = (env("TEST_S3_ACCESS_KEY"), env("TEST_S3_SECRET_KEY"));
+    let profile = parent.path().join("aws-credentials");
+    std::fs::write(
+        &profile,
+        format!("[uploader]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    let nowhere = parent.path().join("no-config");
+    let profile = profile.to_str().unwrap();
+    let nowhere = nowhere.to_str().unwrap();
+    let cases: [(&str, Vec<(&str, &str)>); 2] = [
+        (
+            "environment",
+            vec![
+                ("AWS_ACCESS_KEY_ID", &key),
+                ("AWS_SECRET_ACCESS_KEY", &secret),
+            ],
+        ),
+        (
+            "profile",
+            vec![
+                ("AWS_SHARED_CREDENTIALS_FILE", profile),
+                ("AWS_CONFIG_FILE", nowhere),
+                ("AWS_PROFILE", "uploader"),
+            ],
+        ),
+    ];
+    for (source, credentials) in cases {
+        let bucket = format!("chain-{source}-{}", uuid::Uuid::new_v4().simple());
+        let mut environment = vec![
+            ("DEPLOYMENTS_STORAGE__BACKEND", "s3"),
+            ("DEPLOYMENTS_STORAGE__S3__ENDPOINT", endpoint.as_str()),
+            ("DEPLOYMENTS_STORAGE__S3__BUCKET", bucket.as_str()),
+            ("DEPLOYMENTS_STORAGE__S3__FORCE_PATH_STYLE", "true"),
+            ("DEPLOYMENTS_STORAGE__S3__CREATE_BUCKET", "true"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        environment.extend(credentials);
+        let data = parent.path().join(source);
+        let mut server = ServerProcess::start(&data, &environment).await;
+        assert_eq!(server.upload(&release).await.0, 201, "{source}");
+        let stored = files_under(&std::path::Path::new(&env("TEST_S3_ROOT")).join(&bucket));
+        assert!(!stored.is_empty(), "{source}: nothing in the bucket");
+        server.kill();
+    }
+
+    // A wrong secret from the environment: the bucket check at start is refused.
+    let output = Command::new(env!("CARGO_BIN_EXE_deployments"))
+        .env_clear()
+        .env("DEPLOYMENTS_DATA_DIR", parent.path().join("wrong"))
+        .env("DEPLOYMENTS_LISTEN", "127.0.0.1:0")
+        .env("DEPLOYMENTS_STORAGE__BACKEND", "s3")
+        .env("DEPLOYMENTS_STORAGE__S3__ENDPOINT", &endpoint)
+        .env("DEPLOYMENTS_STORAGE__S3__FORCE_PATH_STYLE", "true")
+        .env("DEPLOYMENTS_STORAGE__S3__CREATE_BUCKET", "true")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ACCESS_KEY_ID", &key)
+        .env("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("opening artifact storage"), "{said}");
+}

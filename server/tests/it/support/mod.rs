@@ -205,7 +205,7 @@ impl TestServer {
     }
 }
 
-fn env(name: &str) -> String {
+pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: start the S3 test server with eval \"$(scripts/s3-test-server)\" (./scripts/test does)")
     })
