@@ -7,6 +7,7 @@
 //! `message_id` (the event id). One instance relays at a time (the same database lock the
 //! projectors use); the others wait to take over.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,6 +38,9 @@ pub struct RelaySettings {
     pub window: usize,
     /// Pause before reconnecting after a failure, in milliseconds (doubling up to 30 s).
     pub retry_ms: u64,
+    /// PEM file of the root certificate(s) an `amqps://` broker's certificate must chain to,
+    /// instead of the system's trusted roots.
+    pub tls_root_certificate: Option<std::path::PathBuf>,
 }
 
 impl Default for RelaySettings {
@@ -46,11 +50,34 @@ impl Default for RelaySettings {
             exchange: "deployments.events".to_owned(),
             window: 256,
             retry_ms: 500,
+            tls_root_certificate: None,
         }
     }
 }
 
 const RELAY: &str = "amqp";
+
+/// Connects to the broker at `url`; over `amqps://`, trusting the certificates in
+/// `root_certificate` when given (read at each connection, so a renewed CA file is used at the
+/// next reconnection), else the system's roots.
+pub async fn connect(url: &str, root_certificate: Option<&Path>) -> anyhow::Result<Connection> {
+    let Some(file) = root_certificate else {
+        return Ok(Connection::connect(url, ConnectionProperties::default()).await?);
+    };
+    let roots = std::fs::read_to_string(file)
+        .with_context(|| format!("reading relay.tls_root_certificate {}", file.display()))?;
+    let tls = lapin::tcp::OwnedTLSConfig {
+        identity: None,
+        cert_chain: Some(roots),
+    };
+    Ok(Connection::connect_with_config(
+        url,
+        ConnectionProperties::default(),
+        tls,
+        lapin::runtime::default_runtime()?,
+    )
+    .await?)
+}
 
 /// `deployments.v1.<aggregate>.<event>`: `DeviceDeploymentStatusChanged` is
 /// `deployments.v1.device.deployment_status_changed`.
@@ -181,7 +208,7 @@ impl Relay {
     }
 
     async fn relay(&self) -> anyhow::Result<()> {
-        let connection = Connection::connect(&self.url, ConnectionProperties::default())
+        let connection = connect(&self.url, self.settings.tls_root_certificate.as_deref())
             .await
             .context("connecting to the broker")?;
         let channel = connection.create_channel().await?;

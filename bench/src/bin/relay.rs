@@ -92,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
         exchange: format!("bench-relay-{}", uuid::Uuid::new_v4().simple()),
         window: WINDOW,
         retry_ms: 100,
+        ..RelaySettings::default()
     };
     let relay = Relay::new(Arc::clone(&log), read_models, settings)
         .ok_or_else(|| anyhow::anyhow!("no broker"))?;

@@ -53,6 +53,44 @@ fn header(headers: &FieldTable, name: &str) -> Option<AMQPValue> {
         .map(|(_, value)| value.clone())
 }
 
+/// Declares the durable topic exchange `name` (as the relay does) and a queue `name` bound to
+/// every event on it, before anything is published.
+async fn declare_bound_queue(channel: &lapin::Channel, name: &str, durable_queue: bool) {
+    channel
+        .exchange_declare(
+            name.into(),
+            lapin::ExchangeKind::Topic,
+            lapin::options::ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                durable: durable_queue,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    channel
+        .queue_bind(
+            name.into(),
+            name.into(),
+            "deployments.v1.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+}
+
 /// Consumes `queue` until stopped, reconnecting while the broker is away.
 async fn consume(queue: String, received: Arc<Mutex<Vec<Received>>>) {
     loop {
@@ -125,6 +163,7 @@ async fn every_event_arrives_once_deduplicated_in_stream_order_through_broker_re
         exchange: name.clone(),
         window: 100,
         retry_ms: 200,
+        tls_root_certificate: None,
     };
 
     // The consumer's queue exists before anything is published: durable, so it keeps what the
@@ -133,39 +172,7 @@ async fn every_event_arrives_once_deduplicated_in_stream_order_through_broker_re
         .await
         .unwrap();
     let channel = setup.create_channel().await.unwrap();
-    channel
-        .exchange_declare(
-            name.as_str().into(),
-            lapin::ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_declare(
-            name.as_str().into(),
-            QueueDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            name.as_str().into(),
-            name.as_str().into(),
-            "deployments.v1.#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    declare_bound_queue(&channel, &name, true).await;
     drop(channel);
     drop(setup);
 
@@ -266,4 +273,69 @@ async fn every_event_arrives_once_deduplicated_in_stream_order_through_broker_re
     let _ = channel
         .exchange_delete(name.as_str().into(), Default::default())
         .await;
+}
+
+/// Over TLS: the throwaway amqps-only node of scripts/amqps-test-broker, whose certificate
+/// comes from a CA only `relay.tls_root_certificate` names. With it, every event arrives;
+/// without it, the broker is refused for its certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_go_to_a_broker_over_tls_that_the_root_certificate_vouches_for() {
+    let env = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: start the TLS broker with eval \"$(scripts/amqps-test-broker)\" (./scripts/test does)")
+        })
+    };
+    let (url, ca) = (
+        env("TEST_AMQPS_URL"),
+        std::path::PathBuf::from(env("TEST_AMQPS_CA")),
+    );
+    let refused = query_service::relay::connect(&url, None).await.unwrap_err();
+    assert!(
+        format!("{refused:#}")
+            .to_lowercase()
+            .contains("certificate"),
+        "{refused:#}"
+    );
+
+    let (log_url, read_url) = fresh_urls(Backend::Sqlite).await;
+    let log = event_log::open_log(&log_url, 10).await.unwrap();
+    let read_models = ReadModels::connect(&read_url, 5).await.unwrap();
+    let name = format!("tls-{}", uuid::Uuid::new_v4().simple());
+    let settings = RelaySettings {
+        amqp_url: Some(url.clone()),
+        exchange: name.clone(),
+        window: 100,
+        retry_ms: 200,
+        tls_root_certificate: Some(ca.clone()),
+    };
+    let setup = query_service::relay::connect(&url, Some(&ca))
+        .await
+        .unwrap();
+    let channel = setup.create_channel().await.unwrap();
+    declare_bound_queue(&channel, &name, false).await;
+
+    let relay = Relay::new(log.clone(), read_models, settings).unwrap();
+    let mut published = relay.published();
+    let running = tokio::spawn(relay.run());
+    let head = workload(&log, 5, 1).await;
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        published.wait_for(|at| *at >= head),
+    )
+    .await
+    .expect("the relay publishes over TLS")
+    .unwrap();
+    running.abort();
+    let queued = channel
+        .queue_declare(
+            name.as_str().into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(u64::from(queued.message_count()), head.0);
 }
