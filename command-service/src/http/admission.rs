@@ -245,7 +245,9 @@ async fn auth_request(
         Ok(outcome) => outcome,
         Err(error) => return error.into_response(),
     };
-    match outcome.answer {
+    // Like any command's answer, once what it recorded reads back: a device left pending
+    // is in the devauth list the moment its 401 arrives.
+    let answer = match outcome.answer {
         AuthAnswer::Token { auth_set_id } => {
             tracing::info!(device_id = %device, %auth_set_id, "device admitted: token issued");
             door.token_response(&request.device_id)
@@ -263,7 +265,8 @@ async fn auth_request(
             }
             error_response(StatusCode::UNAUTHORIZED, "dev auth: unauthorized")
         }
-    }
+    };
+    state.answered_with_if(outcome.position, answer).await
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::standalone::{assert_refused, authenticate, subject, DeviceKeys, NEXT};
+use crate::standalone::{
+    assert_refused, auth_body, authenticate, post_auth_request, subject, DeviceKeys, NEXT,
+};
 use crate::support::TestServer;
 
 const DEVICES: &str = "/api/management/v2/devauth/devices";
@@ -18,8 +20,7 @@ async fn without_auto_accept(postgres: bool) -> TestServer {
     .await
 }
 
-/// Polls `path` until `ready` holds of its body: an auth request is not a management
-/// command, so nothing makes a read wait for what it recorded.
+/// Polls `path` until `ready` holds of its body, for effects no answer waits for.
 async fn eventually(server: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
     let admin = server.admin();
     for _ in 0..100 {
@@ -75,13 +76,20 @@ async fn a_device_waits_for_an_operator_who_accepts_then_rejects_it(postgres: bo
     let server = without_auto_accept(postgres).await;
     let keys = DeviceKeys::generate("ED25519");
     let identity = r#"{"mac":"00:11:22:33:44:55","sku":"board-7"}"#;
-    let (status, _) = authenticate(&server, identity, &keys).await;
-    assert_eq!(status, 401, "a new device waits for an operator");
-
-    let listed = eventually(&server, DEVICES, |body| {
-        body.as_array().is_some_and(|d| !d.is_empty())
-    })
-    .await;
+    let body = auth_body(identity, &keys);
+    let response = post_auth_request(&server, &body, Some(&keys.sign(body.as_bytes()))).await;
+    assert_eq!(response.status(), 401, "a new device waits for an operator");
+    // Answered, like a command, once what it recorded reads back: the answer names the log
+    // position it waited for, and the list shows the device at once.
+    assert!(
+        response
+            .headers()
+            .contains_key("x-deployments-log-position"),
+        "{:?}",
+        response.headers()
+    );
+    let (status, listed) = server.get(DEVICES, Some(&server.admin())).await;
+    assert_eq!(status, 200);
     let device = &listed[0];
     let id = device["id"].as_str().unwrap().to_owned();
     assert_eq!(device["status"], "pending");

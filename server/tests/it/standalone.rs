@@ -51,7 +51,7 @@ impl DeviceKeys {
     }
 
     /// Base64 of the signature over exactly `body`, as `X-MEN-Signature` carries it.
-    fn sign(&self, body: &[u8]) -> String {
+    pub(crate) fn sign(&self, body: &[u8]) -> String {
         std::fs::write(self.dir.join("message"), body).unwrap();
         // Ed25519 signs the message itself, the others its SHA-256 digest.
         let digest: &[&str] = match self.algorithm {
