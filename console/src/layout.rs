@@ -60,6 +60,7 @@ pub fn page(title: &str, section: Section, csrf: &str, body: Markup) -> Html<Str
                         }
                     }
                     span #live-status.live role="status" aria-live="polite" {}
+                    a.api-reference href="/ui/api" { "API" }
                     form.sign-out method="post" action="/ui/sign-out" {
                         input type="hidden" name="csrf" value=(csrf);
                         button type="submit" { "Sign out" }

@@ -102,6 +102,9 @@ pub fn routes(api: Api) -> Router {
             post(pages::device::decide_set),
         )
         .route("/ui/events", get(pages::events::list))
+        .route("/ui/api", get(pages::reference::show))
+        .route("/ui/api/openapi.json", get(pages::reference::json))
+        .route("/ui/api/openapi.yaml", get(pages::reference::yaml))
         .layer(middleware::from_fn(security_headers))
         .with_state(state)
 }

@@ -6,6 +6,7 @@ pub mod deployments;
 pub mod device;
 pub mod devices;
 pub mod events;
+pub mod reference;
 pub mod releases;
 pub mod search;
 pub mod sign_in;

@@ -927,3 +927,51 @@ async fn every_documented_operation_reaches_a_handler() {
         problems.join("\n  ")
     );
 }
+
+/// The document is served (JSON and YAML) with a reference page listing every operation,
+/// without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_document_is_served_with_a_reference_page() {
+    let server = TestServer::start(false).await;
+    let document = document();
+    let get = |path: &'static str| {
+        let request = server.client.get(server.url(path));
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            let kind = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (kind, response.text().await.unwrap())
+        }
+    };
+    let (kind, yaml) = get("/ui/api/openapi.yaml").await;
+    assert_eq!(kind, "application/yaml");
+    assert_eq!(
+        yaml,
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.yaml"))
+            .unwrap()
+    );
+    let (kind, json) = get("/ui/api/openapi.json").await;
+    assert_eq!(kind, "application/json");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let expected: serde_json::Value = serde_norway::from_value(document.clone()).unwrap();
+    assert_eq!(json, expected);
+
+    let (kind, page) = get("/ui/api").await;
+    assert!(kind.starts_with("text/html"), "{kind}");
+    let operations = documented_operations(&document);
+    assert_eq!(
+        page.matches("<article").count(),
+        operations.len(),
+        "one entry per operation"
+    );
+    for (method, path) in operations.keys() {
+        let heading = format!(
+            "<code class=\"method\">{}</code> <code>{path}</code>",
+            method.to_uppercase()
+        );
+        assert!(page.contains(&heading), "{heading} is not on the page");
+    }
+}
