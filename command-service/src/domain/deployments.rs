@@ -18,7 +18,7 @@ use events::{DeploymentId, DomainEvent};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::tables::TenantCatalog;
+use super::tables::{DeviceListFingerprint, TenantCatalog};
 
 /// The tenant-wide stream deployments are created on.
 pub const CREATION_STREAM: &str = "deployments";
@@ -278,10 +278,11 @@ pub fn decide_creation(
         _ => Vec::new(),
     };
     let force_installation = request.force_installation.unwrap_or(false);
+    let fingerprint = DeviceListFingerprint::of(&unique);
     unless_identical(
         catalog,
         (&name, &artifact_name, force_installation),
-        |deployment| deployment.dynamic.is_none() && deployment.devices == unique,
+        |deployment| deployment.dynamic.is_none() && deployment.devices_fingerprint == fingerprint,
     )?;
     Ok(vec![DomainEvent::DeploymentCreated(DeploymentCreated {
         deployment_id: id,
@@ -477,7 +478,7 @@ pub fn decide_policy(
     }
     let newly_final = !deployment.finished_devices.contains(device);
     if deployment.dynamic.is_none()
-        && deployment.finished_devices.len() + usize::from(newly_final) >= deployment.devices.len()
+        && deployment.finished_devices.len() + usize::from(newly_final) >= deployment.device_count
     {
         return None;
     }

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod artifacts;
 pub mod deployments;
 pub mod device;
+pub mod device_index;
 pub mod filters;
 pub mod inventory;
 pub mod tables;

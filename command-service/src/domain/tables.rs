@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::artifacts::DeploymentUse;
+use super::device_index::DeviceIndex;
 use super::filters::SavedFilter;
 use super::inventory::DeviceInventory;
 
@@ -29,8 +30,11 @@ pub struct DeploymentInfo {
     pub created: DateTime<Utc>,
     pub force_installation: bool,
     pub phases: Vec<Phase>,
-    /// The targeted devices, sorted, to recognise an identical deployment.
-    pub devices: Vec<String>,
+    /// How many devices it targets.
+    pub device_count: usize,
+    /// Which devices, to recognise an identical deployment: a fingerprint rather than the
+    /// list, which a million entries would make hundreds of megabytes.
+    pub devices_fingerprint: DeviceListFingerprint,
     pub aborted: bool,
     /// Devices whose entry reached a final state.
     pub finished_devices: HashSet<String>,
@@ -51,6 +55,25 @@ pub struct DeploymentInfo {
     /// For a deployment with a device timeout, each device in a non-final status, with that
     /// status and when its entry last changed.
     pub in_flight: HashMap<String, (DeviceDeploymentStatus, DateTime<Utc>)>,
+}
+
+/// A sorted, deduplicated list of device ids, fingerprinted: two lists have the same
+/// fingerprint exactly when they are the same list (SHA-256 over the length-prefixed ids, so
+/// no id can pass for two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceListFingerprint([u8; 32]);
+
+impl DeviceListFingerprint {
+    pub fn of(devices: &[String]) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update((devices.len() as u64).to_be_bytes());
+        for device in devices {
+            hash.update((device.len() as u64).to_be_bytes());
+            hash.update(device.as_bytes());
+        }
+        Self(hash.finalize().into())
+    }
 }
 
 /// Devices by outcome, kept for deployments with a failure policy.
@@ -126,7 +149,7 @@ impl DeploymentInfo {
             Some(dynamic) => dynamic
                 .max_devices
                 .is_some_and(|max| self.finished_devices.len() as u64 >= max),
-            None => self.finished_devices.len() >= self.devices.len(),
+            None => self.finished_devices.len() >= self.device_count,
         }
     }
 }
@@ -144,7 +167,7 @@ pub struct ArtifactChoice {
 pub struct TenantCatalog {
     pub deployments: HashMap<DeploymentId, DeploymentInfo>,
     /// Per device, the deployments that target it, oldest first.
-    targets: HashMap<String, BTreeSet<(DateTime<Utc>, DeploymentId)>>,
+    targets: DeviceIndex,
     /// Per device, the deployments it has an entry in that is not final yet.
     unfinished: HashMap<String, HashSet<DeploymentId>>,
     artifacts: HashMap<ArtifactId, ArtifactChoice>,
@@ -174,8 +197,7 @@ impl TenantCatalog {
     pub fn targeting<'a>(&'a self, device: &str) -> impl Iterator<Item = &'a DeploymentInfo> + 'a {
         self.targets
             .get(device)
-            .into_iter()
-            .flatten()
+            .iter()
             .filter_map(|(_, id)| self.deployments.get(id))
     }
 
@@ -498,11 +520,9 @@ impl TenantCatalog {
                 let mut devices = created.devices;
                 devices.sort();
                 devices.dedup();
+                let target = (created.created, created.deployment_id);
                 for device in &devices {
-                    self.targets
-                        .entry(device.clone())
-                        .or_default()
-                        .insert((created.created, created.deployment_id));
+                    self.targets.add(device, target);
                 }
                 self.deployments.insert(
                     created.deployment_id,
@@ -513,7 +533,8 @@ impl TenantCatalog {
                         created: created.created,
                         force_installation: created.force_installation,
                         phases: created.phases,
-                        devices,
+                        device_count: devices.len(),
+                        devices_fingerprint: DeviceListFingerprint::of(&devices),
                         aborted: false,
                         finished_devices: HashSet::new(),
                         paused: false,
