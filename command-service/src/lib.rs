@@ -105,7 +105,7 @@ impl Application {
             .store;
         // Whichever instance of the query service projects, it publishes how far it got
         // through the log this service shares.
-        let read_side: Arc<dyn ReadSide> = Arc::new(read_side::LogReaders(log.clone()));
+        let read_side: Arc<dyn ReadSide> = Arc::new(read_side::LogReaders::new(log.clone()));
         let service = CommandService::new(&settings, log, verifier, store, read_side)?;
         let server = HttpServer::bind(settings.listen, http::router(service.state))
             .await

@@ -48,22 +48,54 @@ impl ReadSide for InProcess {
 /// Projectors anywhere: the positions they publish through the event log, which every
 /// instance shares, so that any instance can answer after any write, whichever instance runs
 /// the projections. A backend that cannot share them (KurrentDB) answers at once.
-pub struct LogReaders(pub Arc<dyn EventLog>);
+///
+/// However many requests wait, the process reads the published positions once per
+/// notification: whichever waiter wakes first reads them, and the others take its reading.
+pub struct LogReaders {
+    log: Arc<dyn EventLog>,
+    /// The last reading: `None` when no projection publishes.
+    applied: watch::Sender<Option<Position>>,
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl LogReaders {
+    pub fn new(log: Arc<dyn EventLog>) -> Self {
+        Self {
+            log,
+            applied: watch::channel(Some(Position::default())).0,
+            reading: tokio::sync::Mutex::new(()),
+        }
+    }
+}
 
 #[async_trait]
 impl ReadSide for LogReaders {
     async fn wait_for(&self, position: Position, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
-        let mut changes = self.0.applied_changes();
+        let mut changes = self.log.applied_changes();
+        let mut readings = self.applied.subscribe();
         loop {
             changes.mark_unchanged();
-            match self.0.applied_by_readers().await {
-                Ok(Some(applied)) if applied >= position => return true,
-                Ok(Some(_)) => {}
-                Ok(None) => return false,
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read how far the projections are");
+            readings.mark_unchanged();
+            match self.reading.try_lock() {
+                Ok(_reading) => match self.log.applied_by_readers().await {
+                    Ok(applied) => {
+                        self.applied.send_replace(applied);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot read how far the projections are");
+                    }
+                },
+                // Another waiter is reading: its reading, once published, is this one's.
+                Err(_) => {
+                    let _ = tokio::time::timeout_at(deadline, readings.changed()).await;
+                    readings.mark_unchanged();
                 }
+            }
+            match *self.applied.borrow() {
+                Some(applied) if applied >= position => return true,
+                Some(_) => {}
+                None => return false,
             }
             // Woken by a publication where the backend announces them; polled where it
             // cannot (another process on the same SQLite file).

@@ -50,7 +50,7 @@ impl Server {
         // when that one holds the projections.
         let read_side = Arc::new(FirstOf(vec![
             Arc::new(InProcess(query.applied())),
-            Arc::new(LogReaders(log.clone())),
+            Arc::new(LogReaders::new(log.clone())),
         ]));
         let command = CommandService::new(
             &settings.command_settings(),
