@@ -756,8 +756,21 @@ fn the_document_is_well_formed() {
         resolved(&document, &Yaml::Mapping(reference_holder));
     }
     let mut problems = Vec::new();
+    let mut operation_ids = BTreeMap::new();
     for ((method, path), operation) in documented_operations(&document) {
         let name = format!("{method} {path}");
+        // Every operation named once, in lowerCamelCase, for code generators and anchors.
+        match operation["operationId"].as_str() {
+            Some(id)
+                if id.starts_with(|c: char| c.is_ascii_lowercase())
+                    && id.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                if let Some(other) = operation_ids.insert(id.to_owned(), name.clone()) {
+                    problems.push(format!("{name}: operationId {id} is also {other}'s"));
+                }
+            }
+            other => problems.push(format!("{name}: operationId {other:?}")),
+        }
         if services_of(&operation).is_empty() {
             problems.push(format!("{name}: no x-service"));
         }
