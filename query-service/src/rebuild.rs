@@ -29,6 +29,9 @@ pub struct Rebuilt {
     pub dropped: Vec<u64>,
 }
 
+/// How often a rebuild refreshes the new generation's planner statistics (PostgreSQL).
+const ANALYZE_EVERY: Duration = Duration::from_secs(5);
+
 /// Builds a new generation from the whole log and makes it live; `progress` hears how far
 /// the replay has got now and then.
 pub async fn rebuild(
@@ -65,6 +68,7 @@ pub async fn rebuild(
         tasks.push(tokio::spawn(projector.run()));
     }
     let outcome = async {
+        let mut analyzed = tokio::time::Instant::now();
         // Chase the head until one pass finds nothing new: the live generation then trails
         // the new one by at most what arrives in the moment of the switch, which the
         // instances' projectors apply before their reads move.
@@ -82,6 +86,14 @@ pub async fn rebuild(
                         Ok(true) => break,
                         Ok(false) => anyhow::bail!("a projector stopped"),
                         Err(_) => progress(*applied.borrow(), head),
+                    }
+                    // The tables grow fast: keep the planner's statistics up with them.
+                    if analyzed.elapsed() >= ANALYZE_EVERY {
+                        building
+                            .analyze()
+                            .await
+                            .context("refreshing the new generation's statistics")?;
+                        analyzed = tokio::time::Instant::now();
                     }
                 }
             }
