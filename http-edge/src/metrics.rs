@@ -92,6 +92,48 @@ pub fn render() -> String {
     handle().render()
 }
 
+/// Gauges read at scrape time from the server answering it (its log's head, its fleet):
+/// appended to the process's recorded metrics rather than set in the process-wide recorder,
+/// where another server in the same process (tests run many) would overwrite them between
+/// setting and rendering.
+#[derive(Default)]
+pub struct Scrape {
+    text: String,
+    described: std::collections::BTreeSet<&'static str>,
+}
+
+impl Scrape {
+    /// One sample of gauge `name`; `labels` are (name, value) pairs.
+    pub fn gauge(&mut self, name: &'static str, help: &str, labels: &[(&str, &str)], value: f64) {
+        use std::fmt::Write;
+        if self.described.insert(name) {
+            let _ = writeln!(self.text, "# HELP {name} {help}\n# TYPE {name} gauge");
+        }
+        let labels: Vec<String> = labels
+            .iter()
+            .map(|(label, value)| {
+                let value = value
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                format!("{label}=\"{value}\"")
+            })
+            .collect();
+        let labels = match labels.is_empty() {
+            true => String::new(),
+            false => format!("{{{}}}", labels.join(",")),
+        };
+        let _ = writeln!(self.text, "{name}{labels} {value}");
+    }
+
+    /// The process's recorded metrics followed by these gauges.
+    pub fn render(self) -> String {
+        let mut text = render();
+        text.push_str(&self.text);
+        text
+    }
+}
+
 /// The `Content-Type` of [`render`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4";
 

@@ -31,19 +31,30 @@ async fn health(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
 /// Prometheus text: this service's request metrics, whether the log answers, and its head.
 /// Always 200, so a scrape sees the request metrics while the log is down.
 async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    let mut scrape = http_edge::metrics::Scrape::default();
     let up = match state.log.head().await {
         Ok(head) => {
-            metrics::gauge!("deployments_event_log_head").set(head.0 as f64);
+            scrape.gauge(
+                "deployments_event_log_head",
+                "The log's last position.",
+                &[],
+                head.0 as f64,
+            );
             1.0
         }
         Err(_) => 0.0,
     };
-    metrics::gauge!("deployments_event_log_up").set(up);
+    scrape.gauge(
+        "deployments_event_log_up",
+        "Whether the event log answers.",
+        &[],
+        up,
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,
             http_edge::metrics::CONTENT_TYPE,
         )],
-        http_edge::metrics::render(),
+        scrape.render(),
     )
 }

@@ -75,9 +75,15 @@ async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 /// fleet (devices and deployments by status). Always 200: a dependency that does not answer
 /// shows as `..._up 0` and its gauges keep their last values, so a scrape still sees the rest.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut scrape = http_edge::metrics::Scrape::default();
     let log_up = match state.log.head().await {
         Ok(head) => {
-            metrics::gauge!("deployments_event_log_head").set(head.0 as f64);
+            scrape.gauge(
+                "deployments_event_log_head",
+                "The log's last position.",
+                &[],
+                head.0 as f64,
+            );
             let followers = [
                 ("projection", Follower::Projection),
                 ("relay", Follower::Relay),
@@ -86,30 +92,56 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 let Ok(checkpoints) = state.read_models.checkpoints(follower).await else {
                     continue;
                 };
+                let (events, seconds) = match follower {
+                    Follower::Projection => (
+                        "deployments_projection_lag_events",
+                        "deployments_projection_lag_seconds",
+                    ),
+                    Follower::Relay => (
+                        "deployments_relay_lag_events",
+                        "deployments_relay_lag_seconds",
+                    ),
+                };
                 for Checkpoint { name, position } in checkpoints {
                     let lag = head.0.saturating_sub(position as u64);
                     let waiting = match lag {
                         0 => Ok(0.0),
                         _ => oldest_waiting(&state, position).await,
                     };
-                    let labels = [(kind, name)];
-                    metrics::gauge!(format!("deployments_{kind}_lag_events"), &labels)
-                        .set(lag as f64);
-                    if let Ok(seconds) = waiting {
-                        metrics::gauge!(format!("deployments_{kind}_lag_seconds"), &labels)
-                            .set(seconds);
+                    let labels = [(kind, name.as_str())];
+                    scrape.gauge(events, "Events not applied yet.", &labels, lag as f64);
+                    if let Ok(waiting) = waiting {
+                        scrape.gauge(
+                            seconds,
+                            "Age of the oldest event not applied yet.",
+                            &labels,
+                            waiting,
+                        );
                     }
                 }
             }
-            true
+            1.0
         }
-        Err(_) => false,
+        Err(_) => 0.0,
     };
-    metrics::gauge!("deployments_event_log_up").set(if log_up { 1.0 } else { 0.0 });
-    let mut read_models_up = true;
-    for (counted, metric) in [
-        (Counted::Devices, "deployments_devices"),
-        (Counted::Deployments, "deployments_deployments"),
+    scrape.gauge(
+        "deployments_event_log_up",
+        "Whether the event log answers.",
+        &[],
+        log_up,
+    );
+    let mut read_models_up = 1.0;
+    for (counted, metric, help) in [
+        (
+            Counted::Devices,
+            "deployments_devices",
+            "Devices by admission status, every tenant.",
+        ),
+        (
+            Counted::Deployments,
+            "deployments_deployments",
+            "Deployments by status, every tenant.",
+        ),
     ] {
         match state.read_models.counts_by_status(counted).await {
             Ok(counts) => {
@@ -118,19 +150,24 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                         .iter()
                         .find(|(counted, _)| counted == status)
                         .map_or(0, |(_, count)| *count);
-                    metrics::gauge!(metric, "status" => *status).set(count as f64);
+                    scrape.gauge(metric, help, &[("status", status)], count as f64);
                 }
             }
-            Err(_) => read_models_up = false,
+            Err(_) => read_models_up = 0.0,
         }
     }
-    metrics::gauge!("deployments_read_models_up").set(if read_models_up { 1.0 } else { 0.0 });
+    scrape.gauge(
+        "deployments_read_models_up",
+        "Whether the read models answer.",
+        &[],
+        read_models_up,
+    );
     (
         [(
             axum::http::header::CONTENT_TYPE,
             http_edge::metrics::CONTENT_TYPE,
         )],
-        http_edge::metrics::render(),
+        scrape.render(),
     )
 }
 
