@@ -186,6 +186,10 @@ pub const MIN_FINISHED_DEVICES: u64 = 10;
 /// a shorter one would fail devices that are merely busy.
 pub const MIN_DEVICE_TIMEOUT: i64 = 60;
 
+/// The longest device timeout, a year: longer is no timeout at all, and a bound keeps the
+/// deadline (last change plus timeout) within what a timestamp can hold.
+pub const MAX_DEVICE_TIMEOUT: i64 = 365 * 24 * 60 * 60;
+
 /// The most retries a deployment may give a device, as Mender Enterprise allows.
 pub const MAX_RETRIES: i64 = 10;
 
@@ -210,10 +214,12 @@ impl PolicyRequest {
         };
         let device_timeout_seconds = match self.device_timeout_seconds {
             None => None,
-            Some(seconds) if seconds >= MIN_DEVICE_TIMEOUT => Some(seconds as u64),
+            Some(seconds) if (MIN_DEVICE_TIMEOUT..=MAX_DEVICE_TIMEOUT).contains(&seconds) => {
+                Some(seconds as u64)
+            }
             Some(_) => {
                 return Err(format!(
-                    "policy.device_timeout_seconds: at least {MIN_DEVICE_TIMEOUT}"
+                    "policy.device_timeout_seconds: between {MIN_DEVICE_TIMEOUT} and {MAX_DEVICE_TIMEOUT}"
                 ))
             }
         };

@@ -2,7 +2,9 @@
 # The API as a black box, with curl and jq: artifacts (upload, refused upload, list, read,
 # download link and its bytes), a deployment through a device's whole life (next by POST and
 # GET, status reports to success, a log), statistics, the paged and searched list, an abort
-# and the 409 a device gets after it, 401/403/404, and the audit feed (pages and live tail).
+# and the 409 a device gets after it, 401/403/404, the audit feed (pages and live tail), and a
+# failure policy pausing a rollout of devices admitted through the API (history, simulate,
+# resume).
 # Every step asserts; the first failure stops the run with its request and answer.
 #
 #   scripts/clients/api-suite.sh [SERVER_BINARY]   # an embedded server it starts itself
@@ -267,5 +269,93 @@ curl -s -N --max-time 3 -H "Authorization: Bearer $TOKEN" -H "Last-Event-ID: $((
   -o "$WORK/tail" "$BASE_URL$MANAGEMENT/events/stream" || true
 check "the live tail streams the creation at once" grep -q "^id: *$CREATED_AT\$" "$WORK/tail"
 check "... as a DeploymentCreated event" grep -q '^event: *DeploymentCreated$' "$WORK/tail"
+
+# --- a failure policy, on devices admitted through the API -------------------------------------
+# Devices are admitted as a real fleet is: each preauthorized with its own key, then asking
+# for its token with a signed auth request. Admission has one tenant, so this part acts in it:
+# the embedded server's user token is there already; with HS256_SECRET one is minted for it.
+if [ -n "$EMBEDDED" ]; then
+  FLEET_TOKEN=$TOKEN
+elif [ -n "${HS256_SECRET:-}" ]; then
+  FLEET_TOKEN=$(TENANT='' hs256_token admin user)
+else
+  FLEET_TOKEN=
+  log "no user token of the admission tenant (set HS256_SECRET): the failure policy part is left out"
+fi
+if [ -n "$FLEET_TOKEN" ]; then
+  need openssl openssl
+  fleet() { request "$FLEET_TOKEN" "$1" "$BASE_URL$2" "${@:3}"; }
+  fleet_json() { fleet "$1" "$2" -H 'Content-Type: application/json' --data-binary "$3"; }
+  FLEET=()
+  declare -A FLEET_TOKENS=()
+  # admit N: an Ed25519 key, preauthorized through deviceauth, then a signed auth request.
+  admit() {
+    local identity key="$WORK/fleet-$1.key" id body signature
+    identity=$(jq -cn --arg mac "suite-$RUN-$1" '{mac: $mac}')
+    openssl genpkey -algorithm ed25519 -out "$key" 2>/dev/null
+    expect_status "preauthorizing fleet device $1" 201 "$(fleet_json POST /api/management/v2/devauth/devices \
+      "$(jq -cn --arg identity "$identity" --arg key "$(openssl pkey -in "$key" -pubout)" \
+        '{identity_data: ($identity | fromjson), pubkey: $key}')")"
+    id=$(header location | sed 's#.*/##')
+    body=$(jq -cn --arg identity "$identity" --arg key "$(openssl pkey -in "$key" -pubout)" \
+      '{id_data: $identity, pubkey: $key, tenant_token: ""}')
+    printf '%s' "$body" >"$WORK/auth-request"
+    signature=$(openssl pkeyutl -sign -rawin -inkey "$key" -in "$WORK/auth-request" | base64 -w0)
+    expect_status "fleet device $1 asks for its token" 200 \
+      "$(request "" POST "$BASE_URL/api/devices/v1/authentication/auth_requests" \
+        -H 'Content-Type: application/json' -H "X-MEN-Signature: $signature" --data-binary "@$WORK/auth-request")"
+    FLEET+=("$id")
+    FLEET_TOKENS[$id]=$(cat "$WORK/body")
+  }
+  as_fleet_device() {
+    local body=()
+    [ $# -lt 4 ] || body=(-H 'Content-Type: application/json' --data-binary "$4")
+    request "${FLEET_TOKENS[$1]}" "$2" "$BASE_URL$DEVICES$3" "${body[@]}"
+  }
+  for n in $(seq 1 12); do admit "$n"; done
+  check "twelve devices admitted, each with a token of its own" [ "${#FLEET_TOKENS[@]}" = 12 ]
+  # The admission tenant may be the suite's own (the embedded server): upload where missing.
+  expect_status "the artifact where the fleet is" 200 "$(fleet GET "$MANAGEMENT/artifacts/list?name=$NAME")"
+  if [ "$(header x-total-count)" = 0 ]; then
+    expect_status "uploading $NAME where the fleet is" 201 \
+      "$(fleet POST "$MANAGEMENT/artifacts" -F "artifact=@$WORK/release.mender")"
+  fi
+
+  POLICY='{"failure_threshold_percent": 20, "min_finished_devices": 10, "on_threshold": "pause"}'
+  expect_mender_error "a policy with a key of its own" 400 "$(fleet_json POST "$MANAGEMENT/deployments" \
+    "$(jq -cn --arg a "$NAME" '{name: "x", artifact_name: $a, devices: ["d"], policy: {failure_threshold_percent: 20, colour: "red"}}')")"
+  expect_json "... naming it" '.error | contains("colour")'
+  expect_status "a deployment to the twelve, paused at 20 % failures of 10" 201 "$(fleet_json POST "$MANAGEMENT/deployments" \
+    "$(jq -cn --arg n "$NAME-policed" --arg a "$NAME" --argjson p "$POLICY" \
+      '{name: $n, artifact_name: $a, devices: $ARGS.positional, policy: $p}' --args "${FLEET[@]}")")"
+  POLICED=$(last_id)
+  # Three of the first ten fail: 30 % once ten have finished.
+  for n in $(seq 0 9); do
+    device=${FLEET[$n]}
+    outcome=success
+    [ "$n" -ge 3 ] || outcome=failure
+    expect_status "fleet device $((n + 1)) gets the deployment" 200 \
+      "$(as_fleet_device "$device" POST /next "$(running_release)")"
+    expect_status "fleet device $((n + 1)) reports $outcome" 204 \
+      "$(as_fleet_device "$device" PUT "/$POLICED/status" "{\"status\": \"$outcome\"}")"
+  done
+  expect_status "the eleventh device asks" 204 "$(as_fleet_device "${FLEET[10]}" POST /next "$(running_release)")"
+  expect_status "the policed deployment" 200 "$(fleet GET "$MANAGEMENT/deployments/$POLICED")"
+  expect_json "it paused itself, naming the counts" \
+    '.paused == true and .pause_cause.kind == "policy" and .pause_cause.finished == 10 and .pause_cause.failed == 3
+     and .policy_trip.failure_percent == 30'
+  MANAGEMENT_V2=/api/management/v2/deployments
+  expect_status "a failed device's history" 200 \
+    "$(fleet GET "$MANAGEMENT_V2/deployments/$POLICED/devices/${FLEET[0]}/history")"
+  expect_json "its last change is its own failure report" \
+    '.[-1].status == "failure" and .[-1].cause.kind == "device_report"'
+  expect_status "the policy tried on the recorded rollout" 200 \
+    "$(fleet_json POST "$MANAGEMENT_V2/deployments/$POLICED/simulate" "{\"policy\": $POLICY}")"
+  expect_json "it trips where the live one did" '.tripped == true and .at.finished == 10 and .at.failed == 3'
+  expect_status "a second pause" 409 "$(fleet POST "$MANAGEMENT_V2/deployments/$POLICED/pause")"
+  expect_status "resuming" 204 "$(fleet POST "$MANAGEMENT_V2/deployments/$POLICED/resume")"
+  expect_status "the eleventh device asks again" 200 "$(as_fleet_device "${FLEET[10]}" POST /next "$(running_release)")"
+  expect_json "and gets the deployment" ".id == \"$POLICED\""
+fi
 
 summary

@@ -477,8 +477,9 @@ pub fn decide_policy(
         return None;
     }
     let newly_final = !deployment.finished_devices.contains(device);
-    if deployment.dynamic.is_none()
-        && deployment.finished_devices.len() + usize::from(newly_final) >= deployment.device_count
+    if deployment
+        .devices_to_finish()
+        .is_some_and(|count| deployment.finished_devices.len() + usize::from(newly_final) >= count)
     {
         return None;
     }

@@ -118,10 +118,16 @@ impl DeploymentInfo {
             .as_ref()
             .and_then(|policy| policy.device_timeout_seconds)
             .filter(|_| !self.aborted)
-            .map(|seconds| chrono::Duration::seconds(seconds as i64));
+            .and_then(|seconds| chrono::TimeDelta::try_seconds(i64::try_from(seconds).ok()?));
+        // A deadline past what a timestamp holds (a policy recorded before timeouts were
+        // bounded) never comes: it must not stop the checks of every other deployment.
         self.in_flight
             .iter()
-            .filter(move |(_, (_, since))| timeout.is_some_and(|timeout| *since + timeout <= now))
+            .filter(move |(_, (_, since))| {
+                timeout
+                    .and_then(|timeout| since.checked_add_signed(timeout))
+                    .is_some_and(|deadline| deadline <= now)
+            })
             .map(|(device, (status, since))| (device.as_str(), *status, *since))
     }
 
@@ -142,14 +148,18 @@ impl DeploymentInfo {
     /// Finished once aborted or once every targeted device is in a final state; a dynamic
     /// deployment once `max_devices` devices are, and without it only when aborted.
     pub fn finished(&self) -> bool {
-        if self.aborted {
-            return true;
-        }
+        self.aborted
+            || self
+                .devices_to_finish()
+                .is_some_and(|count| self.finished_devices.len() >= count)
+    }
+
+    /// How many devices finishing ends it: every targeted device, a dynamic deployment's
+    /// `max_devices`, or none (a dynamic deployment without it ends only when aborted).
+    pub fn devices_to_finish(&self) -> Option<usize> {
         match &self.dynamic {
-            Some(dynamic) => dynamic
-                .max_devices
-                .is_some_and(|max| self.finished_devices.len() as u64 >= max),
-            None => self.finished_devices.len() >= self.device_count,
+            Some(dynamic) => dynamic.max_devices.map(|max| max as usize),
+            None => Some(self.device_count),
         }
     }
 }

@@ -733,6 +733,16 @@ async fn a_phase_admits_its_batch_and_others_wait(server: TestServer) {
             "{device}"
         );
     }
+    // Each device's entry says it came in through a phase.
+    for device in &devices {
+        let (status, changes) = history(&fleet, &id, device).await;
+        assert_eq!(status, 200, "{changes}");
+        assert_eq!(changes[0]["cause"]["kind"], "phase", "{device}: {changes}");
+        assert!(
+            !changes[0]["cause"]["detail"]["phase"].is_null(),
+            "{device}: {changes}"
+        );
+    }
     let (status, body) = fleet.pause_or_resume(&id, "phases/next").await;
     assert_eq!(
         (status, body["error"].as_str()),
@@ -979,15 +989,22 @@ async fn as_of_shows_a_deployment_as_it_was(server: TestServer) {
 /// One command of a random session through the API.
 #[derive(Debug, Clone)]
 enum Command {
-    /// A deployment of `release-2` or `release-3` to the devices picked, with 0 to 2 retries.
+    /// A deployment of `release-2` or `release-3` to the devices picked, with 0 to 2 retries,
+    /// and maybe a failure policy that pauses or aborts at half of them failed.
     Create {
         targets: Vec<bool>,
         release: usize,
         retries: usize,
+        policy: Option<&'static str>,
     },
     /// An abort of one of the session's deployments, if it has any.
     Abort {
         pick: usize,
+    },
+    /// An operator's pause or resume of one of the session's deployments, if it has any.
+    PauseOrResume {
+        pick: usize,
+        resume: bool,
     },
     Decommission {
         device: usize,
@@ -1014,9 +1031,21 @@ const REPORTS: [&str; 6] = [
 fn sessions() -> impl proptest::strategy::Strategy<Value = Vec<Command>> {
     use proptest::prelude::*;
     let command = prop_oneof![
-        2 => (proptest::collection::vec(any::<bool>(), SESSION_DEVICES), 0..2usize, 0..3usize)
-            .prop_map(|(targets, release, retries)| Command::Create { targets, release, retries }),
+        2 => (
+            proptest::collection::vec(any::<bool>(), SESSION_DEVICES),
+            0..2usize,
+            0..3usize,
+            proptest::option::of(prop_oneof![Just("pause"), Just("abort")]),
+        )
+            .prop_map(|(targets, release, retries, policy)| Command::Create {
+                targets,
+                release,
+                retries,
+                policy
+            }),
         1 => any::<usize>().prop_map(|pick| Command::Abort { pick }),
+        1 => (any::<usize>(), any::<bool>())
+            .prop_map(|(pick, resume)| Command::PauseOrResume { pick, resume }),
         1 => (0..SESSION_DEVICES).prop_map(|device| Command::Decommission { device }),
         6 => (0..SESSION_DEVICES, 0..DEVICE_TYPES.len(), 0..REPORTS.len()).prop_map(
             |(device, device_type, report)| Command::Poll {
@@ -1041,6 +1070,7 @@ async fn run_session(fleet: &Fleet, session: usize, commands: &[Command]) -> Vec
                 targets,
                 release,
                 retries,
+                policy,
             } => {
                 let targets: Vec<&str> = devices
                     .iter()
@@ -1052,11 +1082,14 @@ async fn run_session(fleet: &Fleet, session: usize, commands: &[Command]) -> Vec
                     continue;
                 }
                 let artifact = ["release-2", "release-3"][*release];
-                let (status, _, id) = fleet
-                    .create(json!({"name": format!("random-{session}-{step}"), "artifact_name": artifact,
-                                   "devices": targets, "retries": retries}))
-                    .await;
-                assert_eq!(status, 201);
+                let mut body = json!({"name": format!("random-{session}-{step}"), "artifact_name": artifact,
+                                      "devices": targets, "retries": retries});
+                if let Some(on_threshold) = policy {
+                    body["policy"] = json!({"failure_threshold_percent": 50, "min_finished_devices": 1,
+                                            "on_threshold": on_threshold});
+                }
+                let (status, answer, id) = fleet.create(body).await;
+                assert_eq!(status, 201, "{answer}");
                 deployments.push(id.unwrap());
             }
             Command::Abort { pick } => {
@@ -1065,6 +1098,15 @@ async fn run_session(fleet: &Fleet, session: usize, commands: &[Command]) -> Vec
                 }
                 let id = &deployments[pick % deployments.len()];
                 assert!([204, 422].contains(&fleet.abort(id, json!({"status": "aborted"})).await));
+            }
+            Command::PauseOrResume { pick, resume } => {
+                if deployments.is_empty() {
+                    continue;
+                }
+                let id = &deployments[pick % deployments.len()];
+                let action = if *resume { "resume" } else { "pause" };
+                let (status, body) = fleet.pause_or_resume(id, action).await;
+                assert!([204, 409, 422].contains(&status), "{action}: {status} {body}");
             }
             Command::Decommission { device } => {
                 let device = &devices[*device];
@@ -1249,7 +1291,9 @@ async fn a_paused_deployment_serves_only_devices_already_updating(server: TestSe
     let head = fleet.server.head().await;
     for (target, action, code) in [
         (uuid::Uuid::new_v4().to_string(), "pause", 404),
+        (uuid::Uuid::new_v4().to_string(), "resume", 404),
         ("not-an-id".to_owned(), "pause", 400),
+        ("not-an-id".to_owned(), "resume", 400),
         (id.clone(), "resume", 409),
     ] {
         let (status, body) = fleet.pause_or_resume(&target, action).await;
@@ -1260,7 +1304,13 @@ async fn a_paused_deployment_serves_only_devices_already_updating(server: TestSe
     assert_eq!(fleet.deployment(&id).await["paused"], false);
 
     assert_eq!(fleet.pause_or_resume(&id, "pause").await.0, 204);
-    assert_eq!(fleet.pause_or_resume(&id, "pause").await.0, 409);
+    let head = fleet.server.head().await;
+    let (status, body) = fleet.pause_or_resume(&id, "pause").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("Deployment already paused"))
+    );
+    assert_eq!(fleet.server.head().await, head, "a second pause records nothing");
     let deployment = fleet.deployment(&id).await;
     assert_eq!(deployment["paused"], true);
     assert_eq!(deployment["pause_cause"]["kind"], "operator");
@@ -1290,6 +1340,22 @@ async fn a_paused_deployment_serves_only_devices_already_updating(server: TestSe
         (status, body["error"].as_str()),
         (422, Some("Deployment already finished"))
     );
+
+    // A deployment that finished by its devices' reports is as finished as an aborted one.
+    let done = fleet.deploy("done", "release-2", &["d3"]).await;
+    assert_eq!(fleet.next("d3", "release-1", "pi").await.0, 200);
+    assert_eq!(fleet.report("d3", &done, "success").await.0, 204);
+    assert_eq!(fleet.deployment(&done).await["status"], "finished");
+    let head = fleet.server.head().await;
+    for action in ["pause", "resume"] {
+        let (status, body) = fleet.pause_or_resume(&done, action).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (422, Some("Deployment already finished")),
+            "{action}"
+        );
+    }
+    assert_eq!(fleet.server.head().await, head, "refusals record nothing");
 }
 
 /// The device's entry in a deployment, from the management device list.
@@ -1786,6 +1852,15 @@ async fn a_failure_policy_pauses_or_aborts_the_rollout(server: TestServer) {
         ),
         (
             json!({"failure_threshold_percent": 20, "device_timeout_seconds": 59}),
+            "policy.device_timeout_seconds",
+        ),
+        (
+            json!({"failure_threshold_percent": 20, "device_timeout_seconds": 31_536_001}),
+            "policy.device_timeout_seconds",
+        ),
+        // Past what a deadline can be computed for: refused, not left to stop the checks.
+        (
+            json!({"failure_threshold_percent": 20, "device_timeout_seconds": 10_000_000_000_000_000_i64}),
             "policy.device_timeout_seconds",
         ),
         (

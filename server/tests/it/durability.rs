@@ -681,11 +681,9 @@ async fn failed_logins_are_logged_with_the_address_and_throttled() {
     );
 }
 
-/// Every `DeviceDeploymentTimedOut` in the embedded log, by device.
-async fn timeouts_in_log(data: &Path) -> Vec<String> {
-    let log = event_log::open_log(&format!("sqlite://{}", data.join("events.db").display()), 1)
-        .await
-        .unwrap();
+/// Every `DeviceDeploymentTimedOut` in the log, by device.
+async fn timeouts_in_log(log_url: &str) -> Vec<String> {
+    let log = event_log::open_log(log_url, 1).await.unwrap();
     let mut devices = Vec::new();
     let mut after = events::Position::START;
     loop {
@@ -702,45 +700,85 @@ async fn timeouts_in_log(data: &Path) -> Vec<String> {
     devices
 }
 
-/// Device timeouts come from the log: an entry times out while the server runs after a
-/// restart that loaded it from the log, and one whose deadline passed while the server was
-/// down times out right after the next start; neither ever twice, however often the process
-/// is killed; and a timeout counts towards retries.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn device_timeouts_fire_from_the_log_exactly_once_across_kills() {
-    let data = tempfile::tempdir().unwrap();
-    let files = tempfile::tempdir().unwrap();
-    let settings = [("DEPLOYMENTS_ROLLOUT_CHECK_MS", "300")];
-    let mut server = ServerProcess::start(data.path(), &settings).await;
-    let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
-    assert_eq!(server.upload(&release).await.0, 201);
+/// Creates a deployment as the administrator: its id.
+async fn create_deployment(server: &ServerProcess, body: Value) -> String {
     let response = reqwest::Client::new()
         .post(server.url(&format!("{MANAGEMENT}/deployments")))
         .bearer_auth(server.admin())
-        .json(
-            &json!({"name": "stuck", "artifact_name": "release-1", "devices": ["t1", "t2"],
-                      "retries": 1,
-                      "policy": {"failure_threshold_percent": 100, "device_timeout_seconds": 60}}),
-        )
+        .json(&body)
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
-    let id = response.headers()["location"]
+    response.headers()["location"]
         .to_str()
         .unwrap()
         .rsplit('/')
         .next()
         .unwrap()
-        .to_owned();
+        .to_owned()
+}
+
+/// The kinds of the causes of a device's entry's changes, oldest first.
+async fn history_causes(server: &ServerProcess, id: &str, device: &str) -> Vec<String> {
+    let (status, changes) = server
+        .get(&format!(
+            "/api/management/v2/deployments/deployments/{id}/devices/{device}/history"
+        ))
+        .await;
+    assert_eq!(status, 200, "{changes}");
+    changes
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|change| change["cause"]["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Device timeouts come from the log: an entry times out while the server runs after a
+/// restart that loaded it from the log, and one whose deadline passed while the server was
+/// down times out right after the next start; neither ever twice, however often the process
+/// is killed; a timeout counts towards retries and trips a failure policy; each entry's
+/// history names it; and a rebuild from the log gives the same answers.
+async fn device_timeouts_fire_from_the_log_exactly_once_across_kills(postgres: bool) {
+    let data = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let log_url = if postgres {
+        event_log::conformance::fresh_postgres_url().await
+    } else {
+        format!("sqlite://{}", data.path().join("events.db").display())
+    };
+    let mut settings = vec![("DEPLOYMENTS_ROLLOUT_CHECK_MS", "300")];
+    if postgres {
+        settings.push(("DEPLOYMENTS_EVENT_LOG_URL", &log_url));
+        settings.push(("DEPLOYMENTS_READ_MODELS_URL", &log_url));
+    }
+    let mut server = ServerProcess::start(data.path(), &settings).await;
+    let release = rootfs_artifact(files.path(), "release-1", &["pi"], 16 * 1024);
+    assert_eq!(server.upload(&release).await.0, 201);
+    let id = create_deployment(
+        &server,
+        json!({"name": "stuck", "artifact_name": "release-1", "devices": ["t1", "t2"],
+               "retries": 1,
+               "policy": {"failure_threshold_percent": 100, "device_timeout_seconds": 60}}),
+    )
+    .await;
+    // t3's timeout is its final attempt: one failed of one finished trips this policy.
+    let policed = create_deployment(
+        &server,
+        json!({"name": "policed", "artifact_name": "release-1", "devices": ["t3", "t4"],
+               "policy": {"failure_threshold_percent": 50, "min_finished_devices": 1,
+                          "device_timeout_seconds": 60}}),
+    )
+    .await;
     let client = reqwest::Client::new();
-    let start = |server: &ServerProcess, device: &'static str, status: &'static str| {
+    let start = |server: &ServerProcess, id: &str, device: &'static str, status: &'static str| {
         let (client, server_url, token) = (
             client.clone(),
             server.url(DEVICE),
             server.token(device, TokenKind::Device),
         );
-        let id = id.clone();
+        let id = id.to_owned();
         async move {
             let next = client
                 .post(format!("{server_url}/next"))
@@ -785,7 +823,8 @@ async fn device_timeouts_fire_from_the_log_exactly_once_across_kills() {
     let timed_out = |entry: &Value| entry["status"] == "failure" && entry["substate"] == "timeout";
 
     let t0 = Instant::now();
-    start(&server, "t1", "downloading").await;
+    start(&server, &id, "t1", "downloading").await;
+    start(&server, &policed, "t3", "downloading").await;
     server.kill();
     server.restart().await;
     tokio::time::sleep(Duration::from_secs(35).saturating_sub(t0.elapsed())).await;
@@ -793,7 +832,7 @@ async fn device_timeouts_fire_from_the_log_exactly_once_across_kills() {
     // The restart re-read when t1 last changed from the log: it has not timed out early.
     let t1 = entry(&server, "t1").await;
     assert_eq!(t1["status"], "downloading", "{t1}");
-    start(&server, "t2", "installing").await;
+    start(&server, &id, "t2", "installing").await;
 
     // t1 times out while the server runs, about 60 s after its report.
     let t1 = loop {
@@ -828,7 +867,7 @@ async fn device_timeouts_fire_from_the_log_exactly_once_across_kills() {
     server.kill();
     server.restart().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(timeouts_in_log(data.path()).await, ["t1", "t2"]);
+    assert_eq!(timeouts_in_log(&log_url).await, ["t1", "t2", "t3"]);
     let statistics = server
         .get(&format!("{MANAGEMENT}/deployments/{id}/statistics"))
         .await
@@ -850,4 +889,59 @@ async fn device_timeouts_fire_from_the_log_exactly_once_across_kills() {
         .unwrap();
     assert_eq!(next.status(), 200);
     assert_eq!(entry(&server, "t1").await["attempts"], 2);
+    assert_eq!(
+        history_causes(&server, &id, "t1").await,
+        ["device_report", "device_report", "timeout", "retry"]
+    );
+
+    // t3's timeout, its final attempt, paused its deployment by the policy.
+    let (_, deployment) = server
+        .get(&format!("{MANAGEMENT}/deployments/{policed}"))
+        .await;
+    assert_eq!(deployment["paused"], true, "{deployment}");
+    assert_eq!(deployment["pause_cause"]["kind"], "policy", "{deployment}");
+    assert_eq!(
+        deployment["policy_trip"],
+        json!({"finished": 1, "failed": 1, "failure_percent": 100.0})
+    );
+    assert_eq!(
+        history_causes(&server, &policed, "t3").await,
+        ["device_report", "device_report", "timeout"]
+    );
+
+    // A rebuild from the log answers as the live read models did.
+    let paths: Vec<String> = [&id, &policed]
+        .into_iter()
+        .flat_map(|deployment| {
+            [
+                format!("{MANAGEMENT}/deployments/{deployment}"),
+                format!("{MANAGEMENT}/deployments/{deployment}/statistics"),
+                format!("{MANAGEMENT}/deployments/{deployment}/devices"),
+            ]
+        })
+        .collect();
+    async fn answers(server: &ServerProcess, paths: &[String]) -> Vec<(u16, Value)> {
+        let mut answers = Vec::new();
+        for path in paths {
+            answers.push(server.get(path).await);
+        }
+        answers
+    }
+    let live = answers(&server, &paths).await;
+    server.kill();
+    let (rebuilt, said) = server.run(&["rebuild"]);
+    assert!(rebuilt, "{said}");
+    server.restart().await;
+    assert_eq!(answers(&server, &paths).await, live);
+    assert_eq!(timeouts_in_log(&log_url).await, ["t1", "t2", "t3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_timeouts_fire_from_the_log_exactly_once_across_kills_on_sqlite() {
+    device_timeouts_fire_from_the_log_exactly_once_across_kills(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_timeouts_fire_from_the_log_exactly_once_across_kills_on_postgres() {
+    device_timeouts_fire_from_the_log_exactly_once_across_kills(true).await
 }

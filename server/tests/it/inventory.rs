@@ -749,6 +749,11 @@ async fn deployments_go_to_a_group_and_to_all_devices_accepted_at_creation(postg
         ("/group/lab", json!({"name": "x", "artifact_name": "release-9", "devices": [ids[0]]}), 400,
          "The deployment for group constructor should have neither list of devices nor all_devices flag set"),
         ("/group/lab", json!({"name": "x", "artifact_name": "missing"}), 422, "No artifact for the deployment"),
+        ("/group/lab", json!({"name": "x", "artifact_name": "release-9", "retries": -1}), 400,
+         "retries: between 0 and 10"),
+        ("/group/lab", json!({"name": "x", "artifact_name": "release-9",
+                              "policy": {"failure_threshold_percent": 10, "device_timeout_seconds": 31536001}}), 400,
+         "policy.device_timeout_seconds: between 60 and 31536000"),
         ("", json!({"name": "x", "artifact_name": "release-9", "all_devices": true, "devices": [ids[0]]}), 400,
          "Invalid deployments definition: list of devices provided togheter with all_devices flag"),
         ("", json!({"name": "x", "artifact_name": "missing", "all_devices": true}), 422, "No artifact for the deployment"),
@@ -762,7 +767,8 @@ async fn deployments_go_to_a_group_and_to_all_devices_accepted_at_creation(postg
     let (status, body, id) = create(
         &server,
         "/group/lab",
-        json!({"name": "lab rollout", "artifact_name": "release-9"}),
+        json!({"name": "lab rollout", "artifact_name": "release-9", "retries": 3,
+               "policy": {"failure_threshold_percent": 10, "device_timeout_seconds": 3600}}),
     )
     .await;
     assert_eq!(status, 201, "{body}");
@@ -775,6 +781,12 @@ async fn deployments_go_to_a_group_and_to_all_devices_accepted_at_creation(postg
     .await;
     assert_eq!(deployment["max_devices"], 1);
     assert_eq!(deployment["groups"], json!(["lab"]));
+    assert_eq!(deployment["retries"], 3);
+    assert_eq!(
+        deployment["policy"],
+        json!({"failure_threshold_percent": 10, "min_finished_devices": 10,
+               "on_threshold": "pause", "device_timeout_seconds": 3600})
+    );
 
     // Every accepted device; one accepted later does not join.
     let (status, body, id) = create(
@@ -835,12 +847,16 @@ async fn next(server: &TestServer, device: &Admitted) -> Result<String, u16> {
 }
 
 async fn finish(server: &TestServer, device: &Admitted, deployment: &str) {
+    finish_in(server, device, deployment, "success").await
+}
+
+async fn finish_in(server: &TestServer, device: &Admitted, deployment: &str, outcome: &str) {
     let (status, _, body) = send(
         server,
         Method::PUT,
         &format!("/api/devices/v1/deployments/device/deployments/{deployment}/status"),
         &device.token,
-        Some(json!({"status": "success"})),
+        Some(json!({"status": outcome})),
         &[],
     )
     .await;
@@ -926,6 +942,15 @@ async fn dynamic_deployments_take_the_devices_that_match_when_they_ask(postgres:
             400,
         ),
         (
+            json!({"name": "x", "artifact_name": "release-7", "filter_id": filter_id,
+                   "policy": {"failure_threshold_percent": 101}}),
+            400,
+        ),
+        (
+            json!({"name": "x", "artifact_name": "release-7", "filter_id": filter_id, "retries": 11}),
+            400,
+        ),
+        (
             json!({"name": "x", "artifact_name": "missing", "filter_id": filter_id}),
             422,
         ),
@@ -936,9 +961,12 @@ async fn dynamic_deployments_take_the_devices_that_match_when_they_ask(postgres:
     }
     assert_eq!(server.head().await, head);
 
-    // Takes two devices; b does not match until its tier changes.
+    // Takes two devices; b does not match until its tier changes. Its policy would trip at
+    // b's failure (one of two), but that report finishes the deployment's last seat.
+    let policy = json!({"failure_threshold_percent": 50, "min_finished_devices": 1, "on_threshold": "pause"});
     let (status, headers, body) = send(&server, Method::POST, v2, &server.admin(),
-        Some(json!({"name": "beta rollout", "artifact_name": "release-7", "filter_id": filter_id, "max_devices": 2})), &[]).await;
+        Some(json!({"name": "beta rollout", "artifact_name": "release-7", "filter_id": filter_id,
+                    "max_devices": 2, "policy": policy, "retries": 0})), &[]).await;
     assert_eq!(status, 201, "{body}");
     let id = headers["location"]
         .to_str()
@@ -960,6 +988,8 @@ async fn dynamic_deployments_take_the_devices_that_match_when_they_ask(postgres:
         json!({"id": filter_id, "name": "beta", "terms": beta})
     );
     assert_eq!(deployment["max_devices"], 2);
+    assert_eq!(deployment["policy"], policy);
+    assert_eq!(deployment["retries"], 0);
 
     assert_eq!(next(&server, &b).await, Err(204), "b is stable");
     assert_eq!(next(&server, &a).await.as_deref(), Ok(id.as_str()));
@@ -996,7 +1026,7 @@ async fn dynamic_deployments_take_the_devices_that_match_when_they_ask(postgres:
     );
 
     finish(&server, &a, &id).await;
-    finish(&server, &b, &id).await;
+    finish_in(&server, &b, &id, "failure").await;
     let (_, deployment) = admin(
         &server,
         Method::GET,
@@ -1005,6 +1035,8 @@ async fn dynamic_deployments_take_the_devices_that_match_when_they_ask(postgres:
     )
     .await;
     assert_eq!(deployment["status"], "finished", "{deployment}");
+    assert_eq!(deployment["paused"], false, "{deployment}");
+    assert!(deployment.get("policy_trip").is_none(), "{deployment}");
     assert_eq!(next(&server, &c).await, Err(204));
 
     // Deleting the filter leaves the deployment's copy.

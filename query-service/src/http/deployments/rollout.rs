@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::super::AppState;
 use crate::error::{parse_id, ApiError};
-use crate::rollout::{self, Change, Simulation};
+use crate::rollout::{self, Change, RecordedRollout, Simulation};
 
 /// Events read from the log per page.
 const PAGE: usize = 1000;
@@ -97,7 +97,9 @@ pub async fn simulate(
         streams: Vec::new(),
         event_types: Vec::new(),
     };
-    let mut events: Vec<RecordedEvent> = Vec::new();
+    // Each page is folded and let go: what is kept is a few words per device, not the
+    // events (the creation alone holds the whole device list).
+    let mut recorded = RecordedRollout::new(deployment);
     let mut after = Position::START;
     loop {
         let page = state
@@ -106,8 +108,7 @@ pub async fn simulate(
             .await?;
         let Some(last) = page.last() else { break };
         after = last.position;
-        // Only what the simulation folds is kept: logs and admissions are left behind.
-        events.extend(page.into_iter().filter(|event| {
+        for event in page.iter().filter(|event| {
             matches!(
                 event.event_type.as_str(),
                 "DeploymentCreated"
@@ -116,10 +117,13 @@ pub async fn simulate(
                     | "DeviceDeploymentTimedOut"
                     | "DeviceDeploymentRetried"
             ) && !is_unfinished_report(event)
-        }));
+        }) {
+            recorded
+                .fold(event)
+                .map_err(|error| ApiError::Internal(error.into()))?;
+        }
     }
-    let simulation = rollout::simulate(deployment, &events, &policy, retries)
-        .map_err(|error| ApiError::Internal(error.into()))?;
+    let simulation = recorded.simulate(&policy, retries);
     Ok(Json(simulation))
 }
 

@@ -102,6 +102,26 @@ impl ServerProcess {
         self.wait_until_alive().await;
     }
 
+    /// Runs a subcommand of the binary (`rebuild`, `backup ...`) on the same data directory
+    /// and settings, the server stopped or not: whether it succeeded, and what it said.
+    pub fn run(&self, arguments: &[&str]) -> (bool, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_deployments"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DEPLOYMENTS_DATA_DIR", &self.data_dir)
+            .env("DEPLOYMENTS_AUTH__HS256_SECRET", SECRET)
+            .args(arguments);
+        for (key, value) in &self.environment {
+            command.env(key, value);
+        }
+        let output = command.output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
     /// Starts the process again without waiting for it to answer.
     pub fn restart_in_background(&mut self) {
         assert!(self.child.is_none(), "stop the process first");
