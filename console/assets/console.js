@@ -47,12 +47,13 @@
       });
   }
 
-  // The audit page appends each new event that passes its filters.
+  // The audit page appends each new event that passes its filters, as the API filters: a
+  // stream name that starts with the stream filter, a type equal to the type filter.
   const followed = document.querySelector("table[data-follow] tbody");
   function follow(event) {
     const table = followed.parentElement;
-    if (event.stream.indexOf(table.dataset.stream) === -1) return;
-    if (event.event_type.indexOf(table.dataset.type) === -1) return;
+    if (event.stream.indexOf(table.dataset.stream) !== 0) return;
+    if (table.dataset.type && event.event_type !== table.dataset.type) return;
     const row = document.createElement("tr");
     [String(event.position), event.occurred_at, event.stream, event.event_type, event.actor || ""]
       .forEach(function (value) {
@@ -64,25 +65,47 @@
   }
 
   if (csrf && (document.querySelector("[data-live]") || followed)) {
-    // One connection for the page's life; EventSource reconnects with Last-Event-ID.
-    const feed = new EventSource("/ui/live");
+    // One connection for the page's life, which EventSource reconnects with Last-Event-ID.
+    // The audit page starts it after the newest event it shows.
     const indicator = document.getElementById("live-status");
+    const start = followed ? followed.parentElement.dataset.after : "";
     let opens = 0;
-    feed.onopen = function () {
-      opens += 1;
-      main.dataset.feedOpens = String(opens);
-      if (indicator) indicator.textContent = "● live";
-    };
-    feed.onerror = function () {
-      if (indicator) indicator.textContent = "reconnecting…";
-    };
-    feed.onmessage = function (message) {
-      if (message.lastEventId) seen = message.lastEventId;
-      if (followed) {
-        try { follow(JSON.parse(message.data)); } catch (_) { /* not an event */ }
-      }
-      if (document.querySelector("[data-live]")) refresh();
-    };
+    let feed = null;
+    let delay = 5000;
+    function connect() {
+      const after = seen || start;
+      feed = new EventSource("/ui/live" + (after ? "?after=" + encodeURIComponent(after) : ""));
+      feed.onopen = function () {
+        opens += 1;
+        delay = 5000;
+        main.dataset.feedOpens = String(opens);
+        if (indicator) indicator.textContent = "● live";
+      };
+      feed.onerror = function () {
+        if (indicator) indicator.textContent = "reconnecting…";
+        if (feed.readyState !== EventSource.CLOSED) return;
+        // The browser gave up (the session ended, or an answer it does not retry): once the
+        // page still reads (a page read that goes to sign-in reloads there), start again
+        // after the last event heard, waiting longer each time.
+        setTimeout(function () {
+          fetch(window.location.href, { credentials: "same-origin", method: "HEAD" })
+            .then(function (response) {
+              if (response.url.indexOf("/ui/sign-in") !== -1) window.location.reload();
+              else connect();
+            })
+            .catch(connect);
+        }, delay);
+        delay = Math.min(delay * 2, 60000);
+      };
+      feed.onmessage = function (message) {
+        if (message.lastEventId) seen = message.lastEventId;
+        if (followed) {
+          try { follow(JSON.parse(message.data)); } catch (_) { /* not an event */ }
+        }
+        if (document.querySelector("[data-live]")) refresh();
+      };
+    }
+    connect();
     window.addEventListener("pagehide", function () { feed.close(); });
   }
 
@@ -128,17 +151,16 @@
     });
   }
 
-  // The time slider picks a moment between the deployment's creation and its end (or now).
+  // The time slider picks a moment between the deployment's creation and its end (or now)
+  // into the time field; the Show button goes there, so arrow keys can move it step by step.
   const slider = document.getElementById("as-of-slider");
   if (slider) {
-    slider.addEventListener("change", function () {
+    slider.addEventListener("input", function () {
       const from = Date.parse(slider.dataset.from);
       const to = slider.dataset.to ? Date.parse(slider.dataset.to) : Date.now();
       if (isNaN(from) || isNaN(to)) return;
       const at = new Date(from + ((to - from) * Number(slider.value)) / 100);
-      const field = document.getElementById("as-of");
-      field.value = at.toISOString();
-      field.form.submit();
+      document.getElementById("as-of").value = at.toISOString();
     });
   }
 })();

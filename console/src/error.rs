@@ -1,11 +1,11 @@
-//! The console's failures, each answered once here: signed out goes to the sign-in page, a
-//! refusal shows the API's own message with its status, a fault a 5xx page with the detail
-//! logged rather than shown.
+//! The console's failures, each answered once here: signed out goes to the sign-in page with
+//! the stale cookie cleared, a refusal shows the API's own message with its status, a fault a
+//! 5xx page with the detail logged rather than shown.
 
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
-use crate::layout;
+use crate::{layout, session};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -28,7 +28,15 @@ pub enum ConsoleError {
 impl IntoResponse for ConsoleError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ConsoleError::SignedOut => return Redirect::to("/ui/sign-in").into_response(),
+            ConsoleError::SignedOut => {
+                // The cookie goes too: the API no longer takes its token, and a sign-in page
+                // that still saw it would send the browser straight back here.
+                let mut response = Redirect::to("/ui/sign-in").into_response();
+                response
+                    .headers_mut()
+                    .append(header::SET_COOKIE, session::session_cleared());
+                return response;
+            }
             ConsoleError::Forged => StatusCode::FORBIDDEN,
             ConsoleError::Refused(status, _) => *status,
             ConsoleError::Upstream(status, message) => {

@@ -64,26 +64,44 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty())
 }
 
-/// A `Set-Cookie` for the console's paths: `Secure` when the browser reached us over TLS (as
-/// a TLS-terminating proxy says in `X-Forwarded-Proto`).
-pub fn set_cookie(
-    headers: &HeaderMap,
-    name: &str,
-    value: &str,
-    max_age: Option<u32>,
-) -> HeaderValue {
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+/// Whether the browser reached us over TLS: this server's own (`http.tls_certificate`), or a
+/// proxy's that terminated it and says so in `X-Forwarded-Proto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverTls(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for OverTls {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let served = parts
+            .extensions
+            .get::<http_edge::serve::ServedOverTls>()
+            .is_some();
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+        Ok(OverTls(served || forwarded))
+    }
+}
+
+/// A `Set-Cookie` for the console's paths, `Secure` when the browser reached us over TLS.
+pub fn set_cookie(over_tls: OverTls, name: &str, value: &str, max_age: Option<u32>) -> HeaderValue {
     let mut cookie = format!("{name}={value}; Path=/ui; HttpOnly; SameSite=Strict");
     if let Some(seconds) = max_age {
         cookie.push_str(&format!("; Max-Age={seconds}"));
     }
-    if secure {
+    if over_tls.0 {
         cookie.push_str("; Secure");
     }
     HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A `Set-Cookie` that removes the session's cookie. Without `Secure` it still replaces a
+/// `Secure` one: browsers refuse that only over plain HTTP, where none was set.
+pub fn session_cleared() -> HeaderValue {
+    set_cookie(OverTls(false), SESSION_COOKIE, "", Some(0))
 }
 
 /// What the API should see of the browser's request: its request id and address.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selection};
+use crate::log::{AppendError, AppendRequest, Appended, AuditQuery, EventLog, LogError, Selection};
 use events::{Position, RecordedEvent, StreamName, TenantId};
 
 struct Waiting {
@@ -127,6 +127,15 @@ impl EventLog for BatchingLog {
         self.inner
             .read_tenant_selected(tenant, after, limit, selection)
             .await
+    }
+
+    async fn read_tenant_filtered(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.inner.read_tenant_filtered(tenant, query, limit).await
     }
 
     async fn publish_applied(&self, reader: &str, position: Position) -> Result<(), LogError> {

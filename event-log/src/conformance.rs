@@ -620,6 +620,90 @@ pub async fn a_selection_reads_only_the_events_it_picks(log: Arc<dyn EventLog>) 
     assert_strictly_increasing(&seen);
 }
 
+/// The audit feed's query: a stream prefix and an event type pick the tenant's events, the
+/// oldest after a cursor or the newest before one, always in log order.
+pub async fn an_audit_query_picks_by_stream_prefix_and_type_from_either_end(
+    log: Arc<dyn EventLog>,
+) {
+    let mine = Scope::new(log.clone());
+    let theirs = Scope::new(log);
+    let start = mine.log.head().await.unwrap();
+    for n in 0..10 {
+        let (stream, kind) = match n % 3 {
+            0 => ("deployment-1", "Created"),
+            1 => ("deployment-12", "Aborted"),
+            _ => ("Deployment-2", "Created"),
+        };
+        mine.append(stream, ExpectedVersion::Any, vec![event(kind, n)])
+            .await
+            .unwrap();
+        theirs
+            .append(stream, ExpectedVersion::Any, vec![event(kind, 100 + n)])
+            .await
+            .unwrap();
+    }
+    let numbers = |events: &[RecordedEvent]| -> Vec<u64> {
+        assert!(events.iter().all(|event| event.tenant == mine.tenant));
+        assert_strictly_increasing(events);
+        events
+            .iter()
+            .map(|event| event.payload["n"].as_u64().unwrap())
+            .collect()
+    };
+    let read = |query: crate::AuditQuery, limit: usize| {
+        let mine = &mine;
+        async move {
+            mine.log
+                .read_tenant_filtered(&mine.tenant, &query, limit)
+                .await
+                .unwrap()
+        }
+    };
+    let query = |prefix: &str, kind: &str| crate::AuditQuery {
+        after: start,
+        before: None,
+        stream_prefix: prefix.into(),
+        event_type: kind.into(),
+    };
+    // A prefix, matched with its case; a full name also picks the streams it begins.
+    assert_eq!(
+        numbers(&read(query("deployment-", ""), 100).await),
+        vec![0, 1, 3, 4, 6, 7, 9]
+    );
+    assert_eq!(
+        numbers(&read(query("deployment-1", ""), 100).await),
+        vec![0, 1, 3, 4, 6, 7, 9]
+    );
+    assert_eq!(
+        numbers(&read(query("deployment-12", ""), 100).await),
+        vec![1, 4, 7]
+    );
+    assert_eq!(numbers(&read(query("", "Created"), 3).await), vec![0, 2, 3]);
+    assert_eq!(
+        numbers(&read(query("deployment-", "Created"), 100).await),
+        vec![0, 3, 6, 9]
+    );
+    assert!(read(query("deployment-%", ""), 100).await.is_empty());
+    assert!(read(query("", "created"), 100).await.is_empty());
+    // The newest, before the head or before a cursor.
+    let newest = crate::AuditQuery {
+        before: Some(Position(u64::MAX)),
+        ..query("", "Created")
+    };
+    let last_three = read(newest.clone(), 3).await;
+    assert_eq!(numbers(&last_three), vec![6, 8, 9]);
+    let earlier = crate::AuditQuery {
+        before: Some(last_three[0].position),
+        ..newest
+    };
+    assert_eq!(numbers(&read(earlier.clone(), 100).await), vec![0, 2, 3, 5]);
+    let between = crate::AuditQuery {
+        after: read(query("", ""), 1).await[0].position,
+        ..earlier
+    };
+    assert_eq!(numbers(&read(between, 2).await), vec![3, 5]);
+}
+
 /// Readers' published positions: the lowest counts, a reader's latest replaces its earlier,
 /// and a publication wakes whoever watches for one.
 pub async fn readers_publish_how_far_they_applied_the_log(log: Arc<dyn EventLog>) {

@@ -19,8 +19,8 @@ pub mod conformance;
 pub mod kurrentdb;
 
 pub use log::{
-    storage_fault, AppendError, AppendRequest, Appended, EventLog, ExpectedVersion, LogError,
-    Selection, StorageFault,
+    storage_fault, AppendError, AppendRequest, Appended, AuditQuery, EventLog, ExpectedVersion,
+    LogError, Selection, StorageFault,
 };
 pub use migrate::{generation_schema, generation_url, Migration, MigrationSet};
 pub use subscription::Subscription;

@@ -253,6 +253,42 @@ pub trait EventLog: Send + Sync + 'static {
         Ok(found)
     }
 
+    /// Up to `limit` of one tenant's events that `query` picks, in log order: the oldest
+    /// after `query.after`, or with `query.before` the newest before it (the audit feed's
+    /// filters and its "newest first" view). Backends with SQL filter and order in the
+    /// database; the default reads forward page by page, keeping only the last `limit`
+    /// matches when it looks for the newest.
+    async fn read_tenant_filtered(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let before = query.before.unwrap_or(Position(u64::MAX));
+        let mut found = std::collections::VecDeque::new();
+        let mut cursor = query.after;
+        loop {
+            let page = self.read_tenant(tenant, cursor, 1000).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.position;
+            for event in page {
+                if event.position >= before {
+                    return Ok(found.into());
+                }
+                if !query.picks(&event) {
+                    continue;
+                }
+                found.push_back(event);
+                if found.len() > limit {
+                    found.pop_front();
+                } else if found.len() == limit && query.before.is_none() {
+                    return Ok(found.into());
+                }
+            }
+        }
+        Ok(found.into())
+    }
+
     /// Tells every instance sharing the log that `reader` (a projection serving reads) has
     /// applied it up to `position`: what commands wait for before they answer. A hint, which
     /// may be lost; backends that cannot share it keep it to themselves (the default: not at
@@ -304,5 +340,27 @@ impl Selection {
                 .iter()
                 .any(|stream| stream == event.stream.as_str())
             || self.event_types.contains(&event.event_type)
+    }
+}
+
+/// Which of a tenant's events [`EventLog::read_tenant_filtered`] returns: the audit feed's
+/// cursors and filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only events after this position.
+    pub after: Position,
+    /// Only events before this position, and the newest of them rather than the oldest.
+    pub before: Option<Position>,
+    /// Only events of streams whose name starts with this; empty for every stream.
+    pub stream_prefix: String,
+    /// Only events of this type; empty for every type.
+    pub event_type: String,
+}
+
+impl AuditQuery {
+    /// Whether the filters (not the cursors) pick `event`.
+    pub fn picks(&self, event: &RecordedEvent) -> bool {
+        event.stream.as_str().starts_with(&self.stream_prefix)
+            && (self.event_type.is_empty() || event.event_type == self.event_type)
     }
 }

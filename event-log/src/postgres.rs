@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selection};
+use crate::log::{AppendError, AppendRequest, Appended, AuditQuery, EventLog, LogError, Selection};
 use crate::migrate::{Migration, MigrationSet};
 use crate::plan::{self, LogFacts};
 use crate::reads::{Reads, COLUMNS};
@@ -386,6 +386,15 @@ impl EventLog for PostgresEventLog {
         .into_iter()
         .map(recorded)
         .collect()
+    }
+
+    async fn read_tenant_filtered(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.reads().tenant_filtered(tenant, query, limit).await
     }
 
     async fn read_all(

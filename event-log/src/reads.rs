@@ -5,7 +5,7 @@
 use events::{Position, RecordedEvent, StreamName, TenantId};
 use sqlx::{Database, Decode, Encode, Executor, IntoArguments, Pool, Type};
 
-use crate::log::LogError;
+use crate::log::{AuditQuery, LogError};
 
 /// The columns every read of events selects, in the order the decoders expect them.
 pub(crate) const COLUMNS: &str = "position, event_id, tenant, stream, stream_version, event_type, \
@@ -92,6 +92,47 @@ where
                 .bind(limit as i64),
         )
         .await
+    }
+
+    /// The tenant's events `query` picks: the oldest after its `after`, or with `before`
+    /// the newest before it, returned in log order either way.
+    pub async fn tenant_filtered(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        // A prefix compared with substr rather than LIKE: SQLite's LIKE ignores case, and
+        // neither engine then needs the prefix's `%` and `_` escaped.
+        let order = if query.before.is_some() {
+            "DESC"
+        } else {
+            "ASC"
+        };
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE tenant = $1 AND position > $2 AND position < $3
+               AND ($4 = '' OR substr(stream, 1, length($4)) = $4)
+               AND ($5 = '' OR event_type = $5)
+             ORDER BY position {order} LIMIT $6"
+        );
+        let before = query.before.map_or(i64::MAX, |before| {
+            i64::try_from(before.0).unwrap_or(i64::MAX)
+        });
+        let mut events = self
+            .events(
+                sqlx::query(&sql)
+                    .bind(tenant.0.clone())
+                    .bind(query.after.0 as i64)
+                    .bind(before)
+                    .bind(query.stream_prefix.clone())
+                    .bind(query.event_type.clone())
+                    .bind(limit as i64),
+            )
+            .await?;
+        if query.before.is_some() {
+            events.reverse();
+        }
+        Ok(events)
     }
 
     pub async fn all(&self, after: Position, limit: usize) -> Result<Vec<RecordedEvent>, LogError> {

@@ -18,7 +18,7 @@ use sqlx::{Row, SqliteConnection, SqlitePool, TransactionManager as _};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::log::{AppendError, AppendRequest, Appended, EventLog, LogError, Selection};
+use crate::log::{AppendError, AppendRequest, Appended, AuditQuery, EventLog, LogError, Selection};
 use crate::migrate::{Migration, MigrationSet};
 use crate::plan::{self, LogFacts};
 use crate::postgres::advance;
@@ -380,6 +380,15 @@ impl EventLog for SqliteEventLog {
         .into_iter()
         .map(recorded)
         .collect()
+    }
+
+    async fn read_tenant_filtered(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        self.reads().tenant_filtered(tenant, query, limit).await
     }
 
     async fn read_all(

@@ -50,6 +50,7 @@ macro_rules! suite {
                 an_atomic_batch_commits_all_or_nothing,
                 a_tenant_reads_only_its_own_events_in_order,
                 a_selection_reads_only_the_events_it_picks,
+                an_audit_query_picks_by_stream_prefix_and_type_from_either_end,
                 readers_publish_how_far_they_applied_the_log
             );
         }
@@ -109,6 +110,7 @@ mod kurrentdb {
         a_subscription_resumes_from_its_checkpoint_and_goes_live,
         concurrent_writers_and_a_subscriber_agree_on_one_order,
         a_tenant_reads_only_its_own_events_in_order,
-        a_selection_reads_only_the_events_it_picks
+        a_selection_reads_only_the_events_it_picks,
+        an_audit_query_picks_by_stream_prefix_and_type_from_either_end
     );
 }

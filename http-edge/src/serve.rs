@@ -106,6 +106,7 @@ pub async fn serve(
         ));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let trusted: Arc<[IpAddr]> = settings.trusted_proxies.clone().into();
+    let over_tls = tls.is_some();
     tokio::pin!(shutdown);
     loop {
         // A slot first: past the cap, connections wait in the kernel's backlog, not in ours.
@@ -135,6 +136,9 @@ pub async fn serve(
                 let client = client_of(remote.ip(), request.headers(), &trusted);
                 request.extensions_mut().insert(ConnectInfo(remote));
                 request.extensions_mut().insert(ClientAddress(client));
+                if over_tls {
+                    request.extensions_mut().insert(ServedOverTls);
+                }
                 router.clone().oneshot(request)
             }
         });
@@ -337,6 +341,12 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
         Pin::new(&mut self.inner).poll_shutdown(context)
     }
 }
+
+/// Marks a request that reached this server over a TLS connection it terminated itself
+/// (`http.tls_certificate`): what the console, beside a proxy's `X-Forwarded-Proto`, asks
+/// before it marks a cookie `Secure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServedOverTls;
 
 /// The address of the client a request came from: the peer, or behind a trusted proxy the
 /// address that proxy forwarded for. Unspecified for a router served some other way.

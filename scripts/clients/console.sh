@@ -2,8 +2,9 @@
 # shellcheck disable=SC2015 # A && B || fail is meant
 # The web console as a browser without script sees it, with curl and a cookie jar: sign-in
 # (with the password on the embedded server, with a user token against a running stack),
-# the pages, an upload as the page's script sends it, a deployment created and aborted
-# through the forms, a form without its CSRF token refused, and the live feed's stream.
+# a stale session cleared, the pages, an upload as the page's script sends it and as the
+# plain form does, the audit feed filtered, a deployment created and aborted through the
+# forms, a form without its CSRF token refused, and the live feed's stream.
 #
 #   scripts/clients/console.sh [SERVER_BINARY]           # an embedded server it starts
 #   TOKEN=<user jwt> scripts/clients/console.sh http://gateway   # a running stack
@@ -33,6 +34,13 @@ diagnose 'printf -- "---- last page ----\n"; head -c 3000 "$WORK/page" 2>/dev/nu
 
 expect_status "/ui/ without a session goes to the sign-in page" 303 "$(page GET /ui/)"
 [ "$(location)" = /ui/sign-in ] || fail "redirected to $(location)"
+# A session the API no longer takes is cleared on the way, and the form shown: no loop.
+expect_status "a stale session goes to the sign-in page" 303 \
+  "$(page GET /ui/ -H 'Cookie: deployments_session=stale.session.token')"
+grep -qi '^set-cookie: deployments_session=;.*Max-Age=0' "$WORK/headers" &&
+  pass "the stale cookie is cleared" || fail "the stale cookie stays: $(grep -i set-cookie "$WORK/headers")"
+expect_status "the sign-in page with a stale session shows the form" 200 \
+  "$(page GET /ui/sign-in -H 'Cookie: deployments_session=stale.session.token')"
 expect_status "the sign-in page" 200 "$(page GET /ui/sign-in)"
 grep -qi '^content-security-policy:.*script-src .self.' "$WORK/headers" ||
   fail "no Content-Security-Policy on the sign-in page"
@@ -46,6 +54,11 @@ fi
 expect_status "signing in" 303 "$status"
 grep -qi '^set-cookie: deployments_session=[^;]\+;.*HttpOnly.*SameSite=Strict' "$WORK/headers" ||
   fail "no strict session cookie: $(grep -i set-cookie "$WORK/headers")"
+if [[ $BASE_URL = https://* ]]; then
+  grep -qi '^set-cookie: deployments_session=.*; Secure' "$WORK/headers" &&
+    pass "over HTTPS the session cookie is Secure" ||
+    fail "over HTTPS without Secure: $(grep -i set-cookie "$WORK/headers")"
+fi
 
 for path in /ui/ /ui/devices /ui/releases /ui/deployments /ui/deployments/new /ui/events /ui/devices/find; do
   expect_status "GET $path" 200 "$(page GET "$path")"
@@ -66,6 +79,21 @@ expect_status "the same upload again: the API's refusal" 409 \
 grep -q '"error"' "$WORK/page" || fail "the refusal has no error message"
 page GET "/ui/releases?name=$NAME" >/dev/null
 grep -q "$NAME" "$WORK/page" && pass "the release is listed" || fail "$NAME is not listed"
+# The form without its script: the token as its first field, then the file (curl keeps the
+# order); redirected back with a notice.
+mender-artifact write rootfs-image -t console-board -n "$NAME-plain" -f "$WORK/rootfs.ext4" \
+  -o "$WORK/plain.mender" >/dev/null 2>&1
+expect_status "an upload through the plain form" 303 \
+  "$(page POST /ui/releases/upload -F "csrf=$token" -F "artifact=@$WORK/plain.mender")"
+[[ $(location) = *notice=Uploaded* ]] || fail "after the plain upload: $(location)"
+expect_status "the plain form without its token" 403 \
+  "$(page POST /ui/releases/upload -F "artifact=@$WORK/plain.mender")"
+
+# The audit feed, filtered by the API: the newest uploads of the artifacts stream.
+expect_status "the events page filtered" 200 \
+  "$(page GET "/ui/events?stream=artifacts&type=ArtifactUploaded")"
+grep -q '<td>ArtifactUploaded</td>' "$WORK/page" && ! grep -q '<td>DeploymentCreated</td>' "$WORK/page" &&
+  pass "only the uploads are shown" || fail "the events page does not filter"
 
 # A deployment through the form, then aborted through its page.
 form=(--data-urlencode "name=console $suffix" --data-urlencode "release=$NAME"

@@ -219,9 +219,10 @@ async fn create_form(
             fieldset {
                 legend { "Target" }
                 @for (choice, label) in [("devices", "These devices"), ("group", "A group"), ("all", "All devices"), ("filter", "Devices matching a saved filter, as they ask")] {
-                    label.choice {
-                        input type="radio" name="target" value=(choice) checked[choice == target];
-                        " " (label)
+                    @let id = format!("target-{choice}");
+                    span.choice {
+                        input #(id) type="radio" name="target" value=(choice) checked[choice == target];
+                        " " label for=(id) { (label) }
                     }
                 }
                 label for="devices" { "Device ids (one per line or separated by commas)" }
@@ -580,6 +581,19 @@ pub async fn show(
             (devices, answer.total())
         }
     };
+    // The slider spans the deployment's whole life, which only the present read knows (in
+    // the past it may not have finished yet).
+    let present = match &past {
+        Some(_) => {
+            state
+                .api
+                .read::<Value>(caller, &format!("{DEPLOYMENTS}/{id}"))
+                .await?
+                .0
+        }
+        None => deployment.clone(),
+    };
+    let life = Life::of(&present);
     let finished = text(&deployment, "status") == "finished";
     let paused = deployment["paused"].as_bool() == Some(true);
     let progress = progress_of(&deployment);
@@ -643,8 +657,9 @@ pub async fn show(
         form.inline method="get" action=(format!("/ui/deployments/{id}")) {
             label for="as-of" { "Show it as it was at (RFC 3339 time or log position)" }
             input #as-of name="as_of" value=(as_of.unwrap_or("")) placeholder=(text(&deployment, "created"));
-            input #as-of-slider type="range" min="0" max="100" value="100" aria-label="Moment between creation and now"
-                data-from=(text(&deployment, "created")) data-to=(text(&deployment, "finished"));
+            input #as-of-slider type="range" min="0" max="100" value=(life.percent_at(as_of))
+                aria-label="Moment between creation and the end"
+                data-from=(text(&present, "created")) data-to=(text(&present, "finished"));
             button type="submit" { "Show" }
         }
         h2 { "Devices" }
@@ -662,6 +677,41 @@ pub async fn show(
         &session.csrf,
         body,
     ))
+}
+
+/// A deployment's life, from its creation to its end (or now), for the time slider.
+struct Life {
+    created: Option<chrono::DateTime<chrono::Utc>>,
+    end: chrono::DateTime<chrono::Utc>,
+}
+
+impl Life {
+    fn of(deployment: &Value) -> Self {
+        let time = |name: &str| {
+            chrono::DateTime::parse_from_rfc3339(text(deployment, name))
+                .ok()
+                .map(|time| time.to_utc())
+        };
+        Self {
+            created: time("created"),
+            end: time("finished").unwrap_or_else(chrono::Utc::now),
+        }
+    }
+
+    /// Where the moment `as_of` falls in it, in whole percent: the present when there is
+    /// none, and when it is a log position, which the slider cannot place in time.
+    fn percent_at(&self, as_of: Option<&str>) -> u8 {
+        let at = as_of.and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok());
+        let (Some(at), Some(created)) = (at, self.created) else {
+            return 100;
+        };
+        let span = (self.end - created).num_milliseconds();
+        if span <= 0 {
+            return 100;
+        }
+        let into = (at.to_utc() - created).num_milliseconds().clamp(0, span);
+        ((into * 100 + span / 2) / span) as u8
+    }
 }
 
 fn action_button(id: &str, action: &str, label: &str, csrf: &str) -> Markup {
@@ -826,6 +876,22 @@ mod tests {
             .iter()
             .map(|(name, value)| (name.to_string(), value.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_slider_stands_where_the_moment_falls_in_the_life() {
+        let life = Life::of(&json!({"created": "2026-01-01T00:00:00Z",
+                                    "finished": "2026-01-01T00:01:40Z"}));
+        assert_eq!(life.percent_at(Some("2026-01-01T00:00:25.4Z")), 25);
+        assert_eq!(life.percent_at(Some("2026-01-01T00:00:25.6Z")), 26);
+        assert_eq!(life.percent_at(Some("2025-12-31T00:00:00Z")), 0);
+        assert_eq!(life.percent_at(Some("2027-01-01T00:00:00Z")), 100);
+        assert_eq!(
+            life.percent_at(Some("42")),
+            100,
+            "a position has no place in time"
+        );
+        assert_eq!(life.percent_at(None), 100, "the present");
     }
 
     #[test]

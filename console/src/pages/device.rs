@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::http::Method;
 use axum::response::{Html, Response};
-use axum::Form;
 use maud::html;
 use serde_json::{json, Value};
 
@@ -232,9 +231,8 @@ pub async fn decide_set(
 /// `POST /ui/devices/{id}/group`: the device's static group.
 pub async fn group(
     State(state): State<ConsoleState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(form): Form<HashMap<String, String>>,
+    Posted { session, form }: Posted,
 ) -> Result<Response, ConsoleError> {
     change_group(&state, &session, &id, &form, true).await
 }

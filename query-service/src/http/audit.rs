@@ -11,7 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use event_log::Subscription;
+use event_log::{AuditQuery, Subscription};
 use events::{Position, RecordedEvent};
 use futures::Stream;
 use http_edge::auth::User;
@@ -39,14 +39,19 @@ fn cursor(text: Option<&str>, name: &str) -> Result<Position, ApiError> {
     }
 }
 
-/// `GET /events?after=<position>&limit=<n>`: `{"events": [...], "next": "<position>"}`; the
-/// next page starts after `next`.
+/// The longest stream prefix a filter takes: longer than any stream name the services make.
+const MAX_STREAM_FILTER: usize = 200;
+
+/// `GET /events?after=<position>&before=<position>|end&stream=<prefix>&type=<type>&limit=<n>`:
+/// `{"events": [...], "next": "<position>"}`, in log order; the next page starts after
+/// `next`. Without `before` the page is the oldest events after `after`; with it, the
+/// newest before it (`end`: the newest of all).
 async fn page(
     State(state): State<AppState>,
     User(user): User,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let after = cursor(query.get("after").map(String::as_str), "after")?;
+    let audit = audit_query(&query)?;
     let limit = match query.get("limit") {
         None => DEFAULT_LIMIT,
         Some(text) => text
@@ -59,11 +64,55 @@ async fn page(
     };
     let events = state
         .log
-        .read_tenant(&user.tenant, after, limit)
-        .await
-        .map_err(anyhow::Error::from)?;
-    let next = events.last().map_or(after, |event| event.position);
+        .read_tenant_filtered(&user.tenant, &audit, limit)
+        .await?;
+    let next = events.last().map_or(audit.after, |event| event.position);
     Ok(Json(serde_json::json!({ "events": events, "next": next.to_string() })).into_response())
+}
+
+/// The cursors and filters of a page request, each refused by name when it is not one.
+fn audit_query(query: &BTreeMap<String, String>) -> Result<AuditQuery, ApiError> {
+    let before = match query.get("before").map(String::as_str) {
+        None => None,
+        // Past the newest event: the page is the newest of all.
+        Some("end") => Some(Position(u64::MAX)),
+        Some(text) => Some(cursor(Some(text), "before")?),
+    };
+    let stream_prefix = match query.get("stream") {
+        None => String::new(),
+        Some(prefix)
+            if !prefix.is_empty()
+                && prefix.chars().count() <= MAX_STREAM_FILTER
+                && !prefix.chars().any(char::is_control) =>
+        {
+            prefix.clone()
+        }
+        Some(_) => {
+            return Err(ApiError::BadRequest(format!(
+                "stream must be a stream name or its start, 1 to {MAX_STREAM_FILTER} characters"
+            )))
+        }
+    };
+    let event_type = match query.get("type") {
+        None => String::new(),
+        Some(kind)
+            if (1..=100).contains(&kind.len())
+                && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') =>
+        {
+            kind.clone()
+        }
+        Some(kind) => {
+            return Err(ApiError::BadRequest(format!(
+                "type must be an event type such as DeploymentCreated, not \"{kind}\""
+            )))
+        }
+    };
+    Ok(AuditQuery {
+        after: cursor(query.get("after").map(String::as_str), "after")?,
+        before,
+        stream_prefix,
+        event_type,
+    })
 }
 
 fn sse_event(event: &RecordedEvent) -> Event {

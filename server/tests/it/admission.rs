@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::standalone::{
     assert_refused, auth_body, authenticate, post_auth_request, subject, DeviceKeys, NEXT,
 };
-use crate::support::TestServer;
+use crate::support::{eventually, TestServer};
 
 const DEVICES: &str = "/api/management/v2/devauth/devices";
 
@@ -18,19 +18,6 @@ async fn without_auto_accept(postgres: bool) -> TestServer {
         settings.standalone.admission.auto_accept = false
     })
     .await
-}
-
-/// Polls `path` until `ready` holds of its body, for effects no answer waits for.
-async fn eventually(server: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    let admin = server.admin();
-    for _ in 0..100 {
-        let (status, body) = server.get(path, Some(&admin)).await;
-        if status == 200 && ready(&body) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{path} never showed what was expected");
 }
 
 async fn set_status(

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::support::{rootfs_artifact, TestServer};
+use events::RecordedEvent;
 use futures::StreamExt;
 use http_edge::auth::TokenKind;
 use serde_json::{json, Value};
@@ -38,11 +39,13 @@ async fn some_history(server: &TestServer, tenant: &str, name: &str) {
     assert_eq!(response.status(), 201);
 }
 
-async fn a_tenant_pages_through_its_own_events(server: TestServer) {
-    some_history(&server, "acme", "a-1").await;
-    some_history(&server, "globex", "g-1").await;
-    some_history(&server, "acme", "a-2").await;
-    let expected: Vec<u64> = server
+/// Two histories of tenant `acme` and one of `globex` between them; answers acme's events,
+/// read from the log itself.
+async fn two_tenants_history(server: &TestServer) -> Vec<RecordedEvent> {
+    some_history(server, "acme", "a-1").await;
+    some_history(server, "globex", "g-1").await;
+    some_history(server, "acme", "a-2").await;
+    server
         .log()
         .await
         .read_all(events::Position::START, 1000)
@@ -50,6 +53,13 @@ async fn a_tenant_pages_through_its_own_events(server: TestServer) {
         .unwrap()
         .into_iter()
         .filter(|event| event.tenant.as_str() == "acme")
+        .collect()
+}
+
+async fn a_tenant_pages_through_its_own_events(server: TestServer) {
+    let expected: Vec<u64> = two_tenants_history(&server)
+        .await
+        .into_iter()
         .map(|event| event.position.0)
         .collect();
     assert_eq!(expected.len(), 4);
@@ -223,8 +233,114 @@ async fn the_export_prints_every_tenant_as_ndjson(server: TestServer) {
     );
 }
 
+/// The feed's filters, applied by the log: a stream's name or its start, an event type; and
+/// the newest events before a cursor (or the end), still in log order.
+async fn the_feed_filters_by_stream_and_type_and_reads_the_newest(server: TestServer) {
+    let all: Vec<Value> = two_tenants_history(&server)
+        .await
+        .iter()
+        .map(|event| serde_json::to_value(event).unwrap())
+        .collect();
+    let token = server.token("auditor", "acme", TokenKind::User);
+    let positions = |events: &[Value]| -> Vec<u64> {
+        events
+            .iter()
+            .map(|event| event["position"].as_u64().unwrap())
+            .collect()
+    };
+    let page = |query: String| {
+        let (server, token) = (&server, &token);
+        async move {
+            let (status, page) = server.get(&format!("{EVENTS}?{query}"), Some(token)).await;
+            assert_eq!(status, 200, "{query}: {page}");
+            page
+        }
+    };
+    let picked = |keep: &dyn Fn(&Value) -> bool| -> Vec<u64> {
+        positions(
+            &all.iter()
+                .filter(|event| keep(event))
+                .cloned()
+                .collect::<Vec<_>>(),
+        )
+    };
+
+    let created = page("type=DeploymentCreated".into()).await;
+    let wanted = picked(&|event| event["event_type"] == "DeploymentCreated");
+    assert_eq!(wanted.len(), 2);
+    assert_eq!(positions(created["events"].as_array().unwrap()), wanted);
+    assert_eq!(created["next"], wanted[1].to_string());
+
+    // A stream's full name picks it, and so does its start, with its case.
+    for prefix in [
+        "artifacts",
+        "art",
+        "deployment",
+        "deployments-",
+        "Artifacts",
+    ] {
+        let found = page(format!("stream={prefix}&limit=1000")).await;
+        let found = found["events"].as_array().unwrap();
+        let expected = picked(&|event| event["stream"].as_str().unwrap().starts_with(prefix));
+        assert_eq!(positions(found), expected, "{prefix}");
+        assert_eq!(
+            expected.is_empty(),
+            ["deployments-", "Artifacts"].contains(&prefix),
+            "{prefix}: {expected:?}"
+        );
+        // Another tenant's events of the same streams stay out.
+        assert!(found.iter().all(|event| event["tenant"] == "acme"));
+    }
+
+    // The newest, before the end or before a position, oldest first.
+    let everything = positions(&all);
+    let newest = page("before=end&limit=3".into()).await;
+    assert_eq!(
+        positions(newest["events"].as_array().unwrap()),
+        everything[everything.len() - 3..]
+    );
+    let earlier = page(format!("before={}&limit=2", everything[2])).await;
+    assert_eq!(
+        positions(earlier["events"].as_array().unwrap()),
+        everything[..2]
+    );
+    let between = page(format!(
+        "after={}&before={}&type=DeploymentCreated",
+        everything[0],
+        everything.last().unwrap() + 1
+    ))
+    .await;
+    assert_eq!(positions(between["events"].as_array().unwrap()), wanted);
+
+    for bad in [
+        "stream=",
+        "type=",
+        "type=Deployment%20Created",
+        "type=%3Cscript%3E",
+        "before=soon",
+        "before=-1",
+        &format!("stream={}", "s".repeat(201)),
+        "stream=a%0Ab",
+    ] {
+        let response = server
+            .client
+            .get(server.url(&format!("{EVENTS}?{bad}")))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{bad}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"].is_string() && body["request_id"].is_string(),
+            "{bad}: {body}"
+        );
+    }
+}
+
 on_both_backends!(
     a_tenant_pages_through_its_own_events,
+    the_feed_filters_by_stream_and_type_and_reads_the_newest,
     the_live_tail_resumes_from_last_event_id,
     the_export_prints_every_tenant_as_ndjson
 );

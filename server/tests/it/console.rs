@@ -6,9 +6,12 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{json, Value};
 
-use crate::standalone::{authenticate, DeviceKeys};
+use crate::standalone::{authenticate, subject, DeviceKeys};
 use crate::support::browser::Browser;
-use crate::support::{rootfs_artifact, TestServer};
+use crate::support::{eventually, rootfs_artifact, TestServer};
+
+mod actions;
+mod reads;
 
 const PASSWORD: &str = "console test password";
 const EMAIL: &str = "admin@example.com";
@@ -143,11 +146,20 @@ async fn post_form(
 }
 
 async fn create_deployment(server: &TestServer, name: &str, devices: &[&str]) -> String {
+    create_deployment_of(
+        server,
+        json!({"name": name, "artifact_name": "release-1", "devices": devices}),
+    )
+    .await
+}
+
+/// Creates the deployment `body` describes through the API; answers its id.
+async fn create_deployment_of(server: &TestServer, body: Value) -> String {
     let response = server
         .client
         .post(server.url(DEPLOYMENTS))
         .bearer_auth(server.admin())
-        .json(&json!({"name": name, "artifact_name": "release-1", "devices": devices}))
+        .json(&body)
         .send()
         .await
         .unwrap();
@@ -159,6 +171,78 @@ async fn create_deployment(server: &TestServer, name: &str, devices: &[&str]) ->
         .next()
         .unwrap()
         .to_owned()
+}
+
+/// A deployment as the API shows it now.
+async fn read_deployment(server: &TestServer, id: &str) -> Value {
+    server
+        .get(&format!("{DEPLOYMENTS}/{id}"), Some(&server.admin()))
+        .await
+        .1
+}
+
+/// The artifacts the API lists.
+async fn artifacts(server: &TestServer) -> Value {
+    server
+        .get(
+            "/api/management/v1/deployments/artifacts",
+            Some(&server.admin()),
+        )
+        .await
+        .1
+}
+
+/// The audit feed's events for `query`, as the administrator reads them.
+async fn feed(server: &TestServer, query: &str) -> Vec<Value> {
+    let (status, page) = server
+        .get(
+            &format!("/api/management/v1/deployments/events?{query}"),
+            Some(&server.admin()),
+        )
+        .await;
+    assert_eq!(status, 200, "{query}: {page}");
+    page["events"].as_array().unwrap().clone()
+}
+
+/// A device admitted by auto-accept: its id and token, once the API lists it as accepted.
+async fn accepted_device(server: &TestServer, mac: &str) -> (String, String) {
+    let keys = DeviceKeys::generate("ED25519");
+    let (status, token) = authenticate(server, &format!(r#"{{"mac":"{mac}"}}"#), &keys).await;
+    assert_eq!(status, 200, "{token}");
+    let id = subject(server, &token);
+    eventually(
+        server,
+        &format!("/api/management/v2/devauth/devices/{id}"),
+        |device| device["status"] == "accepted",
+    )
+    .await;
+    (id, token)
+}
+
+/// The multipart body the releases page's form sends without its script: the CSRF token
+/// (when given) as the first field, then the artifact file.
+fn plain_upload(file: &std::path::Path, csrf: Option<&str>) -> reqwest::multipart::Form {
+    let form = reqwest::multipart::Form::new();
+    let form = match csrf {
+        Some(token) => form.text("csrf", token.to_owned()),
+        None => form,
+    };
+    form.part(
+        "artifact",
+        reqwest::multipart::Part::bytes(std::fs::read(file).unwrap()).file_name("artifact.mender"),
+    )
+}
+
+/// The paths of the console's POST routes, read from its source so that a form added there
+/// cannot be left out of the CSRF test.
+fn console_post_routes() -> Vec<String> {
+    let source = include_str!("../../../console/src/lib.rs");
+    source
+        .split(".route(")
+        .skip(1)
+        .filter(|route| route.contains("post("))
+        .map(|route| route.split('"').nth(1).unwrap().to_owned())
+        .collect()
 }
 
 async fn signing_in_sets_a_strict_cookie_and_a_wrong_password_sets_none(postgres: bool) {
@@ -308,17 +392,94 @@ async fn forms_without_the_csrf_token_change_nothing_and_names_show_as_text(post
         assert!(!page.contains(hostile), "{path}");
     }
 
-    let head = server.head().await;
+    // Every form of the console, posted without its token with what would otherwise change
+    // something, is refused and stores nothing.
+    let (device, _) = accepted_device(&server, "52:54:00:00:0c:5f").await;
+    let (_, found) = server
+        .get(
+            &format!("/api/management/v2/devauth/devices/{device}"),
+            Some(&server.admin()),
+        )
+        .await;
+    let set = found["auth_sets"][0]["id"].as_str().unwrap().to_owned();
+    let artifact = artifacts(&server).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let keys = DeviceKeys::generate("ED25519");
     let create = [
         ("name", "forged"),
         ("release", "release-1"),
         ("target", "devices"),
         ("devices", "d2"),
     ];
-    let (status, _, _) = post_form(&server, &signed, "/ui/deployments", &create).await;
-    assert_eq!(status, 403);
-    let (status, _, _) = post_form(&server, &signed, "/ui/deployments/review", &create).await;
-    assert_eq!(status, 403);
+    let everything = [
+        &create[..],
+        &[
+            ("group", "forged"),
+            ("description", "forged"),
+            ("identity_data", r#"{"mac":"forged"}"#),
+            ("pubkey", &keys.public_pem),
+            ("attribute", "device_type"),
+            ("operator", "$eq"),
+            ("value", "pi"),
+            ("status", "accepted"),
+            ("email", EMAIL),
+            ("password", PASSWORD),
+        ],
+    ]
+    .concat();
+    let files = tempfile::tempdir().unwrap();
+    let upload = rootfs_artifact(files.path(), "forged-release", &["pi"], 4096);
+    let routes = console_post_routes();
+    assert!(
+        routes.contains(&"/ui/devices/{id}/group".to_owned()) && routes.len() >= 14,
+        "{routes:?}"
+    );
+    let head = server.head().await;
+    for route in &routes {
+        let action = match route.starts_with("/ui/deployments") {
+            true => "abort",
+            false => "reject",
+        };
+        let path = route
+            .replace("deployments/{id}", &format!("deployments/{id}"))
+            .replace("artifacts/{id}", &format!("artifacts/{artifact}"))
+            .replace("devices/{id}", &format!("devices/{device}"))
+            .replace("{set}", &set)
+            .replace("{action}", action);
+        assert!(
+            !path.contains('{'),
+            "a parameter this test does not fill: {route}"
+        );
+        let request = client()
+            .post(server.url(&path))
+            .header("cookie", &signed.cookie);
+        let request = match path.as_str() {
+            "/ui/releases/upload" => request.multipart(plain_upload(&upload, None)),
+            _ => request.form(&everything),
+        };
+        let (status, page, headers) = page_of(request.send().await.unwrap()).await;
+        assert_eq!(status, 403, "{path}: {page}");
+        assert!(
+            set_cookie(&headers, "deployments_session").is_none(),
+            "{path}"
+        );
+        assert_eq!(server.head().await, head, "{path} appended events");
+    }
+    // A plain upload whose first field is another session's token is refused as well.
+    let response = client()
+        .post(server.url("/ui/releases/upload"))
+        .header("cookie", &signed.cookie)
+        .multipart(plain_upload(
+            &upload,
+            Some("0123456789abcdef0123456789abcdef"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    assert_eq!(server.head().await, head);
     // The review shows what would be created, creates nothing, and keeps the token out of
     // the "change" link's URL.
     let (status, page, _) = post_form(
@@ -356,9 +517,7 @@ async fn forms_without_the_csrf_token_change_nothing_and_names_show_as_text(post
         "the form keeps what was typed"
     );
     assert_eq!(server.head().await, head, "a refused form appended events");
-    let (_, deployment) = server
-        .get(&format!("{DEPLOYMENTS}/{id}"), Some(&server.admin()))
-        .await;
+    let deployment = read_deployment(&server, &id).await;
     assert_eq!(deployment["status"], "pending");
 
     let (status, _, headers) = post_form(&server, &signed, &abort, &[("csrf", &signed.csrf)]).await;
@@ -367,20 +526,11 @@ async fn forms_without_the_csrf_token_change_nothing_and_names_show_as_text(post
         .to_str()
         .unwrap()
         .contains("notice=Aborted"));
-    let (_, deployment) = server
-        .get(&format!("{DEPLOYMENTS}/{id}"), Some(&server.admin()))
-        .await;
+    let deployment = read_deployment(&server, &id).await;
     assert_eq!(deployment["status"], "finished");
     // The abort names the operator who signed in (the login's user, not the test's token).
-    let (_, feed) = server
-        .get(
-            "/api/management/v1/deployments/events?limit=1000",
-            Some(&server.admin()),
-        )
-        .await;
-    let abort = feed["events"]
-        .as_array()
-        .unwrap()
+    let events = feed(&server, "limit=1000").await;
+    let abort = events
         .iter()
         .rfind(|event| event["stream"].as_str().unwrap_or("").contains(&id))
         .unwrap();
@@ -391,9 +541,58 @@ async fn forms_without_the_csrf_token_change_nothing_and_names_show_as_text(post
     );
 }
 
+/// A session cookie the API no longer takes (expired, garbled, or signed with another key)
+/// is cleared on the way to the sign-in page, which shows its form rather than sending the
+/// browser back.
+async fn a_stale_session_is_cleared_and_the_sign_in_form_shown(postgres: bool) {
+    let server = console_server(postgres, true).await;
+    let expired = server.issuer.issue(&http_edge::auth::Issuer::claims(
+        "admin",
+        &events::TenantId::new(""),
+        http_edge::auth::TokenKind::User,
+        chrono::Duration::hours(-2),
+    ));
+    for stale in [
+        "deployments_session=not.a.token".to_owned(),
+        format!("deployments_session={expired}"),
+    ] {
+        let response = client()
+            .get(server.url("/ui/"))
+            .header("cookie", &stale)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+        assert_eq!(response.headers()[LOCATION], "/ui/sign-in");
+        let cleared = set_cookie(response.headers(), "deployments_session")
+            .expect("the stale cookie is cleared");
+        assert!(
+            cleared.starts_with("deployments_session=;")
+                && cleared.contains("Max-Age=0")
+                && cleared.contains("Path=/ui"),
+            "{cleared}"
+        );
+        // Even with the cookie still sent, the form, not a redirect back to the dashboard.
+        let (status, page, headers) = get_page(&server, &stale, "/ui/sign-in").await;
+        assert_eq!(status, 200, "{stale}");
+        assert!(page.contains(r#"id="password""#), "{page}");
+        assert!(set_cookie(&headers, "deployments_session")
+            .unwrap()
+            .contains("Max-Age=0"));
+        assert!(set_cookie(&headers, "deployments_sign_in").is_some());
+    }
+    // A session the API takes still goes on to the dashboard.
+    let signed = sign_in(&server).await;
+    let (status, _, headers) = get_page(&server, &signed.cookie, "/ui/sign-in").await;
+    assert_eq!(status, 303);
+    assert_eq!(headers[LOCATION], "/ui/");
+    assert!(set_cookie(&headers, "deployments_session").is_none());
+}
+
 configured_on_both_backends!(
     signing_in_sets_a_strict_cookie_and_a_wrong_password_sets_none,
     forms_without_the_csrf_token_change_nothing_and_names_show_as_text,
+    a_stale_session_is_cleared_and_the_sign_in_form_shown,
     fleet_and_artifact_pages_act_through_the_api
 );
 
@@ -423,6 +622,25 @@ async fn device_request(
     request.send().await.unwrap().status().as_u16()
 }
 
+/// The device with `token` asks for its next deployment (as a `pi` on `factory`): the status.
+async fn ask_for_next(server: &TestServer, token: &str) -> u16 {
+    let next =
+        "/api/devices/v1/deployments/device/deployments/next?artifact_name=factory&device_type=pi";
+    device_request(server, token, reqwest::Method::GET, next, None).await
+}
+
+/// The device with `token` reports `status` in deployment `id`: the API's status.
+async fn report(server: &TestServer, token: &str, id: &str, status: &str) -> u16 {
+    device_request(
+        server,
+        token,
+        reqwest::Method::PUT,
+        &format!("/api/devices/v1/deployments/device/deployments/{id}/status"),
+        Some(json!({ "status": status })),
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_runs_a_rollout_from_the_browser() {
     let server = console_server(false, false).await;
@@ -442,11 +660,40 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
             text.contains("Wrong email or password")
         })
         .await;
+    // The browser's own cookie jar, scripts' view or not: the sign-in form's cookie, and no
+    // session.
+    let names = |cookies: &[Value]| -> Vec<String> {
+        cookies
+            .iter()
+            .map(|cookie| cookie["name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let cookies = browser.cookies().await;
+    assert!(
+        names(&cookies).contains(&"deployments_sign_in".to_owned()),
+        "{cookies:?}"
+    );
+    assert!(
+        !names(&cookies).contains(&"deployments_session".to_owned()),
+        "{cookies:?}"
+    );
     browser.type_into("#password", PASSWORD).await;
     browser.click("button[type=submit]").await;
     browser
         .wait_for_text("h1", 10, |text| text == "Dashboard")
         .await;
+    let cookies = browser.cookies().await;
+    let session = cookies
+        .iter()
+        .find(|cookie| cookie["name"] == "deployments_session")
+        .unwrap_or_else(|| panic!("{cookies:?}"));
+    assert_eq!(session["httpOnly"], true, "{session}");
+    assert_eq!(session["sameSite"], "Strict", "{session}");
+    assert_eq!(
+        browser.run("return document.cookie").await,
+        "",
+        "no cookie of the console is a script's to read"
+    );
 
     // An upload through the form, with its progress, then listed.
     browser.go(&server.url("/ui/releases")).await;
@@ -570,27 +817,8 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
 
     // The device takes it and reports; the page follows without being reloaded.
     browser.run("window.stayed = true").await;
-    let next =
-        "/api/devices/v1/deployments/device/deployments/next?artifact_name=factory&device_type=pi";
-    assert_eq!(
-        device_request(&server, &token, reqwest::Method::GET, next, None).await,
-        200
-    );
-    let status = format!("/api/devices/v1/deployments/device/deployments/{id}/status");
-    let report = |status_text: &'static str| {
-        let (server, token, status) = (&server, &token, &status);
-        async move {
-            device_request(
-                server,
-                token,
-                reqwest::Method::PUT,
-                status,
-                Some(json!({"status": status_text})),
-            )
-            .await
-        }
-    };
-    assert_eq!(report("downloading").await, 204);
+    assert_eq!(ask_for_next(&server, &token).await, 200);
+    assert_eq!(report(&server, &token, &id, "downloading").await, 204);
     browser
         .wait_for_text("#in-progress", 15, |text| text == "1")
         .await;
@@ -620,6 +848,27 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
         .go(&server.url(&format!("/ui/deployments/{id}")))
         .await;
 
+    // A form stripped of its token (as another site's would be) is refused on the page, and
+    // changes nothing.
+    browser.wait_for("button[data-action=pause]").await;
+    browser
+        .run(
+            "const form = document.querySelector('button[data-action=pause]').form; \
+             form.querySelector('input[name=csrf]').remove(); form.submit();",
+        )
+        .await;
+    browser
+        .wait_for_text(".error", 10, |text| {
+            text.contains("did not come from this console")
+        })
+        .await;
+    assert!(browser.text("main").await.contains("Status 403"));
+    let deployment = read_deployment(&server, &id).await;
+    assert_ne!(deployment["paused"], true, "{deployment}");
+    browser
+        .go(&server.url(&format!("/ui/deployments/{id}")))
+        .await;
+
     // Abort from the page: the device's next report gets 409 and the rollout is finished.
     browser.click("button[data-action=abort]").await;
     browser
@@ -628,7 +877,7 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
     browser
         .wait_for_text("#status", 10, |text| text.starts_with("finished"))
         .await;
-    assert_eq!(report("installing").await, 409);
+    assert_eq!(report(&server, &token, &id, "installing").await, 409);
 
     // Hostile names show as text, and run nothing.
     let hostile = "<img src=x onerror=alert(1)>";
@@ -657,10 +906,7 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
     assert!(rows.as_u64().unwrap() > 5, "{rows}");
     // A new event appears at the end of the feed without a reload.
     let before = rows.as_u64().unwrap();
-    assert_eq!(
-        device_request(&server, &token, reqwest::Method::GET, next, None).await,
-        200
-    );
+    assert_eq!(ask_for_next(&server, &token).await, 200);
     let started = std::time::Instant::now();
     while browser
         .run("return document.querySelectorAll('#events tbody tr').length")
@@ -686,23 +932,96 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
     phone
         .wait_for_text("h1", 10, |text| text == "Dashboard")
         .await;
+    let artifact = artifacts(&server).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for path in [
         "/ui/",
         "/ui/deployments?status=finished",
         &format!("/ui/deployments/{id}"),
+        &format!("/ui/deployments/{id}/devices/{device}"),
         "/ui/devices",
+        &format!("/ui/devices/{device}"),
+        "/ui/devices/find?group=lab",
+        "/ui/releases",
+        &format!("/ui/artifacts/{artifact}"),
+        "/ui/events",
+        "/ui/deployments/new",
     ] {
         phone.go(&server.url(path)).await;
         phone.wait_for("h1").await;
-        let fits = phone
-            .run("return document.documentElement.scrollWidth <= window.innerWidth")
-            .await;
-        assert_eq!(fits, true, "{path} is wider than a phone");
+        fits_a_phone_and_a_keyboard(&phone, path).await;
         if path == "/ui/" {
             assert_eq!(phone.run("return window.innerWidth").await, 375);
             screenshot(&phone, "dashboard-phone").await;
         }
     }
+    // The review of the create form (a page only a post reaches), with its long request.
+    phone
+        .type_into("#name", "a phone's rollout with a long name")
+        .await;
+    phone.click("#release option[value='release-1']").await;
+    phone.click("#target-group").await;
+    phone.click("#group option[value='lab']").await;
+    phone
+        .type_into("#phases", "10\n90 2099-01-01T08:00:00Z")
+        .await;
+    phone.click("form.stack button[type=submit]").await;
+    phone
+        .wait_for_text("#reach", 10, |text| text == "1 device in the group now")
+        .await;
+    phone
+        .run("document.querySelector('details').open = true")
+        .await;
+    fits_a_phone_and_a_keyboard(&phone, "the review").await;
+
+    // A form is sent with Enter from its field.
+    phone.go(&server.url("/ui/releases")).await;
+    phone.type_into("#name", "release\u{E007}").await;
+    let started = std::time::Instant::now();
+    while !phone.url().await.contains("name=release") {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "Enter did not send the form"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    phone
+        .wait_for_text("#release-list", 10, |text| text.contains("release-1"))
+        .await;
+}
+
+/// The page `what` is no wider than the phone, labels every field it shows, and starts the
+/// keyboard's way through it at the skip link.
+async fn fits_a_phone_and_a_keyboard(phone: &Browser, what: &str) {
+    // Against the screen: a page wider than it widens the window's own width too (the phone
+    // zooms out to show it all).
+    let widths = phone
+        .run("return [document.documentElement.scrollWidth, window.innerWidth, screen.width]")
+        .await;
+    let screen = widths[2].clone();
+    assert_eq!(
+        widths,
+        json!([screen, screen, screen]),
+        "{what} is wider than a phone (page, window, screen)"
+    );
+    let unlabelled = phone
+        .run(
+            "return Array.from(document.querySelectorAll('input, select, textarea')) \
+               .filter(field => field.type !== 'hidden' && field.getClientRects().length > 0) \
+               .filter(field => !field.getAttribute('aria-label') && !(field.id && \
+                 document.querySelector('label[for=\"' + CSS.escape(field.id) + '\"]'))) \
+               .map(field => field.outerHTML)",
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "{what}: fields without a label");
+    phone.press("\u{E004}").await;
+    let focused = phone.run("return document.activeElement.outerHTML").await;
+    assert!(
+        focused.as_str().unwrap().contains(r#"class="skip""#),
+        "{what}: Tab first reaches {focused}"
+    );
 }
 
 /// The fleet and artifact pages: each action is the API's, with its refusals shown, and

@@ -3,13 +3,11 @@
 //! inventory shows them; operators group and tag them; deployments go to a group and to all
 //! devices, taking the accepted ones of the moment.
 
-use std::time::Duration;
-
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::standalone::{authenticate, subject, DeviceKeys};
-use crate::support::TestServer;
+use crate::support::{eventually, TestServer};
 
 const V1: &str = "/api/management/v1/inventory";
 const V2: &str = "/api/management/v2/inventory";
@@ -84,18 +82,6 @@ async fn report(server: &TestServer, device: &Admitted, method: Method, body: Va
     )
     .await
     .0
-}
-
-/// A device report is not a management command, so reads wait by polling for what it did.
-async fn eventually(server: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
-    for _ in 0..100 {
-        let (status, body) = server.get(path, Some(&server.admin())).await;
-        if status == 200 && ready(&body) {
-            return body;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{path} never showed what was expected");
 }
 
 fn attribute<'a>(device: &'a Value, scope: &str, name: &str) -> Option<&'a Value> {
@@ -964,9 +950,18 @@ async fn dynamic_deployments_take_the_devices_that_match_when_they_ask(postgres:
     // Takes two devices; b does not match until its tier changes. Its policy would trip at
     // b's failure (one of two), but that report finishes the deployment's last seat.
     let policy = json!({"failure_threshold_percent": 50, "min_finished_devices": 1, "on_threshold": "pause"});
-    let (status, headers, body) = send(&server, Method::POST, v2, &server.admin(),
-        Some(json!({"name": "beta rollout", "artifact_name": "release-7", "filter_id": filter_id,
-                    "max_devices": 2, "policy": policy, "retries": 0})), &[]).await;
+    let (status, headers, body) = send(
+        &server,
+        Method::POST,
+        v2,
+        &server.admin(),
+        Some(
+            json!({"name": "beta rollout", "artifact_name": "release-7", "filter_id": filter_id,
+                    "max_devices": 2, "policy": policy, "retries": 0}),
+        ),
+        &[],
+    )
+    .await;
     assert_eq!(status, 201, "{body}");
     let id = headers["location"]
         .to_str()

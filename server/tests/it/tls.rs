@@ -292,17 +292,24 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[test]
-fn https_is_served_and_a_renewed_certificate_is_picked_up_without_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    issue(dir, "server", "first");
+/// `deployments` serving HTTPS with a certificate named `common_name`, once it answers;
+/// its port and the URL of its liveness route.
+fn serving_https(dir: &Path, common_name: &str) -> (Child, u16, String) {
+    issue(dir, "server", common_name);
     let port = free_port();
-    let mut server = start_https(dir, port, &[]);
+    let server = start_https(dir, port, &[]);
     let alive = format!("https://localhost:{port}/api/internal/v1/deployments/alive");
     wait_for("the server answers over HTTPS", || {
         curl_status(dir, &alive) == "204"
     });
+    (server, port, alive)
+}
+
+#[test]
+fn https_is_served_and_a_renewed_certificate_is_picked_up_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (mut server, port, alive) = serving_https(dir, "first");
     assert_eq!(served_name(port), "first");
     // Plain HTTP on the same port gets no HTTP answer.
     assert_ne!(
@@ -401,4 +408,35 @@ fn a_tls_setting_that_cannot_work_stops_the_start_naming_it() {
     assert!(!output.status.success());
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("set both or neither"), "{said}");
+}
+
+/// The response headers curl gets for `url`, trusting only the test CA.
+fn curl_headers(dir: &Path, url: &str) -> String {
+    let output = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-D", "-", "--cacert"])
+        .arg(dir.join("ca.pem"))
+        .arg(url)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_console_marks_its_cookies_secure_when_it_serves_https_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (mut server, port, _) = serving_https(dir, "console");
+    // No proxy in front says X-Forwarded-Proto: the connection itself is TLS.
+    let headers = curl_headers(dir, &format!("https://localhost:{port}/ui/sign-in"));
+    let cookie = headers
+        .lines()
+        .find(|line| {
+            line.to_ascii_lowercase()
+                .starts_with("set-cookie: deployments_sign_in=")
+        })
+        .unwrap_or_else(|| panic!("no sign-in cookie: {headers}"));
+    assert!(cookie.contains("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    server.kill().unwrap();
+    server.wait().unwrap();
 }

@@ -239,6 +239,31 @@ impl Browser {
         .await
     }
 
+    /// The cookies the browser holds for the current page, as WebDriver lists them (`name`,
+    /// `value`, `httpOnly`, `sameSite`, ...): those its scripts cannot see too.
+    pub async fn cookies(&self) -> Vec<Value> {
+        self.expect(reqwest::Method::GET, "/cookie", Value::Null)
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Presses and releases `key` (a WebDriver key code, such as `\u{E004}` for Tab) on
+    /// whatever has the focus.
+    pub async fn press(&self, key: &str) {
+        self.expect(
+            reqwest::Method::POST,
+            "/actions",
+            json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key},
+            ]}]}),
+        )
+        .await;
+        self.expect(reqwest::Method::DELETE, "/actions", Value::Null)
+            .await;
+    }
+
     /// The text of an open alert, if a script opened one.
     pub async fn alert(&self) -> Option<String> {
         self.command(reqwest::Method::GET, "/alert/text", Value::Null)

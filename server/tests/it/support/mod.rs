@@ -205,6 +205,20 @@ impl TestServer {
     }
 }
 
+/// The body of `path`, read as the administrator, once it answers 200 and `ready` holds:
+/// the read models may trail what changed them (a device's report is no management command
+/// that waits for them).
+pub async fn eventually(server: &TestServer, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    for _ in 0..200 {
+        let (status, body) = server.get(path, Some(&server.admin())).await;
+        if status == 200 && ready(&body) {
+            return body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{path} never showed what was expected");
+}
+
 pub fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!("{name} is not set: start the S3 test server with eval \"$(scripts/s3-test-server)\" (./scripts/test does)")
