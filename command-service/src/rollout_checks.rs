@@ -52,5 +52,6 @@ fn system(tenant: &TenantId, check: &str) -> Caller {
         tenant: tenant.clone(),
         actor: format!("system:{check}"),
         request_id: format!("{check}-{}", Uuid::new_v4()),
+        at: None,
     }
 }

@@ -414,16 +414,18 @@ mod tests {
 
         /// `device` joins and ends in `status`.
         fn finishes(&mut self, device: &str, status: DeviceDeploymentStatus) {
-            self.push(DomainEvent::DeviceJoinedDeployment(DeviceJoinedDeployment {
-                deployment_id: self.deployment,
-                device_id: device.into(),
-                artifact_id: None,
-                status: DeviceDeploymentStatus::Pending,
-                device_type: "pi".into(),
-                installed_artifact_name: "factory".into(),
-                phase: None,
-                matched_filter: None,
-            }));
+            self.push(DomainEvent::DeviceJoinedDeployment(
+                DeviceJoinedDeployment {
+                    deployment_id: self.deployment,
+                    device_id: device.into(),
+                    artifact_id: None,
+                    status: DeviceDeploymentStatus::Pending,
+                    device_type: "pi".into(),
+                    installed_artifact_name: "factory".into(),
+                    phase: None,
+                    matched_filter: None,
+                },
+            ));
             self.push(DomainEvent::DeviceDeploymentStatusChanged(
                 DeviceDeploymentStatusChanged {
                     deployment_id: self.deployment,

@@ -56,7 +56,23 @@ pub async fn next(
                         Err(deployments::PhaseFull) => return Ok(Decision::answer(Next::Nothing)),
                     }
                 }
+                // A device that joins in a final status (no artifact for it, or the artifact
+                // installed already) finishes its entry there: its deployment's policy counts
+                // it as it counts a report.
+                let finished = decision.events.iter().find_map(|event| match event {
+                    DomainEvent::DeviceJoinedDeployment(joined) if joined.status.is_final() => {
+                        Some((joined.deployment_id, joined.status))
+                    }
+                    _ => None,
+                });
+                let trip = match finished {
+                    Some((deployment, status)) => {
+                        policy_check(&session, deployment, &asked.device, status).await?
+                    }
+                    None => None,
+                };
                 appends.push((stream, decision.events));
+                appends.extend(trip);
                 Ok(Decision {
                     answer: decision.answer,
                     appends,

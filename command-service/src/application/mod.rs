@@ -21,6 +21,7 @@ pub mod inventory;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use event_log::{AppendError, AppendRequest, EventLog, ExpectedVersion};
 use events::{DomainEvent, EventMetadata, NewEvent, Position, StreamName, TenantId};
 use uuid::Uuid;
@@ -44,11 +45,16 @@ pub struct Caller {
     pub tenant: TenantId,
     pub actor: String,
     pub request_id: String,
+    /// The time a command's decision names (a deployment's `created`), which its events are
+    /// then recorded at, so that a read of the past at that time finds them; otherwise they
+    /// are recorded at the time of the append.
+    pub at: Option<DateTime<Utc>>,
 }
 
 impl Caller {
     fn metadata(&self) -> EventMetadata {
-        EventMetadata::now()
+        self.at
+            .map_or_else(EventMetadata::now, EventMetadata::at)
             .with_actor(&self.actor)
             .with_correlation(&self.request_id)
     }
@@ -353,6 +359,7 @@ mod tests {
             tenant: TenantId::default(),
             actor: "user:test".into(),
             request_id: "test".into(),
+            at: None,
         }
     }
 

@@ -233,6 +233,7 @@ async fn auth_request(
         tenant: events::TenantId::default(),
         actor: format!("device:{device}"),
         request_id: request_id.0,
+        at: None,
     };
     let outcome = match admission::auth_request(
         &state.pipeline,

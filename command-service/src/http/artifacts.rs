@@ -35,6 +35,7 @@ pub(super) fn caller(user: &http_edge::auth::Identity, request_id: &RequestId) -
         tenant: user.tenant.clone(),
         actor: format!("user:{}", user.subject),
         request_id: request_id.0.clone(),
+        at: None,
     }
 }
 

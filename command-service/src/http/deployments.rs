@@ -14,6 +14,7 @@ use serde::Deserialize;
 use super::artifacts::caller;
 use super::AppState;
 use crate::application::deployments::{self, Action};
+use crate::application::Caller;
 use crate::domain::deployments::NewDeployment;
 use crate::error::{parse_id, ApiError};
 
@@ -80,10 +81,13 @@ async fn create_dynamic(
     Extension(request_id): Extension<RequestId>,
     JsonBody(request): JsonBody<NewDeployment>,
 ) -> Result<Response, ApiError> {
-    let caller = caller(&user, &request_id);
+    let now = Utc::now();
+    let caller = Caller {
+        at: Some(now),
+        ..caller(&user, &request_id)
+    };
     let id = DeploymentId::new();
-    let outcome =
-        deployments::create_dynamic(&state.pipeline, &caller, &request, id, Utc::now()).await?;
+    let outcome = deployments::create_dynamic(&state.pipeline, &caller, &request, id, now).await?;
     Ok(with_location(
         state
             .answered_if(outcome.position, StatusCode::CREATED)
@@ -107,9 +111,12 @@ async fn created(
     request_id: &RequestId,
     request: &NewDeployment,
 ) -> Result<Response, ApiError> {
-    let caller = caller(user, request_id);
-    let id = DeploymentId::new();
     let now = Utc::now();
+    let caller = Caller {
+        at: Some(now),
+        ..caller(user, request_id)
+    };
+    let id = DeploymentId::new();
     // Guarded by the artifacts stream: an artifact deleted meanwhile makes this decide again.
     let outcome = deployments::create(
         &state.pipeline,

@@ -57,6 +57,7 @@ pub(super) fn device_caller(
         tenant: device.tenant.clone(),
         actor: format!("device:{}", device.subject),
         request_id: request_id.0.clone(),
+        at: None,
     })
 }
 
