@@ -9,8 +9,9 @@ use super::sql::stored_time;
 use super::sql::{contains_pattern, placeholders, Conditions};
 use super::Window;
 
-/// A deployment's own row; its statistics, phases and artifacts are rows of their own.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A deployment with its statistics, phases and artifacts, as the database assembles it: a
+/// page of them is one row of JSON (see [`page_sql`]), however many deployments it shows.
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct Deployment {
     pub id: String,
     pub name: String,
@@ -38,6 +39,12 @@ pub struct Deployment {
     pub policy_trip: Option<String>,
     /// Retries a device whose attempt failed gets.
     pub retries: i64,
+    /// Devices per status, where any device has it.
+    pub statistics: Vec<(String, i64)>,
+    /// Its phases in order: id, batch size, start, devices admitted so far.
+    pub phases: Vec<(String, Option<i64>, String, i64)>,
+    /// The ids of the artifacts it may install, in order.
+    pub artifacts: Vec<String>,
 }
 
 /// How many of a deployment's devices are in one status.
@@ -46,24 +53,6 @@ pub struct Statistic {
     pub deployment_id: String,
     pub status: String,
     pub devices: i64,
-}
-
-/// One phase of a phased deployment.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct Phase {
-    pub deployment_id: String,
-    pub id: String,
-    pub batch_size: Option<i64>,
-    pub start_ts: String,
-    /// Devices admitted to the phase so far.
-    pub device_count: i64,
-}
-
-/// An artifact a deployment may install.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DeploymentArtifact {
-    pub deployment_id: String,
-    pub artifact_id: String,
 }
 
 /// A device a deployment targets, numbered from 0 in the order the operator gave them.
@@ -88,52 +77,95 @@ pub struct DeploymentFilter {
     pub ascending: bool,
 }
 
-/// Columns of `deployments` that [`Deployment`] reads.
-const COLUMNS: &str = "id, name, artifact_name, created, finished, status, \
-     device_count, max_devices, force_installation, total_size, groups, filter, paused, pause_cause, policy, policy_trip, \
-     retries";
+/// `SELECT <total>, <deployments as one JSON array> FROM (<rows>) d`: the rows of
+/// `deployments` that `rows` selects (as `d`, in their order) assembled with their
+/// statistics, phases and artifacts into one JSON text, and `total` beside it. One row
+/// whatever the page holds: the embedded engine hands each row across threads, and the
+/// page's cost was those hand-offs, five queries' worth. Each engine builds JSON in its own
+/// words.
+fn page_sql(postgres: bool, total: &str, rows: &str, order: &str) -> String {
+    if postgres {
+        format!(
+            "SELECT {total} AS total, COALESCE(json_agg(json_build_object(
+               'id', d.id, 'name', d.name, 'artifact_name', d.artifact_name,
+               'created', d.created, 'finished', d.finished, 'status', d.status,
+               'device_count', d.device_count, 'max_devices', d.max_devices,
+               'force_installation', d.force_installation, 'total_size', d.total_size,
+               'groups', d.groups, 'filter', d.filter, 'paused', d.paused,
+               'pause_cause', d.pause_cause, 'policy', d.policy, 'policy_trip', d.policy_trip,
+               'retries', d.retries,
+               'statistics', (SELECT COALESCE(json_agg(json_build_array(s.status, s.devices)), '[]')
+                 FROM deployment_statistics s
+                 WHERE s.tenant = d.tenant AND s.deployment_id = d.id),
+               'phases', (SELECT COALESCE(json_agg(json_build_array(p.id, p.batch_size, p.start_ts,
+                   p.device_count) ORDER BY p.number), '[]') FROM deployment_phases p
+                 WHERE p.tenant = d.tenant AND p.deployment_id = d.id),
+               'artifacts', (SELECT COALESCE(json_agg(a.artifact_id ORDER BY a.artifact_id), '[]')
+                 FROM deployment_artifacts a
+                 WHERE a.tenant = d.tenant AND a.deployment_id = d.id)
+             ) ORDER BY {order}), '[]')::text AS page FROM ({rows}) d"
+        )
+    } else {
+        format!(
+            "SELECT {total} AS total, json_group_array(json_object(
+               'id', d.id, 'name', d.name, 'artifact_name', d.artifact_name,
+               'created', d.created, 'finished', d.finished, 'status', d.status,
+               'device_count', d.device_count, 'max_devices', d.max_devices,
+               'force_installation', d.force_installation, 'total_size', d.total_size,
+               'groups', d.groups, 'filter', d.filter, 'paused', d.paused,
+               'pause_cause', d.pause_cause, 'policy', d.policy, 'policy_trip', d.policy_trip,
+               'retries', d.retries,
+               'statistics', json((SELECT json_group_array(json_array(s.status, s.devices))
+                 FROM deployment_statistics s
+                 WHERE s.tenant = d.tenant AND s.deployment_id = d.id)),
+               'phases', json((SELECT json_group_array(json_array(p.id, p.batch_size, p.start_ts,
+                   p.device_count) ORDER BY p.number) FROM deployment_phases p
+                 WHERE p.tenant = d.tenant AND p.deployment_id = d.id)),
+               'artifacts', json((SELECT json_group_array(a.artifact_id ORDER BY a.artifact_id)
+                 FROM deployment_artifacts a
+                 WHERE a.tenant = d.tenant AND a.deployment_id = d.id))
+             ) ORDER BY {order}) AS page FROM ({rows}) d"
+        )
+    }
+}
 
 /// The deployments of one generation of the read models.
 #[derive(Clone)]
 pub struct Deployments {
     pool: AnyPool,
+    /// Which engine's SQL the pool speaks, where the two differ.
+    postgres: bool,
 }
 
 impl Deployments {
-    pub(super) fn new(pool: AnyPool) -> Self {
-        Self { pool }
+    pub(super) fn new(pool: AnyPool, postgres: bool) -> Self {
+        Self { pool, postgres }
     }
 
-    /// How many of the tenant's deployments `filter` lets through.
-    pub async fn count(
-        &self,
-        tenant: &TenantId,
-        filter: &DeploymentFilter,
-    ) -> Result<i64, sqlx::Error> {
-        conditions(filter)
-            .count(&self.pool, "deployments", tenant.as_str())
-            .await
-    }
-
-    /// A page of those deployments, newest first unless `filter` asks for oldest first.
+    /// A page of those deployments `filter` lets through, newest first unless it asks for
+    /// oldest first, and how many it lets through in all: one query.
     pub async fn page(
         &self,
         tenant: &TenantId,
         filter: &DeploymentFilter,
         window: Window,
-    ) -> Result<Vec<Deployment>, sqlx::Error> {
+    ) -> Result<(i64, Vec<Deployment>), sqlx::Error> {
         let conditions = conditions(filter);
         let direction = if filter.ascending { "ASC" } else { "DESC" };
-        let sql = format!(
-            "SELECT {COLUMNS} FROM deployments WHERE tenant = $1{}
+        let rows = format!(
+            "SELECT * FROM deployments WHERE tenant = $1{}
              ORDER BY created {direction}, id {direction} LIMIT {} OFFSET {}",
             conditions.sql, window.limit, window.offset
         );
-        let mut page = sqlx::query_as(&sql).bind(tenant.as_str());
-        for value in &conditions.values {
-            page = page.bind(value.as_str());
-        }
-        page.fetch_all(&self.pool).await
+        let total = format!(
+            "(SELECT COUNT(*) FROM deployments WHERE tenant = $1{})",
+            conditions.sql
+        );
+        let order = format!("d.created {direction}, d.id {direction}");
+        let sql = page_sql(self.postgres, &total, &rows, &order);
+        let values =
+            std::iter::once(tenant.as_str()).chain(conditions.values.iter().map(String::as_str));
+        self.assembled(&sql, values).await
     }
 
     /// One deployment of the tenant, if it has it.
@@ -142,13 +174,31 @@ impl Deployments {
         tenant: &TenantId,
         id: DeploymentId,
     ) -> Result<Option<Deployment>, sqlx::Error> {
-        sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM deployments WHERE tenant = $1 AND id = $2"
-        ))
-        .bind(tenant.as_str())
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await
+        let sql = page_sql(
+            self.postgres,
+            "0",
+            "SELECT * FROM deployments WHERE tenant = $1 AND id = $2",
+            "d.id",
+        );
+        let id = id.to_string();
+        let (_, mut found) = self.assembled(&sql, [tenant.as_str(), &id]).await?;
+        Ok(found.pop())
+    }
+
+    /// Runs a [`page_sql`] query and reads its row.
+    async fn assembled<'q>(
+        &self,
+        sql: &'q str,
+        values: impl IntoIterator<Item = &'q str>,
+    ) -> Result<(i64, Vec<Deployment>), sqlx::Error> {
+        let mut query = sqlx::query_as::<_, (i64, String)>(sql);
+        for value in values {
+            query = query.bind(value);
+        }
+        let (total, page) = query.fetch_one(&self.pool).await?;
+        let deployments =
+            serde_json::from_str(&page).map_err(|error| sqlx::Error::Decode(Box::new(error)))?;
+        Ok((total, deployments))
     }
 
     /// Whether the tenant has the deployment.
@@ -168,13 +218,16 @@ impl Deployments {
         tenant: &TenantId,
         ids: &[String],
     ) -> Result<Vec<Deployment>, sqlx::Error> {
-        self.of_each(
-            tenant,
-            ids,
-            &format!("SELECT {COLUMNS} FROM deployments WHERE tenant = $1 AND id IN"),
-            "",
-        )
-        .await
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = format!(
+            "SELECT * FROM deployments WHERE tenant = $1 AND id IN ({})",
+            placeholders(2, ids.len())
+        );
+        let sql = page_sql(self.postgres, "0", &rows, "d.id");
+        let values = std::iter::once(tenant.as_str()).chain(ids.iter().map(String::as_str));
+        Ok(self.assembled(&sql, values).await?.1)
     }
 
     /// Device counts per status of the deployments `ids`, where any device has the status.
@@ -189,38 +242,6 @@ impl Deployments {
             "SELECT deployment_id, status, devices FROM deployment_statistics
              WHERE tenant = $1 AND deployment_id IN",
             "",
-        )
-        .await
-    }
-
-    /// The phases of the deployments `ids`, by deployment, each's in order.
-    pub async fn phases(
-        &self,
-        tenant: &TenantId,
-        ids: &[String],
-    ) -> Result<Vec<Phase>, sqlx::Error> {
-        self.of_each(
-            tenant,
-            ids,
-            "SELECT deployment_id, id, batch_size, start_ts, device_count
-             FROM deployment_phases WHERE tenant = $1 AND deployment_id IN",
-            "ORDER BY deployment_id, number",
-        )
-        .await
-    }
-
-    /// The artifacts the deployments `ids` may install, by deployment, then artifact id.
-    pub async fn artifacts(
-        &self,
-        tenant: &TenantId,
-        ids: &[String],
-    ) -> Result<Vec<DeploymentArtifact>, sqlx::Error> {
-        self.of_each(
-            tenant,
-            ids,
-            "SELECT deployment_id, artifact_id FROM deployment_artifacts
-             WHERE tenant = $1 AND deployment_id IN",
-            "ORDER BY deployment_id, artifact_id",
         )
         .await
     }

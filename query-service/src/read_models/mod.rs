@@ -225,7 +225,7 @@ impl ReadModels {
 
     /// The deployments of the generation reads use now.
     pub fn deployments(&self) -> Deployments {
-        Deployments::new(self.pool())
+        Deployments::new(self.pool(), self.is_postgres())
     }
 
     /// The devices (admission) of the generation reads use now.

@@ -54,7 +54,7 @@ pub async fn history(
     if !deployment_ids.is_empty() {
         let store = state.read_models.deployments();
         let rows = store.among(tenant, &deployment_ids).await?;
-        for view in deployment_views(&store, tenant, rows).await? {
+        for view in deployment_views(rows) {
             deployments.insert(view.id.clone(), view);
         }
     }

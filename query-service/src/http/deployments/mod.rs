@@ -120,9 +120,8 @@ async fn list(
     let filter = lookup(&query)?;
     let paging = Paging::strict(&query, MAX_PER_PAGE)?;
     let store = state.read_models.deployments();
-    let total = store.count(&user.tenant, &filter).await?;
-    let rows = store.page(&user.tenant, &filter, paging.window()).await?;
-    let views = deployment_views(&store, &user.tenant, rows).await?;
+    let (total, rows) = store.page(&user.tenant, &filter, paging.window()).await?;
+    let views = deployment_views(rows);
     let headers = paging.headers(uri.path(), &query, total as u64);
     Ok((headers, Json(views)).into_response())
 }
@@ -132,7 +131,7 @@ async fn find(state: &AppState, tenant: &TenantId, id: &str) -> Result<Deploymen
     let id: DeploymentId = parse_id(id)?;
     let store = state.read_models.deployments();
     let row = store.find(tenant, id).await?.ok_or(ApiError::NotFound)?;
-    let mut views = deployment_views(&store, tenant, vec![row]).await?;
+    let mut views = deployment_views(vec![row]);
     views.pop().ok_or(ApiError::NotFound)
 }
 

@@ -3,15 +3,14 @@
 //! Shapes follow the Go service's JSON (model/deployment.go, model/device_deployment.go in
 //! mendersoftware/deployments): empty optional fields are left out, not sent as null.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use events::deployment::DeviceDeploymentStatus;
-use events::TenantId;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::read_models::deployments::{Deployment, Deployments};
+use crate::read_models::deployments::Deployment;
 use crate::read_models::entries::Entry;
 
 /// A deployment, with its statistics as the Go service embeds them.
@@ -91,83 +90,65 @@ pub fn zero_statistics() -> BTreeMap<&'static str, i64> {
         .collect()
 }
 
-/// Builds the views of deployments, in their order, reading the statistics, phases and
-/// artifacts of all of them in one query each.
-pub async fn deployment_views(
-    store: &Deployments,
-    tenant: &TenantId,
-    rows: Vec<Deployment>,
-) -> Result<Vec<DeploymentView>, ApiError> {
-    let ids: Vec<String> = rows.iter().map(|row| row.id.clone()).collect();
-    let mut statistics: HashMap<String, BTreeMap<&'static str, i64>> = HashMap::new();
-    let mut phases: HashMap<String, Vec<PhaseView>> = HashMap::new();
-    let mut artifacts: HashMap<String, Vec<String>> = HashMap::new();
-    if !ids.is_empty() {
-        for row in store.statistics(tenant, &ids).await? {
-            if let Some(status) = DeviceDeploymentStatus::parse(&row.status) {
-                statistics
-                    .entry(row.deployment_id)
-                    .or_insert_with(zero_statistics)
-                    .insert(status.as_str(), row.devices);
-            }
-        }
-        for row in store.phases(tenant, &ids).await? {
-            phases
-                .entry(row.deployment_id)
-                .or_default()
-                .push(PhaseView {
-                    id: row.id,
-                    batch_size: row.batch_size,
-                    start_ts: row.start_ts,
-                    device_count: row.device_count,
-                });
-        }
-        for row in store.artifacts(tenant, &ids).await? {
-            artifacts
-                .entry(row.deployment_id)
-                .or_default()
-                .push(row.artifact_id);
+/// Builds the views of deployments, in their order, from their rows: each row carries its
+/// statistics, phases and artifacts, read in the same query.
+pub fn deployment_views(rows: Vec<Deployment>) -> Vec<DeploymentView> {
+    rows.into_iter().map(deployment_view).collect()
+}
+
+fn deployment_view(row: Deployment) -> DeploymentView {
+    let mut statistics = zero_statistics();
+    for (status, devices) in row.statistics {
+        if let Some(status) = DeviceDeploymentStatus::parse(&status) {
+            statistics.insert(status.as_str(), devices);
         }
     }
-    Ok(rows
+    let phases = row
+        .phases
         .into_iter()
-        .map(|row| DeploymentView {
-            artifacts: artifacts.remove(&row.id).unwrap_or_default(),
-            phases: phases.remove(&row.id).unwrap_or_default(),
-            statistics: StatisticsView {
-                status: statistics.remove(&row.id).unwrap_or_else(zero_statistics),
-                total_size: row.total_size,
-            },
-            name: row.name,
-            artifact_name: row.artifact_name,
-            created: row.created,
-            finished: row.finished,
-            status: row.status,
-            device_count: row.device_count,
-            max_devices: row.max_devices,
-            kind: "software",
-            force_installation: row.force_installation == 1,
-            groups: row
-                .groups
-                .as_deref()
-                .and_then(|groups| serde_json::from_str(groups).ok())
-                .unwrap_or_default(),
-            policy: json_of(row.policy.as_deref()),
-            policy_trip: json_of(row.policy_trip.as_deref()),
-            retries: row.retries,
-            paused: row.paused == 1,
-            pause_cause: row
-                .pause_cause
-                .as_deref()
-                .and_then(|cause| serde_json::from_str(cause).ok()),
-            dynamic: row.filter.is_some(),
-            filter: row
-                .filter
-                .as_deref()
-                .and_then(|filter| serde_json::from_str(filter).ok()),
-            id: row.id,
+        .map(|(id, batch_size, start_ts, device_count)| PhaseView {
+            id,
+            batch_size,
+            start_ts,
+            device_count,
         })
-        .collect())
+        .collect();
+    DeploymentView {
+        artifacts: row.artifacts,
+        phases,
+        statistics: StatisticsView {
+            status: statistics,
+            total_size: row.total_size,
+        },
+        name: row.name,
+        artifact_name: row.artifact_name,
+        created: row.created,
+        finished: row.finished,
+        status: row.status,
+        device_count: row.device_count,
+        max_devices: row.max_devices,
+        kind: "software",
+        force_installation: row.force_installation == 1,
+        groups: row
+            .groups
+            .as_deref()
+            .and_then(|groups| serde_json::from_str(groups).ok())
+            .unwrap_or_default(),
+        policy: json_of(row.policy.as_deref()),
+        policy_trip: json_of(row.policy_trip.as_deref()),
+        retries: row.retries,
+        paused: row.paused == 1,
+        pause_cause: row
+            .pause_cause
+            .as_deref()
+            .and_then(|cause| serde_json::from_str(cause).ok()),
+        dynamic: row.filter.is_some(),
+        filter: row
+            .filter
+            .as_deref()
+            .and_then(|filter| serde_json::from_str(filter).ok()),
+        id: row.id,
+    }
 }
 
 /// A device's entry in a deployment (Mender's `DeviceWithImage`).
