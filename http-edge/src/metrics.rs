@@ -126,6 +126,25 @@ impl Scrape {
         let _ = writeln!(self.text, "{name}{labels} {value}");
     }
 
+    /// Whether the event log answers, and its last position when it does (`head`, from
+    /// asking it): every service that reads the log shows both.
+    pub fn event_log(&mut self, head: Option<u64>) {
+        if let Some(head) = head {
+            self.gauge(
+                "deployments_event_log_head",
+                "The log's last position.",
+                &[],
+                head as f64,
+            );
+        }
+        self.gauge(
+            "deployments_event_log_up",
+            "Whether the event log answers.",
+            &[],
+            if head.is_some() { 1.0 } else { 0.0 },
+        );
+    }
+
     /// The process's recorded metrics followed by these gauges.
     pub fn render(self) -> String {
         let mut text = render();

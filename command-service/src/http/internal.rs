@@ -32,24 +32,7 @@ async fn health(State(state): State<AppState>) -> Result<StatusCode, ApiError> {
 /// Always 200, so a scrape sees the request metrics while the log is down.
 async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
     let mut scrape = http_edge::metrics::Scrape::default();
-    let up = match state.log.head().await {
-        Ok(head) => {
-            scrape.gauge(
-                "deployments_event_log_head",
-                "The log's last position.",
-                &[],
-                head.0 as f64,
-            );
-            1.0
-        }
-        Err(_) => 0.0,
-    };
-    scrape.gauge(
-        "deployments_event_log_up",
-        "Whether the event log answers.",
-        &[],
-        up,
-    );
+    scrape.event_log(state.log.head().await.ok().map(|head| head.0));
     (
         [(
             axum::http::header::CONTENT_TYPE,

@@ -76,60 +76,46 @@ async fn detail(State(state): State<AppState>) -> Result<Json<serde_json::Value>
 /// shows as `..._up 0` and its gauges keep their last values, so a scrape still sees the rest.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let mut scrape = http_edge::metrics::Scrape::default();
-    let log_up = match state.log.head().await {
-        Ok(head) => {
-            scrape.gauge(
-                "deployments_event_log_head",
-                "The log's last position.",
-                &[],
-                head.0 as f64,
-            );
-            let followers = [
-                ("projection", Follower::Projection),
-                ("relay", Follower::Relay),
-            ];
-            for (kind, follower) in followers {
-                let Ok(checkpoints) = state.read_models.checkpoints(follower).await else {
-                    continue;
+    let head = state.log.head().await.ok();
+    scrape.event_log(head.map(|head| head.0));
+    if let Some(head) = head {
+        let followers = [
+            ("projection", Follower::Projection),
+            ("relay", Follower::Relay),
+        ];
+        for (kind, follower) in followers {
+            let Ok(checkpoints) = state.read_models.checkpoints(follower).await else {
+                continue;
+            };
+            let (events, seconds) = match follower {
+                Follower::Projection => (
+                    "deployments_projection_lag_events",
+                    "deployments_projection_lag_seconds",
+                ),
+                Follower::Relay => (
+                    "deployments_relay_lag_events",
+                    "deployments_relay_lag_seconds",
+                ),
+            };
+            for Checkpoint { name, position } in checkpoints {
+                let lag = head.0.saturating_sub(position as u64);
+                let waiting = match lag {
+                    0 => Ok(0.0),
+                    _ => oldest_waiting(&state, position).await,
                 };
-                let (events, seconds) = match follower {
-                    Follower::Projection => (
-                        "deployments_projection_lag_events",
-                        "deployments_projection_lag_seconds",
-                    ),
-                    Follower::Relay => (
-                        "deployments_relay_lag_events",
-                        "deployments_relay_lag_seconds",
-                    ),
-                };
-                for Checkpoint { name, position } in checkpoints {
-                    let lag = head.0.saturating_sub(position as u64);
-                    let waiting = match lag {
-                        0 => Ok(0.0),
-                        _ => oldest_waiting(&state, position).await,
-                    };
-                    let labels = [(kind, name.as_str())];
-                    scrape.gauge(events, "Events not applied yet.", &labels, lag as f64);
-                    if let Ok(waiting) = waiting {
-                        scrape.gauge(
-                            seconds,
-                            "Age of the oldest event not applied yet.",
-                            &labels,
-                            waiting,
-                        );
-                    }
+                let labels = [(kind, name.as_str())];
+                scrape.gauge(events, "Events not applied yet.", &labels, lag as f64);
+                if let Ok(waiting) = waiting {
+                    scrape.gauge(
+                        seconds,
+                        "Age of the oldest event not applied yet.",
+                        &labels,
+                        waiting,
+                    );
                 }
             }
-            1.0
         }
-        Err(_) => 0.0,
-    };
-    scrape.gauge(
-        "deployments_event_log_up",
-        "Whether the event log answers.",
-        &[],
-        log_up,
-    );
+    }
     let mut read_models_up = 1.0;
     for (counted, metric, help) in [
         (

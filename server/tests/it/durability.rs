@@ -391,7 +391,10 @@ async fn right_after_a_restart_devices_are_answered_from_the_whole_log() {
             Err(error) => panic!("the server never answered: {error}"),
         }
     };
-    assert_eq!(status, 200, "the first answer after a restart, past any 503: {body}");
+    assert_eq!(
+        status, 200,
+        "the first answer after a restart, past any 503: {body}"
+    );
     assert_eq!(body["artifact"]["artifact_name"], "release-1");
 }
 
