@@ -51,12 +51,21 @@ impl ReadSide for InProcess {
 ///
 /// However many requests wait, the process reads the published positions once per
 /// notification: whichever waiter wakes first reads them, and the others take its reading.
+/// Where the backend announces every publication (PostgreSQL), a reading with no
+/// announcement since is as new as any, and a command that starts waiting takes it rather
+/// than reading again: most commands then read nothing.
 pub struct LogReaders {
     log: Arc<dyn EventLog>,
     /// The last reading: `None` when no projection publishes.
     applied: watch::Sender<Option<Position>>,
     reading: tokio::sync::Mutex<()>,
+    /// The announcements counted as the last reading began, and when it began.
+    last_reading: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
 }
+
+/// How long a reading with no announcement since is trusted: a bound on what a notification
+/// lost some other way than the backend can tell could cost.
+const READING_TRUSTED_FOR: Duration = Duration::from_secs(1);
 
 impl LogReaders {
     pub fn new(log: Arc<dyn EventLog>) -> Self {
@@ -64,7 +73,20 @@ impl LogReaders {
             log,
             applied: watch::channel(Some(Position::default())).0,
             reading: tokio::sync::Mutex::new(()),
+            last_reading: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether the last reading is as new as any, with `announced` publications counted now.
+    fn reading_is_current(&self, announced: u64) -> bool {
+        self.log.announces_every_publication()
+            && self
+                .last_reading
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .is_some_and(|(counted, began)| {
+                    counted == announced && began.elapsed() < READING_TRUSTED_FOR
+                })
     }
 }
 
@@ -77,19 +99,34 @@ impl ReadSide for LogReaders {
         loop {
             changes.mark_unchanged();
             readings.mark_unchanged();
-            match self.reading.try_lock() {
-                Ok(_reading) => match self.log.applied_by_readers().await {
-                    Ok(applied) => {
-                        self.applied.send_replace(applied);
+            if !self.reading_is_current(*changes.borrow()) {
+                match self.reading.try_lock() {
+                    // Counted before the read: a publication announced during it is read
+                    // again by the next waiter.
+                    Ok(_reading) => {
+                        let announced = *changes.borrow();
+                        if !self.reading_is_current(announced) {
+                            let began = std::time::Instant::now();
+                            match self.log.applied_by_readers().await {
+                                Ok(applied) => {
+                                    self.applied.send_replace(applied);
+                                    *self
+                                        .last_reading
+                                        .lock()
+                                        .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                                        Some((announced, began));
+                                }
+                                Err(error) => {
+                                    tracing::warn!(%error, "cannot read how far the projections are");
+                                }
+                            }
+                        }
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot read how far the projections are");
+                    // Another waiter is reading: its reading, once published, is this one's.
+                    Err(_) => {
+                        let _ = tokio::time::timeout_at(deadline, readings.changed()).await;
+                        readings.mark_unchanged();
                     }
-                },
-                // Another waiter is reading: its reading, once published, is this one's.
-                Err(_) => {
-                    let _ = tokio::time::timeout_at(deadline, readings.changed()).await;
-                    readings.mark_unchanged();
                 }
             }
             match *self.applied.borrow() {

@@ -150,6 +150,10 @@ impl EventLog for BatchingLog {
         self.inner.applied_changes()
     }
 
+    fn announces_every_publication(&self) -> bool {
+        self.inner.announces_every_publication()
+    }
+
     async fn head(&self) -> Result<Position, LogError> {
         self.inner.head().await
     }

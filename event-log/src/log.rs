@@ -311,6 +311,14 @@ pub trait EventLog: Send + Sync + 'static {
         watch::channel(0).1
     }
 
+    /// Whether [`applied_changes`](Self::applied_changes) changes with every publication of
+    /// every process (PostgreSQL's notifications, and after any gap in them), so that what
+    /// was read of the published positions stays true until it changes. Where it does not
+    /// (SQLite: only this process's publications), callers read again while they wait.
+    fn announces_every_publication(&self) -> bool {
+        false
+    }
+
     /// The position of the last committed event.
     async fn head(&self) -> Result<Position, LogError>;
 

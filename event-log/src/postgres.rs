@@ -286,7 +286,14 @@ async fn listen(pool: PgPool, head: watch::Sender<Position>, readers: watch::Sen
             let mut listener = PgListener::connect_with(&pool).await?;
             listener.listen_all([CHANNEL, READERS_CHANNEL]).await?;
             loop {
-                let notification = listener.recv().await?;
+                // None: the connection was lost, and with it any notification sent
+                // meanwhile; the next call reconnects. Readers are told to look again, as
+                // a publication may have gone unheard.
+                let Some(notification) = listener.try_recv().await? else {
+                    tracing::warn!("event log notifications interrupted; listening again");
+                    readers.send_modify(|count| *count = count.wrapping_add(1));
+                    continue;
+                };
                 if notification.channel() == READERS_CHANNEL {
                     readers.send_modify(|count| *count = count.wrapping_add(1));
                 } else if let Ok(position) = notification.payload().parse::<u64>() {
@@ -298,6 +305,8 @@ async fn listen(pool: PgPool, head: watch::Sender<Position>, readers: watch::Sen
         if let Err(error) = outcome {
             tracing::warn!(%error, "event log notifications lost; subscribers fall back to polling");
         }
+        // Whatever was published while nobody listened, readers look again.
+        readers.send_modify(|count| *count = count.wrapping_add(1));
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -432,6 +441,10 @@ impl EventLog for PostgresEventLog {
 
     fn applied_changes(&self) -> watch::Receiver<u64> {
         self.readers.subscribe()
+    }
+
+    fn announces_every_publication(&self) -> bool {
+        true
     }
 
     async fn head(&self) -> Result<Position, LogError> {
