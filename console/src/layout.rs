@@ -76,14 +76,24 @@ pub fn page(title: &str, section: Section, csrf: &str, body: Markup) -> Html<Str
     Html(markup.into_string())
 }
 
-/// A page outside the signed-in frame: sign-in and errors.
+/// A page outside the signed-in frame: sign-in and errors, in a narrow column.
 pub fn bare(title: &str, body: &Markup) -> Html<String> {
+    outside(title, true, body)
+}
+
+/// A public page outside the signed-in frame, as wide as the console's: the API reference,
+/// whose tables of parameters a narrow column would break a letter a line.
+pub fn public(title: &str, body: &Markup) -> Html<String> {
+    outside(title, false, body)
+}
+
+fn outside(title: &str, narrow: bool, body: &Markup) -> Html<String> {
     let markup = html! {
         (DOCTYPE)
         html lang="en" {
             (head(title))
             body {
-                main #main.narrow {
+                main #main.narrow[narrow] {
                     h1 { (title) }
                     (body)
                 }

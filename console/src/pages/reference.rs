@@ -224,5 +224,5 @@ pub async fn show() -> Html<String> {
             }
         }
     };
-    layout::bare(info["title"].as_str().unwrap_or("API reference"), &body)
+    layout::public(info["title"].as_str().unwrap_or("API reference"), &body)
 }

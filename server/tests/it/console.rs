@@ -825,6 +825,8 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
     browser
         .wait_for_text("#device-table", 10, |text| text.contains("downloading"))
         .await;
+    // A moment the page has shown the download at, to look back at once it is over.
+    let downloading_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     assert_eq!(
         browser.run("return window.stayed === true").await,
         true,
@@ -879,6 +881,19 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
         .await;
     assert_eq!(report(&server, &token, &id, "installing").await, 409);
 
+    // Back in time, through the page's own form: the rollout as it was while the device
+    // downloaded, though it is over now.
+    browser.type_into("#as-of", &downloading_at).await;
+    browser.click("#as-of-slider + button").await;
+    browser
+        .wait_for_text(".notice", 10, |text| text.starts_with("As it was at"))
+        .await;
+    browser
+        .wait_for_text("#device-table", 10, |text| text.contains("downloading"))
+        .await;
+    assert!(!browser.text("#status").await.starts_with("finished"));
+    screenshot(&browser, "deployment-past").await;
+
     // Hostile names show as text, and run nothing.
     let hostile = "<img src=x onerror=alert(1)>";
     create_deployment(&server, hostile, &[&device]).await;
@@ -922,6 +937,14 @@ async fn an_operator_runs_a_rollout_from_the_browser() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     screenshot(&browser, "events").await;
+    // The API reference, one click away in every page's header.
+    browser.click("a.api-reference").await;
+    browser.wait_for("nav.contents").await;
+    // Past the introduction, to the sections and their first operations.
+    browser
+        .run("document.querySelector('nav.contents').scrollIntoView()")
+        .await;
+    screenshot(&browser, "api").await;
     drop(browser);
 
     let phone = Browser::start(375).await;
