@@ -222,10 +222,15 @@ async fn leading_csrf(
     body: &mut axum::body::BodyDataStream,
 ) -> Result<(Option<String>, Vec<u8>), ConsoleError> {
     let mut read = Vec::new();
-    while read.len() < FIRST_FIELD_LIMIT {
+    // Looked for after every chunk, however large: a proxy in front (nginx) passes the body
+    // on in chunks far larger than the limit, the first holding the field and much more.
+    loop {
         if let Some((name, value)) = first_field(&read, boundary) {
             let token = (name == "csrf").then(|| String::from_utf8_lossy(value).into_owned());
             return Ok((token, read));
+        }
+        if read.len() >= FIRST_FIELD_LIMIT {
+            break;
         }
         match body.next().await {
             Some(Ok(chunk)) => read.extend_from_slice(&chunk),
@@ -288,5 +293,17 @@ mod tests {
         assert_eq!(boundary(&headers).as_deref(), Some("XyZ"));
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
         assert_eq!(boundary(&headers), None);
+    }
+
+    #[test]
+    fn the_token_is_found_in_a_first_chunk_larger_than_the_limit() {
+        let mut body = b"--XyZ\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\nab12\r\n--XyZ\r\nContent-Disposition: form-data; name=\"artifact\"; filename=\"a\"\r\n\r\n".to_vec();
+        body.extend(std::iter::repeat_n(b'x', FIRST_FIELD_LIMIT * 4));
+        body.extend_from_slice(b"\r\n--XyZ--\r\n");
+        let whole = body.clone();
+        let mut stream = Body::from(body).into_data_stream();
+        let (token, read) = futures::executor::block_on(leading_csrf("XyZ", &mut stream)).unwrap();
+        assert_eq!(token.as_deref(), Some("ab12"));
+        assert_eq!(read, whole, "what was read is passed on whole");
     }
 }
