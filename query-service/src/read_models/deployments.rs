@@ -84,49 +84,55 @@ pub struct DeploymentFilter {
 /// page's cost was those hand-offs, five queries' worth. Each engine builds JSON in its own
 /// words.
 fn page_sql(postgres: bool, total: &str, rows: &str, order: &str) -> String {
-    if postgres {
-        format!(
-            "SELECT {total} AS total, COALESCE(json_agg(json_build_object(
-               'id', d.id, 'name', d.name, 'artifact_name', d.artifact_name,
-               'created', d.created, 'finished', d.finished, 'status', d.status,
-               'device_count', d.device_count, 'max_devices', d.max_devices,
-               'force_installation', d.force_installation, 'total_size', d.total_size,
-               'groups', d.groups, 'filter', d.filter, 'paused', d.paused,
-               'pause_cause', d.pause_cause, 'policy', d.policy, 'policy_trip', d.policy_trip,
-               'retries', d.retries,
-               'statistics', (SELECT COALESCE(json_agg(json_build_array(s.status, s.devices)), '[]')
-                 FROM deployment_statistics s
-                 WHERE s.tenant = d.tenant AND s.deployment_id = d.id),
-               'phases', (SELECT COALESCE(json_agg(json_build_array(p.id, p.batch_size, p.start_ts,
-                   p.device_count) ORDER BY p.number), '[]') FROM deployment_phases p
-                 WHERE p.tenant = d.tenant AND p.deployment_id = d.id),
-               'artifacts', (SELECT COALESCE(json_agg(a.artifact_id ORDER BY a.artifact_id), '[]')
-                 FROM deployment_artifacts a
-                 WHERE a.tenant = d.tenant AND a.deployment_id = d.id)
-             ) ORDER BY {order}), '[]')::text AS page FROM ({rows}) d"
-        )
-    } else {
-        format!(
-            "SELECT {total} AS total, json_group_array(json_object(
-               'id', d.id, 'name', d.name, 'artifact_name', d.artifact_name,
-               'created', d.created, 'finished', d.finished, 'status', d.status,
-               'device_count', d.device_count, 'max_devices', d.max_devices,
-               'force_installation', d.force_installation, 'total_size', d.total_size,
-               'groups', d.groups, 'filter', d.filter, 'paused', d.paused,
-               'pause_cause', d.pause_cause, 'policy', d.policy, 'policy_trip', d.policy_trip,
-               'retries', d.retries,
-               'statistics', json((SELECT json_group_array(json_array(s.status, s.devices))
-                 FROM deployment_statistics s
-                 WHERE s.tenant = d.tenant AND s.deployment_id = d.id)),
-               'phases', json((SELECT json_group_array(json_array(p.id, p.batch_size, p.start_ts,
-                   p.device_count) ORDER BY p.number) FROM deployment_phases p
-                 WHERE p.tenant = d.tenant AND p.deployment_id = d.id)),
-               'artifacts', json((SELECT json_group_array(a.artifact_id ORDER BY a.artifact_id)
-                 FROM deployment_artifacts a
-                 WHERE a.tenant = d.tenant AND a.deployment_id = d.id))
-             ) ORDER BY {order}) AS page FROM ({rows}) d"
-        )
-    }
+    // The statement's shape is one; the engines differ only in what their JSON functions are
+    // called, in how an empty aggregate reads (PostgreSQL: NULL), and in SQLite losing a
+    // subquery's JSON type unless `json()` restores it.
+    let (object, array) = match postgres {
+        true => ("json_build_object", "json_build_array"),
+        false => ("json_object", "json_array"),
+    };
+    let list = |items: &str| match postgres {
+        true => format!("COALESCE(json_agg({items}), '[]')"),
+        false => format!("json_group_array({items})"),
+    };
+    let nested = |query: String| match postgres {
+        true => format!("({query})"),
+        false => format!("json(({query}))"),
+    };
+    let statistics = nested(format!(
+        "SELECT {} FROM deployment_statistics s
+         WHERE s.tenant = d.tenant AND s.deployment_id = d.id",
+        list(&format!("{array}(s.status, s.devices)"))
+    ));
+    let phases = nested(format!(
+        "SELECT {} FROM deployment_phases p
+         WHERE p.tenant = d.tenant AND p.deployment_id = d.id",
+        list(&format!(
+            "{array}(p.id, p.batch_size, p.start_ts, p.device_count) ORDER BY p.number"
+        ))
+    ));
+    let artifacts = nested(format!(
+        "SELECT {} FROM deployment_artifacts a
+         WHERE a.tenant = d.tenant AND a.deployment_id = d.id",
+        list("a.artifact_id ORDER BY a.artifact_id")
+    ));
+    let page = list(&format!(
+        "{object}(
+           'id', d.id, 'name', d.name, 'artifact_name', d.artifact_name,
+           'created', d.created, 'finished', d.finished, 'status', d.status,
+           'device_count', d.device_count, 'max_devices', d.max_devices,
+           'force_installation', d.force_installation, 'total_size', d.total_size,
+           'groups', d.groups, 'filter', d.filter, 'paused', d.paused,
+           'pause_cause', d.pause_cause, 'policy', d.policy, 'policy_trip', d.policy_trip,
+           'retries', d.retries,
+           'statistics', {statistics}, 'phases', {phases}, 'artifacts', {artifacts}
+         ) ORDER BY {order}"
+    ));
+    let page = match postgres {
+        true => format!("{page}::text"),
+        false => page,
+    };
+    format!("SELECT {total} AS total, {page} AS page FROM ({rows}) d")
 }
 
 /// The deployments of one generation of the read models.
