@@ -702,6 +702,42 @@ pub async fn an_audit_query_picks_by_stream_prefix_and_type_from_either_end(
         ..earlier
     };
     assert_eq!(numbers(&read(between, 2).await), vec![3, 5]);
+    // Each filter alone and both together, from the newest and between cursors; a prefix
+    // keeps its case, and one past every stream name picks nothing.
+    let newest = |prefix: &str, kind: &str| crate::AuditQuery {
+        before: Some(Position(u64::MAX)),
+        ..query(prefix, kind)
+    };
+    let last_two = read(newest("deployment-1", ""), 2).await;
+    assert_eq!(numbers(&last_two), vec![7, 9]);
+    assert_eq!(
+        numbers(&read(newest("deployment-", "Created"), 3).await),
+        vec![3, 6, 9]
+    );
+    assert_eq!(
+        numbers(&read(newest("Deployment-", ""), 100).await),
+        vec![2, 5, 8]
+    );
+    assert_eq!(numbers(&read(newest("", ""), 2).await), vec![8, 9]);
+    let before_last_two = crate::AuditQuery {
+        before: Some(last_two[0].position),
+        ..newest("deployment-12", "")
+    };
+    assert_eq!(
+        numbers(&read(before_last_two.clone(), 100).await),
+        vec![1, 4]
+    );
+    let between = crate::AuditQuery {
+        after: read(query("deployment-12", ""), 1).await[0].position,
+        ..before_last_two
+    };
+    assert_eq!(numbers(&read(between, 100).await), vec![4]);
+    assert!(read(newest("deployment-1\u{10FFFF}", ""), 100)
+        .await
+        .is_empty());
+    assert!(read(newest("deployment-12", "Created"), 100)
+        .await
+        .is_empty());
 }
 
 /// Readers' published positions: the lowest counts, a reader's latest replaces its earlier,

@@ -41,6 +41,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             name: "reader positions",
             sql: include_str!("../../migrations/postgres/event-log/0003_reader_positions.sql"),
         },
+        Migration {
+            version: 4,
+            name: "audit filters",
+            sql: include_str!("../../migrations/postgres/event-log/0004_audit_filters.sql"),
+        },
     ],
 };
 
@@ -317,6 +322,7 @@ impl PostgresEventLog {
         Reads {
             pool: &self.pool,
             decode: recorded,
+            byte_order: r#"COLLATE "C""#,
         }
     }
 }

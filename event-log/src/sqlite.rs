@@ -43,6 +43,11 @@ pub const MIGRATIONS: MigrationSet = MigrationSet {
             name: "reader positions",
             sql: include_str!("../../migrations/sqlite/event-log/0003_reader_positions.sql"),
         },
+        Migration {
+            version: 4,
+            name: "audit filters",
+            sql: include_str!("../../migrations/sqlite/event-log/0004_audit_filters.sql"),
+        },
     ],
 };
 
@@ -299,6 +304,7 @@ impl SqliteEventLog {
         Reads {
             pool: &self.readers,
             decode: recorded,
+            byte_order: "COLLATE BINARY",
         }
     }
 }

@@ -311,6 +311,34 @@ async fn the_feed_filters_by_stream_and_type_and_reads_the_newest(server: TestSe
     ))
     .await;
     assert_eq!(positions(between["events"].as_array().unwrap()), wanted);
+    // A prefix alone and with a type, from the newest and before a cursor: each combination
+    // of filters is a statement of its own.
+    let of_deployments =
+        picked(&|event| event["stream"].as_str().unwrap().starts_with("deployment"));
+    let newest = page("before=end&stream=deployment&limit=1000".into()).await;
+    assert_eq!(
+        positions(newest["events"].as_array().unwrap()),
+        of_deployments
+    );
+    let created_of_deployments = picked(&|event| {
+        event["event_type"] == "DeploymentCreated"
+            && event["stream"].as_str().unwrap().starts_with("deployment")
+    });
+    assert_eq!(created_of_deployments.len(), 2);
+    let newest = page("before=end&stream=deployment&type=DeploymentCreated&limit=1".into()).await;
+    assert_eq!(
+        positions(newest["events"].as_array().unwrap()),
+        created_of_deployments[1..]
+    );
+    let earlier = page(format!(
+        "before={}&stream=deployment&type=DeploymentCreated",
+        created_of_deployments[1]
+    ))
+    .await;
+    assert_eq!(
+        positions(earlier["events"].as_array().unwrap()),
+        created_of_deployments[..1]
+    );
 
     for bad in [
         "stream=",
