@@ -109,6 +109,13 @@ pub async fn rebuild(
         let _ = task.await;
     }
     let position = outcome?;
+    // What the replay added since the last refresh (or all of it, for a replay shorter than
+    // ANALYZE_EVERY) would otherwise be planned for on stale or no statistics until
+    // autovacuum comes by, if it ever does.
+    building
+        .analyze()
+        .await
+        .context("refreshing the new generation's statistics")?;
     read_models
         .make_live(number)
         .await

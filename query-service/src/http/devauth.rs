@@ -227,14 +227,11 @@ async fn count(
         .map(str::to_owned)
         .take(1)
         .collect();
-    let filter = DeviceFilter {
-        statuses: status_filter(statuses, "status")?,
-        ids: Vec::new(),
-    };
+    let status = status_filter(statuses, "status")?.pop();
     let count = state
         .read_models
         .devices()
-        .count(&user.tenant, &filter)
+        .count(&user.tenant, status.as_deref())
         .await?;
     Ok(Json(json!({ "count": count })))
 }

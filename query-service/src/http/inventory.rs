@@ -7,7 +7,7 @@
 //! from the tenant's rows, so every operator behaves the same on both engines.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue};
@@ -25,16 +25,24 @@ use serde_json::{json, Map, Value};
 use super::paging::{links, paging, parameters, values};
 use super::AppState;
 use crate::error::ApiError;
-use crate::read_models::devices::Device;
+use crate::read_models::attribute_index::wanted_keys;
+use crate::read_models::devices::{Device, DeviceFilter};
 use crate::read_models::inventory::{FilterRow, InventoryRow};
+use crate::read_models::Window;
 
 const V1: &str = "/api/management/v1/inventory";
 const V2: &str = "/api/management/v2/inventory";
 const MAX_PER_PAGE: i64 = 500;
-/// `filters/attributes` counts names over at most this many devices…
+/// `filters/attributes` counts names over at most this many devices without the attribute
+/// index…
 const ATTRIBUTE_SAMPLE: usize = 5000;
 /// …and answers at most this many names.
 const MAX_ATTRIBUTE_NAMES: usize = 500;
+/// A list reads at most this many devices by id, found by the attribute index or named by
+/// the request; more, and it reads the whole fleet, which is then about as cheap.
+const NARROWED_AT_MOST: usize = 5000;
+/// Ids bound per statement when reading devices by id.
+const IDS_PER_READ: usize = 500;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -247,11 +255,107 @@ impl FleetDevice {
 /// Every device of the tenant, in the order they first appeared.
 async fn fleet(state: &AppState, tenant: &TenantId) -> Result<Vec<FleetDevice>, ApiError> {
     let devices = state.read_models.devices().all(tenant).await?;
-    let mut rows: HashMap<String, InventoryRow> = state
-        .read_models
-        .inventory()
-        .all(tenant)
-        .await?
+    let rows = state.read_models.inventory().all(tenant).await?;
+    assemble(devices, rows)
+}
+
+/// The devices among `ids`, in the fleet's order.
+async fn fleet_among(
+    state: &AppState,
+    tenant: &TenantId,
+    ids: &BTreeSet<String>,
+) -> Result<Vec<FleetDevice>, ApiError> {
+    let ids: Vec<String> = ids.iter().cloned().collect();
+    let (mut devices, mut rows) = (Vec::new(), Vec::new());
+    for chunk in ids.chunks(IDS_PER_READ) {
+        let filter = DeviceFilter {
+            ids: chunk.to_vec(),
+            ..DeviceFilter::default()
+        };
+        let window = Window {
+            limit: chunk.len() as i64,
+            offset: 0,
+        };
+        devices.extend(
+            state
+                .read_models
+                .devices()
+                .page(tenant, &filter, window)
+                .await?,
+        );
+        rows.extend(state.read_models.inventory().among(tenant, chunk).await?);
+    }
+    devices.sort_by(|a, b| (&a.created_ts, &a.id).cmp(&(&b.created_ts, &b.id)));
+    assemble(devices, rows)
+}
+
+/// The devices a list can show, when the attribute index or the request narrows them: every
+/// group of alternatives is a condition a device must meet, and the index finds the devices
+/// that meet one whose alternatives are each an `$eq` or `$in` of one attribute (with the
+/// request's own `ids`, when it names few enough). `None`: any device of the fleet.
+async fn candidates(
+    state: &AppState,
+    tenant: &TenantId,
+    conditions: &[Vec<Predicate>],
+    named: Option<&[String]>,
+) -> Result<Option<BTreeSet<String>>, ApiError> {
+    let mut candidates: Option<BTreeSet<String>> = named
+        .filter(|ids| ids.len() <= NARROWED_AT_MOST)
+        .map(|ids| ids.iter().cloned().collect());
+    let lookups: Vec<(&Predicate, Vec<String>)> = conditions
+        .iter()
+        .filter_map(|alternatives| {
+            let first = alternatives.first()?;
+            let mut keys = Vec::new();
+            for alternative in alternatives {
+                if (&alternative.scope, &alternative.attribute) != (&first.scope, &first.attribute)
+                {
+                    return None;
+                }
+                keys.extend(wanted_keys(alternative)?);
+            }
+            Some((first, keys))
+        })
+        .collect();
+    let index = state.read_models.attribute_index();
+    if lookups.is_empty() || !index.complete().await? {
+        return Ok(candidates);
+    }
+    for (predicate, keys) in lookups {
+        let found = index
+            .devices_with(
+                tenant,
+                &predicate.scope,
+                &predicate.attribute,
+                &keys,
+                NARROWED_AT_MOST,
+            )
+            .await?;
+        if let Some(found) = found {
+            candidates = Some(match candidates {
+                Some(known) => known.intersection(&found).cloned().collect(),
+                None => found,
+            });
+        }
+    }
+    Ok(candidates)
+}
+
+/// The fleet, or only the `candidates` when the list can show no others.
+async fn fleet_of(
+    state: &AppState,
+    tenant: &TenantId,
+    candidates: Option<&BTreeSet<String>>,
+) -> Result<Vec<FleetDevice>, ApiError> {
+    match candidates {
+        Some(ids) => fleet_among(state, tenant, ids).await,
+        None => fleet(state, tenant).await,
+    }
+}
+
+/// Fleet devices from admission's devices (in their order) and inventory rows.
+fn assemble(devices: Vec<Device>, rows: Vec<InventoryRow>) -> Result<Vec<FleetDevice>, ApiError> {
+    let mut rows: HashMap<String, InventoryRow> = rows
         .into_iter()
         .map(|row| (row.device_id.clone(), row))
         .collect();
@@ -373,7 +477,8 @@ async fn list(
     };
     let group = values(&parameters, "group").next().map(str::to_owned);
     let filters = list_filters(&parameters)?;
-    let mut fleet: Vec<FleetDevice> = fleet(&state, &user.tenant)
+    let candidates = candidates(&state, &user.tenant, &filters, None).await?;
+    let mut fleet: Vec<FleetDevice> = fleet_of(&state, &user.tenant, candidates.as_ref())
         .await?
         .into_iter()
         .filter(|device| has_group.is_none_or(|has| device.group.is_some() == has))
@@ -570,7 +675,15 @@ async fn search(
         sort_keys.push((scope.clone(), attribute.clone(), descending));
     }
     let text = search.text.as_deref().map(str::to_lowercase);
-    let mut fleet: Vec<FleetDevice> = fleet(&state, &user.tenant)
+    let conditions: Vec<Vec<Predicate>> = predicates.iter().cloned().map(|p| vec![p]).collect();
+    let candidates = candidates(
+        &state,
+        &user.tenant,
+        &conditions,
+        search.device_ids.as_deref(),
+    )
+    .await?;
+    let mut fleet: Vec<FleetDevice> = fleet_of(&state, &user.tenant, candidates.as_ref())
         .await?
         .into_iter()
         .filter(|device| {
@@ -629,12 +742,25 @@ fn text_score(device: &FleetDevice, text: &str) -> usize {
             .count()
 }
 
-/// `GET /filters/attributes`: attribute names with how many devices have them (over at most
-/// 5,000 devices), most common first, then by scope and name; at most 500.
+/// `GET /filters/attributes`: attribute names with how many devices have them, most common
+/// first, then by scope and name; at most 500. Counted over every device by the attribute
+/// index; over the first 5,000 devices of a generation without one.
 async fn attribute_names(
     State(state): State<AppState>,
     User(user): User,
 ) -> Result<Json<Vec<Value>>, ApiError> {
+    let index = state.read_models.attribute_index();
+    if index.complete().await? {
+        let names = index
+            .names(&user.tenant, MAX_ATTRIBUTE_NAMES as i64)
+            .await?;
+        return Ok(Json(
+            names
+                .into_iter()
+                .map(|(scope, name, count)| json!({"name": name, "scope": scope, "count": count}))
+                .collect(),
+        ));
+    }
     let mut counts: BTreeMap<(&'static str, String), u64> = BTreeMap::new();
     for device in fleet(&state, &user.tenant)
         .await?

@@ -2,6 +2,7 @@
 //! device entries and its status derivation in files of their own beside it.
 
 mod artifacts;
+mod attribute_index;
 mod deployment_status;
 mod deployments;
 mod device_deployments;

@@ -49,6 +49,25 @@ impl Inventory {
         .await
     }
 
+    /// The inventoried devices among `ids`, in no particular order.
+    pub async fn among(
+        &self,
+        tenant: &TenantId,
+        ids: &[String],
+    ) -> Result<Vec<InventoryRow>, sqlx::Error> {
+        let mut conditions = super::sql::Conditions::after(1);
+        conditions.any_of("device_id", ids.iter().cloned());
+        let sql = format!(
+            "SELECT {COLUMNS} FROM inventory WHERE tenant = $1{}",
+            conditions.sql
+        );
+        let mut query = sqlx::query_as(&sql).bind(tenant.as_str());
+        for id in &conditions.values {
+            query = query.bind(id.as_str());
+        }
+        query.fetch_all(&self.pool).await
+    }
+
     pub async fn one(
         &self,
         tenant: &TenantId,

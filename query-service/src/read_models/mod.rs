@@ -5,6 +5,7 @@
 //! live in one store per read model below, so the HTTP handlers never see SQL.
 
 pub mod artifacts;
+pub mod attribute_index;
 pub mod checkpoints;
 pub mod deployments;
 pub mod devices;
@@ -26,6 +27,7 @@ use sqlx::{AnyConnection, AnyPool, ConnectOptions};
 use tokio::sync::watch;
 
 use self::artifacts::Artifacts;
+use self::attribute_index::AttributeIndex;
 use self::deployments::Deployments;
 use self::devices::Devices;
 use self::entries::Entries;
@@ -97,6 +99,16 @@ const MIGRATIONS: MigrationSet = MigrationSet {
             version: 11,
             name: "retries",
             sql: include_str!("../../../migrations/read-models/0011_retries.sql"),
+        },
+        Migration {
+            version: 12,
+            name: "device counts",
+            sql: include_str!("../../../migrations/read-models/0012_device_counts.sql"),
+        },
+        Migration {
+            version: 13,
+            name: "attribute index",
+            sql: include_str!("../../../migrations/read-models/0013_attribute_index.sql"),
         },
     ],
 };
@@ -236,6 +248,11 @@ impl ReadModels {
     /// The inventory of the generation reads use now.
     pub fn inventory(&self) -> Inventory {
         Inventory::new(self.pool())
+    }
+
+    /// The attribute index of the generation reads use now.
+    pub fn attribute_index(&self) -> AttributeIndex {
+        AttributeIndex::new(self.pool())
     }
 
     /// The device entries of the generation reads use now.
@@ -516,7 +533,7 @@ impl ReadModels {
                 .fetch_all(&pool)
                 .await?;
             for row in rows {
-                let mut fields = vec![table.to_owned()];
+                let mut fields = vec![(*table).to_owned()];
                 for column in row.columns() {
                     let index = column.ordinal();
                     let raw = row.try_get_raw(index)?;
@@ -588,7 +605,7 @@ async fn live_generation(base: &AnyPool) -> Result<u64, sqlx::Error> {
 }
 
 /// The tables of every projection, as a generation holds them.
-const READ_MODEL_TABLES: [&str; 10] = [
+const READ_MODEL_TABLES: &[&str] = &[
     "deployments",
     "deployment_devices",
     "deployment_phases",
@@ -599,6 +616,13 @@ const READ_MODEL_TABLES: [&str; 10] = [
     "device_deployment_logs",
     "artifacts",
     "storage_usage",
+    "device_counts",
+    "devices",
+    "auth_sets",
+    "inventory",
+    "inventory_filters",
+    "attribute_values",
+    "attribute_names",
 ];
 
 /// Held while a rebuild runs; dropping it lets the next one start.

@@ -4,3 +4,4 @@ mod support;
 
 mod projector;
 mod relay;
+mod upgrades;

@@ -689,7 +689,153 @@ async fn racing_acceptances_never_pass_max_devices(postgres: bool) {
     assert_eq!(count(&server, "accepted").await, LIMIT as i64);
 }
 
+/// The statuses a device can have, in the order [`counts`] gives their counts.
+const STATUSES: [&str; 5] = ["accepted", "pending", "rejected", "preauthorized", "noauth"];
+
+/// The count of each of [`STATUSES`], then the count of all devices, as the console asks.
+async fn counts(server: &TestServer) -> [i64; 6] {
+    let mut counts = [0; 6];
+    for (n, status) in STATUSES.iter().enumerate() {
+        counts[n] = count(server, status).await;
+    }
+    let (code, body) = server
+        .get(&format!("{DEVICES}/count"), Some(&server.admin()))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    counts[5] = body["count"].as_i64().unwrap();
+    counts
+}
+
+/// Waits until the [`counts`] are `expected` (a device's own request is no management
+/// command that waits for the read models), and checks them against the device list.
+async fn counts_are(server: &TestServer, expected: [i64; 6], after: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut counted = counts(server).await;
+    while counted != expected && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        counted = counts(server).await;
+    }
+    assert_eq!(counted, expected, "counts after {after}");
+    let (_, listed) = server
+        .get(&format!("{DEVICES}?per_page=500"), Some(&server.admin()))
+        .await;
+    let listed = listed.as_array().unwrap();
+    let mut tally = [0; 6];
+    for (n, status) in STATUSES.iter().enumerate() {
+        tally[n] = listed.iter().filter(|d| d["status"] == *status).count() as i64;
+    }
+    tally[5] = listed.len() as i64;
+    assert_eq!(tally, expected, "the device list after {after}");
+}
+
+/// A device of the list by its `mac`, with the id of its first auth set.
+async fn device_with_mac(server: &TestServer, mac: &str) -> (String, String) {
+    let (_, listed) = server
+        .get(&format!("{DEVICES}?per_page=500"), Some(&server.admin()))
+        .await;
+    let device = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["identity_data"]["mac"] == mac)
+        .unwrap_or_else(|| panic!("no device {mac} in {listed}"));
+    (
+        device["id"].as_str().unwrap().to_owned(),
+        device["auth_sets"][0]["id"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// The counts by status the console shows follow every change of a device's admission, and
+/// a rebuild from the log gives them again.
+async fn device_counts_follow_every_admission_change(postgres: bool) {
+    let server = without_auto_accept(postgres).await;
+    let preauthorized = DeviceKeys::generate("ED25519");
+    let created = preauthorize(
+        &server,
+        json!({"identity_data": {"mac": "p"}, "pubkey": preauthorized.public_pem}),
+    )
+    .await;
+    assert_eq!(created.status().as_u16(), 201);
+    counts_are(&server, [0, 0, 0, 1, 0, 1], "a preauthorization").await;
+
+    let (first, second) = (
+        DeviceKeys::generate("ED25519"),
+        DeviceKeys::generate("ED25519"),
+    );
+    assert_eq!(authenticate(&server, r#"{"mac":"a"}"#, &first).await.0, 401);
+    assert_eq!(
+        authenticate(&server, r#"{"mac":"b"}"#, &second).await.0,
+        401
+    );
+    counts_are(&server, [0, 2, 0, 1, 0, 3], "two devices asking").await;
+    let (a, a_set) = device_with_mac(&server, "a").await;
+    let (b, b_set) = device_with_mac(&server, "b").await;
+
+    assert_eq!(
+        set_status(&server, &a, &a_set, "accepted").await.status(),
+        204
+    );
+    counts_are(&server, [1, 1, 0, 1, 0, 3], "an acceptance").await;
+    assert_eq!(
+        set_status(&server, &b, &b_set, "rejected").await.status(),
+        204
+    );
+    counts_are(&server, [1, 0, 1, 1, 0, 3], "a rejection").await;
+    // Another key of an accepted device is a set, not a device: it stays accepted.
+    let other = DeviceKeys::generate("ED25519");
+    assert_eq!(authenticate(&server, r#"{"mac":"a"}"#, &other).await.0, 401);
+    counts_are(&server, [1, 0, 1, 1, 0, 3], "a second key").await;
+
+    let (status, _) = authenticate(&server, r#"{"mac":"p"}"#, &preauthorized).await;
+    assert_eq!(status, 200);
+    counts_are(
+        &server,
+        [2, 0, 1, 0, 0, 3],
+        "a preauthorized device's request",
+    )
+    .await;
+
+    // Dismissed, its only set gone, a device that was once pending stays as `noauth`.
+    assert_eq!(
+        delete(&server, &format!("{DEVICES}/{b}/auth/{b_set}")).await,
+        204
+    );
+    counts_are(&server, [2, 0, 0, 0, 1, 3], "a dismissal").await;
+    assert_eq!(delete(&server, &format!("{DEVICES}/{a}")).await, 204);
+    counts_are(&server, [1, 0, 0, 0, 1, 2], "a decommission").await;
+    // A device that only ever was preauthorized goes with its set.
+    let keys = DeviceKeys::generate("ED25519");
+    let created = preauthorize(
+        &server,
+        json!({"identity_data": {"mac": "q"}, "pubkey": keys.public_pem}),
+    )
+    .await;
+    assert_eq!(created.status().as_u16(), 201);
+    counts_are(&server, [1, 0, 0, 1, 1, 3], "another preauthorization").await;
+    let (q, q_set) = device_with_mac(&server, "q").await;
+    assert_eq!(
+        delete(&server, &format!("{DEVICES}/{q}/auth/{q_set}")).await,
+        204
+    );
+    counts_are(&server, [1, 0, 0, 0, 1, 2], "dismissing a preauthorization").await;
+
+    // Another tenant has devices of none of these statuses.
+    let stranger = server.token(
+        "someone",
+        "another-tenant",
+        http_edge::auth::TokenKind::User,
+    );
+    let (code, body) = server
+        .get(&format!("{DEVICES}/count"), Some(&stranger))
+        .await;
+    assert_eq!((code, body), (200, json!({"count": 0})));
+
+    server.rebuild().await;
+    counts_are(&server, [1, 0, 0, 0, 1, 2], "a rebuild").await;
+}
+
 configured_on_both_backends!(
+    device_counts_follow_every_admission_change,
     racing_acceptances_never_pass_max_devices,
     a_device_waits_for_an_operator_who_accepts_then_rejects_it,
     refused_changes_and_reads_store_nothing,

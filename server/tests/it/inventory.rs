@@ -9,19 +9,19 @@ use serde_json::{json, Value};
 use crate::standalone::{authenticate, subject, DeviceKeys};
 use crate::support::{eventually, TestServer};
 
-const V1: &str = "/api/management/v1/inventory";
-const V2: &str = "/api/management/v2/inventory";
+pub const V1: &str = "/api/management/v1/inventory";
+pub const V2: &str = "/api/management/v2/inventory";
 const DEVICE_ATTRIBUTES: &str = "/api/devices/v1/inventory/device/attributes";
 const DEPLOYMENTS: &str = "/api/management/v1/deployments";
-const DEVAUTH: &str = "/api/management/v2/devauth/devices";
+pub const DEVAUTH: &str = "/api/management/v2/devauth/devices";
 
 /// A device admitted by this server: its id and token.
-struct Admitted {
-    id: String,
-    token: String,
+pub struct Admitted {
+    pub id: String,
+    pub token: String,
 }
 
-async fn admit(server: &TestServer, mac: &str) -> Admitted {
+pub async fn admit(server: &TestServer, mac: &str) -> Admitted {
     let keys = DeviceKeys::generate("ED25519");
     let (status, token) = authenticate(server, &format!(r#"{{"mac":"{mac}"}}"#), &keys).await;
     assert_eq!(status, 200, "{token}");
@@ -61,7 +61,7 @@ async fn send(
     )
 }
 
-async fn admin(
+pub async fn admin(
     server: &TestServer,
     method: Method,
     path: &str,
@@ -71,7 +71,7 @@ async fn admin(
     (status, body)
 }
 
-async fn report(server: &TestServer, device: &Admitted, method: Method, body: Value) -> u16 {
+pub async fn report(server: &TestServer, device: &Admitted, method: Method, body: Value) -> u16 {
     send(
         server,
         method,
@@ -92,7 +92,7 @@ fn attribute<'a>(device: &'a Value, scope: &str, name: &str) -> Option<&'a Value
         .map(|a| &a["value"])
 }
 
-fn ids(devices: &Value) -> Vec<String> {
+pub fn ids(devices: &Value) -> Vec<String> {
     devices
         .as_array()
         .unwrap()

@@ -17,6 +17,7 @@ mod deployment_reads;
 mod deployments;
 mod durability;
 mod inventory;
+mod inventory_search;
 mod openapi;
 mod operations;
 mod scale_out;

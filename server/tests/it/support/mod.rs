@@ -177,6 +177,40 @@ impl TestServer {
         self.log().await.head().await.unwrap()
     }
 
+    /// Rebuilds the read models from the log beside the running server, as `deployments
+    /// rebuild` does, and waits until the server serves the new generation.
+    pub async fn rebuild(&self) {
+        let read_models =
+            query_service::read_models::ReadModels::connect(&self.settings.read_models_url(), 2)
+                .await
+                .unwrap();
+        let rebuilt = query_service::rebuild::rebuild(
+            &read_models,
+            self.log().await,
+            self.settings.projector.clone(),
+            |_, _| {},
+        )
+        .await
+        .unwrap();
+        let switched = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            loop {
+                let (_, detail) = self
+                    .get("/api/internal/v1/deployments/health/detail", None)
+                    .await;
+                if detail["read_model_generation"] == rebuilt.generation {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        assert!(
+            switched.is_ok(),
+            "the server did not move to generation {}",
+            rebuilt.generation
+        );
+    }
+
     /// Files in the artifact store: the local directory, or the S3 server's folder of this
     /// server's bucket.
     pub fn stored_files(&self) -> Vec<PathBuf> {
