@@ -35,6 +35,29 @@ pub enum ReplayError {
     Failed(#[from] anyhow::Error),
 }
 
+/// An empty database with every migration applied, made once per process. A replay starts
+/// from a copy of it: migrating a new file costs a commit, and a flush to disk, per migration,
+/// which was most of what a read of the past cost.
+static MIGRATED: tokio::sync::OnceCell<Vec<u8>> = tokio::sync::OnceCell::const_new();
+
+async fn migrated() -> Result<&'static [u8], ReplayError> {
+    let bytes = MIGRATED
+        .get_or_try_init(|| async {
+            let directory = tempfile::tempdir().map_err(anyhow::Error::from)?;
+            let file = directory.path().join("migrated.db");
+            let made = ReadModels::connect(&format!("sqlite://{}", file.display()), 1).await?;
+            // Everything into the main file, so that the file alone is the database (it
+            // stays in WAL mode, which is recorded in the file).
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&made.pool())
+                .await?;
+            let bytes = tokio::fs::read(&file).await.map_err(anyhow::Error::from)?;
+            Ok::<_, ReplayError>(bytes)
+        })
+        .await?;
+    Ok(bytes)
+}
+
 /// Replays the tenant's events that `selection` picks, up to `moment`, into new read models.
 pub async fn replay(
     log: &dyn EventLog,
@@ -43,8 +66,15 @@ pub async fn replay(
     moment: Moment,
 ) -> Result<PastReadModels, ReplayError> {
     let directory = tempfile::tempdir().map_err(anyhow::Error::from)?;
-    let url = format!("sqlite://{}", directory.path().join("past.db").display());
-    let past = ReadModels::connect(&url, 1).await?;
+    let file = directory.path().join("past.db");
+    tokio::fs::write(&file, migrated().await?)
+        .await
+        .map_err(anyhow::Error::from)?;
+    let past = ReadModels::connect(&format!("sqlite://{}", file.display()), 1).await?;
+    // A scratch database outlives no crash: nothing it writes needs to reach the disk.
+    sqlx::query("PRAGMA synchronous = OFF")
+        .execute(&past.pool())
+        .await?;
     let projections = crate::projections::all();
     let mut after = Position::START;
     loop {
